@@ -1,0 +1,207 @@
+"""The only module that touches the cffi extension ``qtoolkit._native`` (its ``ffi``/``lib``).
+
+Every wrapper checks dtype, shape, contiguity and lengths before handing a pointer to C: cffi
+does not check them (a float64 array passes as twice as many floats). C status codes map to
+exactly one exception class each. cffi releases the GIL around every call, so callers may run
+these wrappers from a thread pool.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ._version import __version__
+from .errors import (
+    QtkError,
+    QtkMemoryError,
+    QtkNotImplementedError,
+    QtkValueError,
+)
+
+try:
+    from ._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - only without a build
+    raise ImportError(
+        "qtoolkit's C extension (qtoolkit._native) is not built. Install the package with "
+        "'pip install .' (or 'pip install -e .' for development)."
+    ) from exc
+
+_built_version = ffi.string(lib.qtk_version()).decode()
+if _built_version != __version__:
+    raise ImportError(
+        f"qtoolkit's C extension is stale: it was built as version {_built_version}, "
+        f"the Python package is {__version__}. Rebuild it with 'pip install -e .'."
+    )
+
+OK = lib.QTK_OK
+
+
+def _status_error(status: int, what: str) -> QtkError:
+    message = f"{what}: {ffi.string(lib.qtk_strerror(status)).decode()}"
+    if status == lib.QTK_E_NOMEM:
+        return QtkMemoryError(message)
+    if status == lib.QTK_E_UNSUPPORTED:
+        return QtkNotImplementedError(message)
+    return QtkValueError(message)
+
+
+def _check(status: int, what: str) -> None:
+    if status != OK:
+        raise _status_error(status, what)
+
+
+class TypeTraits(NamedTuple):
+    name: str            # ggml's spelling, e.g. "q4_K"
+    block_size: int      # elements per block
+    type_size: int       # bytes per block
+    is_quantized: bool
+    uses_imatrix: bool
+    can_quantize: bool
+    can_dequantize: bool
+
+
+_traits_cache: dict = {}
+
+
+def type_traits(type_id: int) -> Optional[TypeTraits]:
+    """The C traits table's row for a GGUF type id, or None for an id that is not a ggml type."""
+    type_id = int(type_id)
+    if type_id not in _traits_cache:
+        out = ffi.new("qtk_type_traits *")
+        if lib.qtk_get_type_traits(type_id, out) != OK:
+            _traits_cache[type_id] = None
+        else:
+            _traits_cache[type_id] = TypeTraits(
+                ffi.string(out.name).decode(), int(out.blck_size), int(out.type_size),
+                bool(out.is_quantized), bool(out.uses_imatrix), bool(out.can_quantize),
+                bool(out.can_dequantize),
+            )
+    return _traits_cache[type_id]
+
+
+def _implemented(type_id: int, dequant: bool = False) -> TypeTraits:
+    traits = type_traits(type_id)
+    if traits is None:
+        raise QtkValueError(f"unknown type id {type_id}")
+    if not (traits.can_dequantize if dequant else traits.can_quantize):
+        raise QtkNotImplementedError(
+            f"{'dequantize' if dequant else 'quantize'} is not implemented for {traits.name} in this version"
+        )
+    return traits
+
+
+def _require(arr: np.ndarray, dtype, ndim: int, name: str, writable: bool = False) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise QtkValueError(f"{name} must be a numpy array, got {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise QtkValueError(f"{name} must have dtype {np.dtype(dtype).name}, got {arr.dtype}")
+    if arr.ndim != ndim:
+        raise QtkValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
+    if not arr.flags.c_contiguous:
+        raise QtkValueError(f"{name} must be C-contiguous (use np.ascontiguousarray)")
+    if writable and not arr.flags.writeable:
+        raise QtkValueError(f"{name} must be writable")
+
+
+def _check_imatrix(imatrix, n_per_row: int):
+    if imatrix is None:
+        return ffi.NULL
+    _require(imatrix, np.float32, 1, "imatrix")
+    if imatrix.shape[0] != n_per_row:
+        raise QtkValueError(f"imatrix has {imatrix.shape[0]} values, the rows have {n_per_row} columns")
+    return ffi.from_buffer("float[]", imatrix)
+
+
+def _raise_quantize(status: int, bad_row: int, row0: int, what: str) -> None:
+    if status == lib.QTK_E_NONFINITE:
+        raise QtkValueError(
+            f"{what}: row {row0 + bad_row} holds NaN or Inf; clean the weights first "
+            "(qtoolkit refuses to quantize non-finite values)"
+        )
+    if status == lib.QTK_E_OVERFLOW:
+        raise QtkValueError(
+            f"{what}: row {row0 + bad_row} has values too large for this format's 16-bit "
+            "float scale (it would store Inf); use F32 or a format without an fp16 min/scale"
+        )
+    if status == lib.QTK_E_IMATRIX:
+        raise QtkValueError(f"{what}: importance weights must be finite and non-negative")
+    _check(status, what)
+
+
+def quantize_rows(type_id: int, x: np.ndarray, out: np.ndarray, imatrix=None, row0: int = 0) -> None:
+    """Quantize the rows of x (float32 [rows, n]) into out (uint8 [rows, row_bytes])."""
+    _require(x, np.float32, 2, "x")
+    _require(out, np.uint8, 2, "out", writable=True)
+    traits = _implemented(type_id)
+    blck, size = traits.block_size, traits.type_size
+    rows, n = x.shape
+    if n % blck:
+        raise QtkValueError(f"row length {n} is not a multiple of the block size {blck}")
+    if out.shape != (rows, n // blck * size):
+        raise QtkValueError(f"out has shape {out.shape}, expected {(rows, n // blck * size)}")
+    qw = _check_imatrix(imatrix, n)
+    bad = ffi.new("int64_t *", -1)
+    status = lib.qtk_quantize(
+        int(type_id), ffi.from_buffer("float[]", x), ffi.from_buffer(out, require_writable=True),
+        rows, n, qw, bad,
+    )
+    if status != OK:
+        _raise_quantize(status, int(bad[0]), row0, f"quantize to {traits.name}")
+
+
+def dequantize_rows(type_id: int, data: np.ndarray, out: np.ndarray) -> None:
+    """Dequantize data (uint8 [rows, row_bytes]) into out (float32 [rows, n])."""
+    _require(data, np.uint8, 2, "data")
+    _require(out, np.float32, 2, "out", writable=True)
+    traits = _implemented(type_id, dequant=True)
+    blck, size = traits.block_size, traits.type_size
+    rows, n = out.shape
+    if n % blck or data.shape != (rows, n // blck * size):
+        raise QtkValueError(f"data shape {data.shape} does not hold {rows} rows of {n} {traits.name} values")
+    _check(
+        lib.qtk_dequantize(int(type_id), ffi.from_buffer(data), ffi.from_buffer("float[]", out, require_writable=True), rows, n),
+        f"dequantize {traits.name}",
+    )
+
+
+def custom_block_bytes(bits: int, group: int, symmetric: bool) -> int:
+    out = ffi.new("int64_t *")
+    _check(lib.qtk_custom_block_bytes(bits, group, int(symmetric), out), "CustomQuant parameters")
+    return int(out[0])
+
+
+def custom_quantize_rows(bits, group, symmetric, x, out, imatrix=None, row0: int = 0) -> None:
+    _require(x, np.float32, 2, "x")
+    _require(out, np.uint8, 2, "out", writable=True)
+    rows, n = x.shape
+    if n % group:
+        raise QtkValueError(f"row length {n} is not a multiple of the group size {group}")
+    block = custom_block_bytes(bits, group, symmetric)
+    if out.shape != (rows, n // group * block):
+        raise QtkValueError(f"out has shape {out.shape}, expected {(rows, n // group * block)}")
+    qw = _check_imatrix(imatrix, n)
+    bad = ffi.new("int64_t *", -1)
+    status = lib.qtk_custom_quantize(
+        bits, group, int(symmetric), ffi.from_buffer("float[]", x),
+        ffi.from_buffer(out, require_writable=True), rows, n, qw, bad,
+    )
+    if status != OK:
+        _raise_quantize(status, int(bad[0]), row0, "CustomQuant quantize")
+
+
+def custom_dequantize_rows(bits, group, symmetric, data, out) -> None:
+    _require(data, np.uint8, 2, "data")
+    _require(out, np.float32, 2, "out", writable=True)
+    rows, n = out.shape
+    block = custom_block_bytes(bits, group, symmetric)
+    if n % group or data.shape != (rows, n // group * block):
+        raise QtkValueError(f"data shape {data.shape} does not hold {rows} rows of {n} values")
+    _check(
+        lib.qtk_custom_dequantize(
+            bits, group, int(symmetric), ffi.from_buffer(data),
+            ffi.from_buffer("float[]", out, require_writable=True), rows, n,
+        ),
+        "CustomQuant dequantize",
+    )

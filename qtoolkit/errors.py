@@ -1,0 +1,34 @@
+"""qtoolkit's exceptions: one base class, and subclasses that are also the matching builtins,
+so ``except ValueError`` and ``except QtkError`` both work."""
+
+
+class QtkError(Exception):
+    """Base class of every error qtoolkit raises on purpose."""
+
+
+class QtkValueError(QtkError, ValueError):
+    """An argument or an input value is wrong (shape, dtype, NaN/Inf, unknown name...)."""
+
+
+class QtkTypeError(QtkError, TypeError):
+    """An argument has the wrong Python type."""
+
+
+class QtkFormatError(QtkValueError):
+    """A file's contents are corrupt, truncated or inconsistent."""
+
+
+class QtkMemoryError(QtkError, MemoryError):
+    """An allocation failed."""
+
+
+class QtkNotImplementedError(QtkError, NotImplementedError):
+    """A valid request that this version does not support (yet)."""
+
+
+class QtkFileExistsError(QtkError, FileExistsError):
+    """The output exists and --force / force=True was not given."""
+
+
+class QtkFileNotFoundError(QtkError, FileNotFoundError):
+    """An input file or directory is missing."""
