@@ -5,7 +5,8 @@
  * than one call, or keeps static scratch: all functions are reentrant and may be called from
  * many threads at once (the Python binding releases the GIL around them).
  *
- * The declarations cffi sees are repeated in qtoolkit/_build.py; keep the two in step.
+ * cffi reads the declarations between the cdef-begin / cdef-end markers (qtoolkit/_build.py), so
+ * they must stay plain C without macros.
  */
 #ifndef QTK_H
 #define QTK_H
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* cdef-begin */
 /* Status codes. */
 enum {
     QTK_OK = 0,
@@ -23,7 +25,7 @@ enum {
     QTK_E_NOMEM = 5,          /* a scratch allocation failed */
     QTK_E_IMATRIX = 6,        /* importance weights missing, negative or non-finite */
     QTK_E_UNSUPPORTED = 7,    /* a valid request this build cannot serve */
-    QTK_E_OVERFLOW = 8,       /* a value or scale does not fit the format's fp16/bf16 fields */
+    QTK_E_OVERFLOW = 8        /* a value or scale does not fit the format's fp16/bf16 fields */
 };
 
 /* Type ids: the GGUF / ggml ids. */
@@ -60,7 +62,7 @@ enum {
     QTK_TYPE_TQ1_0 = 34,
     QTK_TYPE_TQ2_0 = 35,
     QTK_TYPE_MXFP4 = 39,
-    QTK_TYPE_COUNT = 43,      /* one past the largest id the traits table covers */
+    QTK_TYPE_COUNT = 43       /* one past the largest id the traits table covers */
 };
 
 typedef struct {
@@ -98,5 +100,6 @@ int qtk_custom_quantize(int bits, int group, int symmetric, const float *src, vo
                         int64_t nrows, int64_t n_per_row, const float *imatrix, int64_t *bad_row);
 int qtk_custom_dequantize(int bits, int group, int symmetric, const void *src, float *dst,
                           int64_t nrows, int64_t n_per_row);
+/* cdef-end */
 
 #endif

@@ -16,46 +16,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 
-C_SOURCES = [
-    "quant.c",
-    "search.c",
-    "ref_float.c",
-    "ref_legacy.c",
-    "ref_kquants.c",
-    "ref_iq4.c",
-    "ref_ternary.c",
-    "custom.c",
-]
+# Every .c file in csrc/ is compiled; SIMD files guard themselves with target regions / #ifdefs.
+C_SOURCES = sorted(f for f in os.listdir(CSRC) if f.endswith(".c"))
 
-CDEF = """
-enum {
-    QTK_OK = 0, QTK_E_ARG = 1, QTK_E_TYPE = 2, QTK_E_SHAPE = 3, QTK_E_NONFINITE = 4,
-    QTK_E_NOMEM = 5, QTK_E_IMATRIX = 6, QTK_E_UNSUPPORTED = 7, QTK_E_OVERFLOW = 8,
-};
-enum { QTK_TYPE_COUNT = 43 };
+# The declarations cffi sees come from the public headers csrc/qtk*.h, between the markers
+# "cdef-begin" and "cdef-end" (one source of truth; preprocessor lines are dropped).
+CDEF_BEGIN = "/* cdef-begin */"
+CDEF_END = "/* cdef-end */"
 
-typedef struct {
-    const char *name;
-    int64_t blck_size;
-    int64_t type_size;
-    int is_quantized;
-    int uses_imatrix;
-    int can_quantize;
-    int can_dequantize;
-} qtk_type_traits;
 
-const char *qtk_version(void);
-const char *qtk_strerror(int status);
-int qtk_get_type_traits(int type, qtk_type_traits *out);
-int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
-                 const float *imatrix, int64_t *bad_row);
-int qtk_dequantize(int type, const void *src, float *dst, int64_t nrows, int64_t n_per_row);
-int qtk_custom_block_bytes(int bits, int group, int symmetric, int64_t *out);
-int qtk_custom_quantize(int bits, int group, int symmetric, const float *src, void *dst,
-                        int64_t nrows, int64_t n_per_row, const float *imatrix, int64_t *bad_row);
-int qtk_custom_dequantize(int bits, int group, int symmetric, const void *src, float *dst,
-                          int64_t nrows, int64_t n_per_row);
-"""
+def read_cdef():
+    parts = []
+    for name in sorted(f for f in os.listdir(CSRC) if f.startswith("qtk") and f.endswith(".h")):
+        with open(os.path.join(CSRC, name), encoding="utf-8") as f:
+            text = f.read()
+        pos = 0
+        while True:
+            a = text.find(CDEF_BEGIN, pos)
+            if a < 0:
+                break
+            b = text.index(CDEF_END, a)
+            block = text[a + len(CDEF_BEGIN):b]
+            parts.append("\n".join(l for l in block.splitlines() if not l.lstrip().startswith("#")))
+            pos = b
+    return "\n".join(parts)
 
 
 def read_version():
@@ -78,7 +62,7 @@ def link_args():
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+ffibuilder.cdef(read_cdef())
 ffibuilder.set_source(
     "qtoolkit._native",
     '#include "qtk.h"\n',

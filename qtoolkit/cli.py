@@ -1,0 +1,55 @@
+"""The ``qtoolkit`` command line. The only module that prints.
+
+Each subcommand lives in a module that defines ``add_arguments(parser)`` and ``run(args) -> int``;
+the table below maps names to modules, imported only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import List, Optional
+
+from ._version import __version__
+from .errors import QtkError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "info": ("qtoolkit.cli_info", "version, supported types and the machine's kernels"),
+    "errors": ("qtoolkit.cli_errors", "quantize a tensor to every type and print the error table"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qtoolkit", description="Quantize LLM checkpoints to llama.cpp GGUF files.")
+    parser.add_argument("--version", action="version", version=f"qtoolkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except QtkError as exc:
+        print(f"qtoolkit {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"qtoolkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""``qtoolkit info``: version and the types this build can quantize."""
+
+from __future__ import annotations
+
+import json
+
+from . import __version__
+from .formats import QuantType, type_info, _clib
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def collect() -> dict:
+    types = []
+    for q in QuantType:
+        t = _clib.type_traits(int(q))
+        info = type_info(q)
+        types.append({
+            "name": q.name, "id": int(q), "block_size": info.block_size, "type_size": info.type_size,
+            "bits_per_weight": round(info.bits_per_weight, 4), "quantize": t.can_quantize,
+            "dequantize": t.can_dequantize, "uses_imatrix": t.uses_imatrix,
+        })
+    return {"version": __version__, "types": types}
+
+
+def run(args) -> int:
+    data = collect()
+    if args.json:
+        print(json.dumps(data))
+        return 0
+    print(f"qtoolkit {data['version']}")
+    print(f"{'type':8s} {'id':>3s} {'block':>5s} {'bytes':>5s} {'bpw':>7s}  quantize  dequantize  imatrix")
+    for t in data["types"]:
+        print(
+            f"{t['name']:8s} {t['id']:3d} {t['block_size']:5d} {t['type_size']:5d} {t['bits_per_weight']:7.4f}  "
+            f"{'yes' if t['quantize'] else '-':8s}  {'yes' if t['dequantize'] else '-':10s}  {'yes' if t['uses_imatrix'] else '-'}"
+        )
+    return 0
