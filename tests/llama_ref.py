@@ -12,6 +12,14 @@ import numpy as np
 import llama_cpp
 
 
+@llama_cpp.llama_log_callback
+def _silent(level, text, user_data):  # llama.cpp logs every tensor it quantizes; tests want quiet
+    pass
+
+
+llama_cpp.llama_log_set(_silent, ctypes.c_void_p())
+
+
 def quantize_file(src: str, dst: str, ftype: int, nthread: int = 2, imatrix: Optional[Dict[str, np.ndarray]] = None,
                   tensor_types: Sequence[Tuple[str, int]] = (), output_tensor_type: Optional[int] = None,
                   token_embedding_type: Optional[int] = None, pure: bool = False) -> None:
