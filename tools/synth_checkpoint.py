@@ -120,26 +120,35 @@ def _to_dtype(x: np.ndarray, dtype: str):
     return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
 
 
-def _save_safetensors(path: str, tensors: Dict[str, np.ndarray], dtype: str) -> None:
-    """safetensors.numpy.save_file, except BF16 which needs its header written by hand."""
-    if dtype != "bf16":
-        from safetensors.numpy import save_file
+_ST_DTYPE = {"f32": ("F32", 4), "f16": ("F16", 2), "bf16": ("BF16", 2)}
 
-        save_file(tensors, path, metadata={"format": "pt"})
-        return
-    header, offset, blobs = {"__metadata__": {"format": "pt"}}, 0, []
-    for name, arr in tensors.items():
-        b = np.ascontiguousarray(arr).tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(arr.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
+
+def _save_safetensors(path: str, tensors: Dict[str, "Lazy"], dtype: str) -> None:
+    """Write a safetensors file tensor by tensor (each is generated, converted, written, dropped),
+    so a checkpoint of several GB never sits in memory."""
+    st, size = _ST_DTYPE[dtype]
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, lz in tensors.items():
+        n = size * int(np.prod(lz.shape, dtype=np.int64))
+        header[name] = {"dtype": st, "shape": list(lz.shape), "data_offsets": [offset, offset + n]}
+        offset += n
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(path, "wb") as f:
         f.write(len(h).to_bytes(8, "little"))
         f.write(h)
-        for b in blobs:
-            f.write(b)
+        for lz in tensors.values():
+            f.write(np.ascontiguousarray(_to_dtype(lz(), dtype)).tobytes())
+
+
+class Lazy:
+    """A tensor drawn from the shared generator when it is written (so order = file order)."""
+
+    def __init__(self, shape, fn):
+        self.shape, self.fn = tuple(shape), fn
+
+    def __call__(self):
+        return self.fn()
 
 
 def make_checkpoint(out_dir: str, arch: str = "qwen3moe", hidden: int = 256, layers: int = 2, heads: int = 4,
@@ -159,12 +168,12 @@ def make_checkpoint(out_dir: str, arch: str = "qwen3moe", hidden: int = 256, lay
     rng = np.random.default_rng(seed)
 
     def w(*shape, s=scale):
-        return (rng.standard_normal(shape, dtype=np.float32) * s).astype(np.float32)
+        return Lazy(shape, lambda: rng.standard_normal(shape, dtype=np.float32) * np.float32(s))
 
     def norm(n):
-        return (1.0 + 0.1 * rng.standard_normal(n, dtype=np.float32)).astype(np.float32)
+        return Lazy((n,), lambda: np.float32(1.0) + np.float32(0.1) * rng.standard_normal(n, dtype=np.float32))
 
-    t: Dict[str, np.ndarray] = {"model.embed_tokens.weight": w(vocab, hidden, s=0.5), "model.norm.weight": norm(hidden)}
+    t: Dict[str, Lazy] = {"model.embed_tokens.weight": w(vocab, hidden, s=0.5), "model.norm.weight": norm(hidden)}
     if not tied:
         t["lm_head.weight"] = w(vocab, hidden, s=0.1)
     for i in range(layers):
@@ -260,7 +269,7 @@ def make_checkpoint(out_dir: str, arch: str = "qwen3moe", hidden: int = 256, lay
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(cfg, f, indent=1)
 
-    conv = {k: _to_dtype(v, dtype) for k, v in t.items()}
+    conv = t
     names = list(conv)
     if shards <= 1:
         _save_safetensors(os.path.join(out_dir, "model.safetensors"), conv, dtype)
