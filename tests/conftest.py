@@ -1,12 +1,22 @@
+"""Shared test fixtures: the ggml oracle (when llama-cpp-python is installed), the golden file, and
+small random Hugging Face checkpoints for the converter."""
+
 import os
 import sys
 
+import numpy as np
 import pytest
+from hypothesis import settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # llama_ref
 
 from tools.synth_checkpoint import make_checkpoint  # noqa: E402
 
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
+settings.register_profile("thorough", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("QTK_HYPOTHESIS_PROFILE", "ci"))
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
 ALL_ARCHS = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3moe", "qwen2moe"]
 
 
@@ -24,8 +34,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def ggml():
+    """ggml's own quantizers from llama-cpp-python; skips the test when it is not installed."""
+    from qtoolkit import ggml_ref
+
+    g = ggml_ref.load()
+    if g is None:
+        pytest.skip("llama-cpp-python (the compat extra) is not installed")
+    return g
+
+
+@pytest.fixture(scope="session")
+def golden():
+    path = os.path.join(DATA, "ggml_golden.npz")
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
-    """arch -> a small random bf16 checkpoint (built once per session)."""
+    """(arch, **shape) -> a small random checkpoint folder (built once per session)."""
     cache = {}
 
     def get(arch, **kw):
