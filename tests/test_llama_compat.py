@@ -21,7 +21,7 @@ import llama_ref  # noqa: E402
 
 ALL_PRESETS = [p for p in PRESETS if p != "Q2_K_S"]  # Q2_K_S needs an imatrix (tested below)
 # rows of 320 and 640 exercise the shape fallbacks; mixtral with 8 experts the MoE-8 rules
-SHAPES = {"mixtral": dict(experts=8, ff=640), "qwen3moe": dict(moe_ff=320), "qwen2moe": dict(moe_ff=320, shared_ff=640)}
+SHAPES = {"mixtral": dict(experts=8, ff=320), "qwen3moe": dict(moe_ff=320), "qwen2moe": dict(moe_ff=320, shared_ff=640)}
 STATS = {"compared": 0, "identical": 0}
 
 
