@@ -3,7 +3,6 @@ tensor, and no output (not even OUT.partial) is left behind."""
 
 import json
 import os
-import shutil
 import struct
 
 import numpy as np

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 import qtoolkit
 from tools.synth_checkpoint import make_checkpoint

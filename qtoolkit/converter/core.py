@@ -73,19 +73,14 @@ class Plan:
     checkpoint: Checkpoint
     vocab: Any
     imatrix_info: Dict[str, Any] = field(default_factory=dict)
-    warnings: List[str] = field(default_factory=list)
 
 
 def _as_type(value, what: str) -> QuantType:
     q = resolve(value)
     if not isinstance(q, QuantType):
         raise QtkValueError(f"{what}: {value!r} is not a ggml type")
-    info = type_info(q)
-    from .. import _clib
-
-    if not _clib.type_traits(int(q)).can_quantize:
+    if not _clib_can(q):
         raise QtkNotImplementedError(f"{what}: qtoolkit cannot produce {q.name} yet")
-    del info
     return q
 
 
@@ -268,9 +263,7 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str, threads: Optional[int
         if dtype == "F32":
             x = block.astype(np.float32, copy=False)
         else:
-            from ..formats import QuantType as _Q
-
-            qt = _Q.BF16 if dtype == "BF16" else _Q.F16
+            qt = QuantType.BF16 if dtype == "BF16" else QuantType.F16
             x = dequantize(block.view(np.uint8), qt, threads=1)  # memory-bound: one thread is as fast
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
