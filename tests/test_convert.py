@@ -238,3 +238,46 @@ def test_quantize_command_matches_direct_conversion(tmp_path, checkpoints):
     keys_a = {k: f.types for k, f in ra.fields.items() if not k.startswith("GGUF.")}
     keys_b = {k: f.types for k, f in rb.fields.items() if not k.startswith("GGUF.")}
     assert keys_a == keys_b
+
+
+def test_rope_scaling_metadata_and_new_spellings(tmp_path, checkpoints):
+    d = checkpoints("qwen2", spell_new=True, rope_scaling={"rope_type": "yarn", "factor": 4.0,
+                                                           "original_max_position_embeddings": 1024})
+    out = str(tmp_path / "m.gguf")
+    qtoolkit.convert(d, out, "Q8_0")
+    r = gguf.GGUFReader(out)
+    assert r.fields["qwen2.rope.scaling.type"].contents() == "yarn"
+    assert r.fields["qwen2.rope.scaling.factor"].contents() == 4.0
+    assert r.fields["qwen2.rope.scaling.original_context_length"].contents() == 1024
+    assert r.fields["qwen2.rope.freq_base"].contents() == 10000.0
+
+
+def test_quantize_command_with_an_imatrix_matches_convert(tmp_path, checkpoints):
+    import struct
+
+    d = checkpoints("llama", layers=8)
+    plan = qtoolkit.convert(d, None, "F32", dry_run=True)
+    rng = np.random.default_rng(0)
+    blob, n = b"", 0
+    for t in plan["tensors"]:
+        if t["name"].startswith("blk.") and len(t["ne"]) == 2:
+            v = rng.gamma(2.0, 1.0, t["ne"][0]).astype("<f4")
+            nb = t["name"].encode()
+            blob += struct.pack("<i", len(nb)) + nb + struct.pack("<ii", 1, v.size) + v.tobytes()
+            n += 1
+    im = str(tmp_path / "im.dat")
+    with open(im, "wb") as f:
+        f.write(struct.pack("<i", n) + blob)
+    f32, a, b = (str(tmp_path / x) for x in ("f32.gguf", "a.gguf", "b.gguf"))
+    qtoolkit.convert(d, f32, "F32")
+    rep = qtoolkit.convert(d, a, "Q4_0", imatrix=im)
+    from qtoolkit.requantize import requantize
+
+    requantize(f32, b, "Q4_0", imatrix=im)
+    ra, rb = gguf.GGUFReader(a), gguf.GGUFReader(b)
+    types = {t.name: Q(int(t.tensor_type)).name for t in ra.tensors}
+    assert types["blk.0.ffn_down.weight"] == "Q4_1" and types["blk.1.ffn_down.weight"] == "Q4_0"  # imatrix rule
+    assert rep["imatrix"]["missing"] == ["output.weight", "token_embd.weight"]
+    for x, y in zip(ra.tensors, rb.tensors):
+        assert x.name == y.name and x.tensor_type == y.tensor_type and np.array_equal(x.data, y.data), x.name
+    assert ra.fields["quantize.imatrix.entries_count"].contents() == n
