@@ -3,6 +3,7 @@
  * tools/check_no_fma.sh). Chosen at run time only on CPUs that have AVX2, FMA and F16C. */
 #include "common.h"
 #include "fastq.h"
+#include "ref.h"
 #include "search.h"
 
 #ifdef QTK_FASTQ_HAVE_AVX2

@@ -64,6 +64,48 @@ FQ_INLINE v8f fq_zero(void) {
     return fq_splat(0.0f);
 }
 
+/* Lane comparisons: -1 where true, 0 where false. Where 256-bit vectors are not native (SSE2,
+ * NEON) a vector comparison written with an operator is scalarised by GCC; split it into two
+ * native 128-bit comparisons instead. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef union {
+    v8f f;
+    v8i i;
+    v4f fh[2];
+    v4i ih[2];
+} fq_halves;
+
+#if defined(__AVX__)
+#define FQ_CMP_F(name, op) \
+    FQ_INLINE v8i name(v8f a, v8f b) { return a op b; }
+#define FQ_CMP_I(name, op) \
+    FQ_INLINE v8i name(v8i a, v8i b) { return a op b; }
+#else
+#define FQ_CMP_F(name, op)                                     \
+    FQ_INLINE v8i name(v8f a, v8f b) {                         \
+        fq_halves x = {.f = a}, y = {.f = b}, r;               \
+        r.ih[0] = x.fh[0] op y.fh[0];                          \
+        r.ih[1] = x.fh[1] op y.fh[1];                          \
+        return r.i;                                            \
+    }
+#define FQ_CMP_I(name, op)                                     \
+    FQ_INLINE v8i name(v8i a, v8i b) {                         \
+        fq_halves x = {.i = a}, y = {.i = b}, r;               \
+        r.ih[0] = x.ih[0] op y.ih[0];                          \
+        r.ih[1] = x.ih[1] op y.ih[1];                          \
+        return r.i;                                            \
+    }
+#endif
+FQ_CMP_F(fq_lt, <)
+FQ_CMP_F(fq_gt, >)
+FQ_CMP_F(fq_le, <=)
+FQ_CMP_F(fq_ge, >=)
+FQ_CMP_F(fq_eq, ==)
+FQ_CMP_F(fq_ne, !=)
+FQ_CMP_I(fq_lti, <)
+FQ_CMP_I(fq_gti, >)
+
 /* m ? a : b, per lane; m is a comparison result (-1 or 0 in each lane) */
 FQ_INLINE v8f fq_sel(v8i m, v8f a, v8f b) {
     return (v8f)(((v8i)a & m) | ((v8i)b & ~m));
@@ -78,11 +120,11 @@ FQ_INLINE v8f fq_abs(v8f a) {
 }
 
 FQ_INLINE v8i fq_mini(v8i a, v8i b) {
-    return fq_seli(a < b, a, b);
+    return fq_seli(fq_lti(a, b), a, b);
 }
 
 FQ_INLINE v8i fq_maxi(v8i a, v8i b) {
-    return fq_seli(a > b, a, b);
+    return fq_seli(fq_gti(a, b), a, b);
 }
 
 FQ_INLINE v8i fq_clampi(v8i v, int32_t lo, int32_t hi) {
@@ -109,16 +151,119 @@ FQ_INLINE v8i fq_ftoi_trunc(v8f f) {
 FQ_INLINE v8i fq_round_away(v8f f) {
     const v8i t = fq_ftoi_trunc(f);
     const v8f frac = fq_abs(f - fq_itof(t));
-    const v8i up = frac >= fq_splat(0.5f);                /* -1 where the magnitude grows */
-    const v8i neg = f < fq_zero();                        /* -1 for negative f */
+    const v8i up = fq_ge(frac, fq_splat(0.5f));           /* -1 where the magnitude grows */
+    const v8i neg = fq_lt(f, fq_zero());                  /* -1 for negative f */
     /* +1 for positive, -1 for negative, only where up */
     return t + (up & ((neg & fq_splati(-1)) | (~neg & fq_splati(1))));
 }
 
+/* Sign bit of each lane, lane k at bit k. */
+FQ_INLINE int fq_movemask(v8i m) {
+#if defined(__AVX__)
+    return _mm256_movemask_ps((__m256)m);
+#elif defined(__SSE2__)
+    fq_halves h = {.i = m};
+    return _mm_movemask_ps((__m128)h.fh[0]) | (_mm_movemask_ps((__m128)h.fh[1]) << 4);
+#else
+    int r = 0;
+    for (int k = 0; k < 8; ++k) {
+        r |= (int)(((uint32_t)m[k]) >> 31) << k;
+    }
+    return r;
+#endif
+}
+
+/* Any lane set in a comparison result. */
 FQ_INLINE int fq_any(v8i m) {
-    int32_t a[8];
-    memcpy(a, &m, sizeof a);
-    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) != 0;
+    return fq_movemask(m) != 0;
+}
+
+/* Largest lane (signed). */
+FQ_INLINE int32_t fq_hmaxi(v8i v) {
+    fq_halves h = {.i = v};
+    v4i m = h.ih[0];
+    const v4i b = h.ih[1];
+    m = (m & (m > b)) | (b & ~(m > b));
+    int32_t r = m[0];
+    for (int k = 1; k < 4; ++k) {
+        r = m[k] > r ? m[k] : r;
+    }
+    return r;
+}
+
+/* Float min / max with the reference's comparison: min(a, b) = a < b ? a : b. */
+FQ_INLINE v8f fq_minf(v8f a, v8f b) {
+#if defined(__AVX__)
+    return (v8f)_mm256_min_ps((__m256)a, (__m256)b);
+#else
+    return fq_sel(fq_lt(a, b), a, b);
+#endif
+}
+
+FQ_INLINE v8f fq_maxf(v8f a, v8f b) {
+#if defined(__AVX__)
+    return (v8f)_mm256_max_ps((__m256)a, (__m256)b);
+#else
+    return fq_sel(fq_gt(a, b), a, b);
+#endif
+}
+
+/* Store lanes of a then b as 16 bytes; every lane must hold a value in 0..255. */
+FQ_INLINE void fq_store_u8x16(v8i a, v8i b, uint8_t *dst) {
+#if defined(__AVX2__)
+    const __m256i w = _mm256_packs_epi32((__m256i)a, (__m256i)b);   /* a0-3 b0-3 | a4-7 b4-7 */
+    const __m256i p = _mm256_permute4x64_epi64(w, 0xD8);             /* a0-7 | b0-7 (16-bit) */
+    const __m128i r = _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    _mm_storeu_si128((__m128i *)dst, r);
+#elif defined(__SSE2__)
+    fq_halves ha = {.i = a}, hb = {.i = b};
+    const __m128i wa = _mm_packs_epi32((__m128i)ha.ih[0], (__m128i)ha.ih[1]);
+    const __m128i wb = _mm_packs_epi32((__m128i)hb.ih[0], (__m128i)hb.ih[1]);
+    _mm_storeu_si128((__m128i *)dst, _mm_packus_epi16(wa, wb));
+#else
+    for (int k = 0; k < 8; ++k) {
+        dst[k] = (uint8_t)a[k];
+        dst[8 + k] = (uint8_t)b[k];
+    }
+#endif
+}
+
+/* The same for values in -128..127. */
+FQ_INLINE void fq_store_i8x16(v8i a, v8i b, int8_t *dst) {
+#if defined(__AVX2__)
+    const __m256i w = _mm256_packs_epi32((__m256i)a, (__m256i)b);
+    const __m256i p = _mm256_permute4x64_epi64(w, 0xD8);
+    const __m128i r = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    _mm_storeu_si128((__m128i *)dst, r);
+#elif defined(__SSE2__)
+    fq_halves ha = {.i = a}, hb = {.i = b};
+    const __m128i wa = _mm_packs_epi32((__m128i)ha.ih[0], (__m128i)ha.ih[1]);
+    const __m128i wb = _mm_packs_epi32((__m128i)hb.ih[0], (__m128i)hb.ih[1]);
+    _mm_storeu_si128((__m128i *)dst, _mm_packs_epi16(wa, wb));
+#else
+    for (int k = 0; k < 8; ++k) {
+        dst[k] = (int8_t)a[k];
+        dst[8 + k] = (int8_t)b[k];
+    }
+#endif
+}
+
+/* Store lanes as 8 little-endian uint16; every lane must hold a value in 0..65535. */
+FQ_INLINE void fq_store_u16x8(v8i a, uint16_t *dst) {
+#if defined(__AVX2__)
+    const __m256i w = _mm256_packus_epi32((__m256i)a, (__m256i)a);
+    const __m256i p = _mm256_permute4x64_epi64(w, 0x08);
+    _mm_storeu_si128((__m128i *)dst, _mm256_castsi256_si128(p));
+#elif defined(__SSE2__)
+    /* no unsigned 32->16 pack in SSE2: bias into the signed range and back */
+    fq_halves h = {.i = a - fq_splati(0x8000)};
+    const __m128i w = _mm_packs_epi32((__m128i)h.ih[0], (__m128i)h.ih[1]);
+    _mm_storeu_si128((__m128i *)dst, _mm_xor_si128(w, _mm_set1_epi16((short)0x8000)));
+#else
+    for (int k = 0; k < 8; ++k) {
+        dst[k] = (uint16_t)a[k];
+    }
+#endif
 }
 
 FQ_INLINE float fq_lane(v8f v, int k) {

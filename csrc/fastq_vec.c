@@ -1,6 +1,7 @@
 /* The fast quantizers at the baseline ISA: SSE2 on x86-64, NEON on arm64, plain C elsewhere. */
 #include "common.h"
 #include "fastq.h"
+#include "ref.h"
 #include "search.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
