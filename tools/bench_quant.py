@@ -15,11 +15,16 @@ import argparse
 import sys
 import time
 
+import os
+
 import numpy as np
 
-import qtoolkit
-from qtoolkit import QuantType as T
-from qtoolkit import ggml_ref
+# measure this checkout's build, not whatever qtoolkit is installed elsewhere
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import qtoolkit  # noqa: E402
+from qtoolkit import QuantType as T  # noqa: E402
+from qtoolkit import ggml_ref  # noqa: E402
 
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS,
          T.TQ1_0, T.TQ2_0, T.F16, T.BF16]
