@@ -180,6 +180,12 @@ FQ_INLINE int fq_any(v8i m) {
 
 /* Largest lane (signed). */
 FQ_INLINE int32_t fq_hmaxi(v8i v) {
+#if defined(__AVX2__)
+    __m128i m = _mm_max_epi32(_mm256_castsi256_si128((__m256i)v), _mm256_extracti128_si256((__m256i)v, 1));
+    m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+    m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1));
+    return _mm_cvtsi128_si32(m);
+#else
     fq_halves h = {.i = v};
     v4i m = h.ih[0];
     const v4i b = h.ih[1];
@@ -189,6 +195,38 @@ FQ_INLINE int32_t fq_hmaxi(v8i v) {
         r = m[k] > r ? m[k] : r;
     }
     return r;
+#endif
+}
+
+/* Smallest / largest lane of a float vector without NaN (order-free for those). */
+FQ_INLINE float fq_hminf(v8f v) {
+#if defined(__AVX__)
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 0x55));
+    return _mm_cvtss_f32(m);
+#else
+    float r = v[0];
+    for (int k = 1; k < 8; ++k) {
+        r = v[k] < r ? v[k] : r;
+    }
+    return r;
+#endif
+}
+
+FQ_INLINE float fq_hmaxf(v8f v) {
+#if defined(__AVX__)
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
+    return _mm_cvtss_f32(m);
+#else
+    float r = v[0];
+    for (int k = 1; k < 8; ++k) {
+        r = v[k] > r ? v[k] : r;
+    }
+    return r;
+#endif
 }
 
 /* Float min / max with the reference's comparison: min(a, b) = a < b ? a : b. */
