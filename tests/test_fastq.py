@@ -251,3 +251,28 @@ def test_qtk_isa_caps_the_choice(env, expected):
     out = subprocess.run([sys.executable, "-c", code], env=env_vars, capture_output=True, text=True, check=True,
                          cwd=root).stdout.split()
     assert out == [expected, "False"]
+
+
+# ---------------------------------------------------------------- build-level checks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _have(*tools):
+    import shutil
+
+    return all(shutil.which(t) for t in tools)
+
+
+@pytest.mark.skipif(not _have("gcc", "objdump"), reason="needs gcc and objdump")
+def test_no_fused_multiply_add_in_quantizers():
+    """A fused a*b+c rounds once and would change bytes: prove none was formed (tools/check_no_fma.sh)."""
+    res = subprocess.run(["bash", os.path.join(ROOT, "tools", "check_no_fma.sh")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.skipif(not _have("aarch64-linux-gnu-gcc", "qemu-aarch64"),
+                    reason="needs gcc-aarch64-linux-gnu and qemu-user (apt-get install gcc-aarch64-linux-gnu qemu-user)")
+def test_arm64_variants_match_reference_under_qemu():
+    res = subprocess.run(["bash", os.path.join(ROOT, "tools", "check_arm64.sh")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
