@@ -1,6 +1,7 @@
 """Quantize / dequantize speed per type, side by side in one run: qtoolkit vs ggml vs gguf-py.
 
-    python tools/bench_quant.py [--rows 256] [--cols 4096] [--repeat 3] [--threads 1]
+    python tools/bench_quant.py [--rows 256] [--cols 4096] [--repeat 3] [--threads 1] [--imatrix]
+                                [--types q4_k,q2_k] [--variant ref|vec|avx2]
 
 MB/s are megabytes of float32 input (quantize) or output (dequantize) per second, best of
 --repeat runs. ggml is llama-cpp-python's libggml (ggml_quantize_chunk, one call over the whole
@@ -30,6 +31,12 @@ TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K,
          T.TQ1_0, T.TQ2_0, T.F16, T.BF16]
 
 
+def _variant() -> str:
+    from qtoolkit import _clib
+
+    return _clib.quantizer_variant()
+
+
 def best_time(fn, repeat):
     best = float("inf")
     for _ in range(repeat):
@@ -47,7 +54,12 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--imatrix", action="store_true", help="quantize with importance weights")
     ap.add_argument("--types", help="comma-separated subset")
+    ap.add_argument("--variant", help="force a quantizer variant: ref, vec or avx2 (default: the best available)")
     args = ap.parse_args(argv)
+    if args.variant:
+        from qtoolkit import _clib
+
+        _clib.set_quantizer_variant(args.variant)
 
     import gguf
 
@@ -58,7 +70,7 @@ def main(argv=None) -> int:
     mb = x.nbytes / 1e6
     types = [T[t.strip().upper()] for t in args.types.split(",")] if args.types else TYPES
     print(f"input {args.rows}x{args.cols} f32 ({mb:.1f} MB), threads={args.threads}, imatrix={'yes' if w is not None else 'no'}, "
-          f"ggml={'llama-cpp-python' if g else 'not installed'}")
+          f"ggml={'llama-cpp-python' if g else 'not installed'}, quantizer={_variant()}")
     head = f"{'type':7s} | {'quantize MB/s':>13s} {'ggml':>8s} {'x ggml':>7s} {'gguf-py':>8s} {'x gguf':>7s} {'same':>5s} |"
     head += f" {'dequant MB/s':>12s} {'ggml':>8s} {'x ggml':>7s} {'gguf-py':>8s} {'x gguf':>7s}"
     print(head)
