@@ -55,14 +55,15 @@ def compile_args():
     # fastq_vec.c uses 32-byte vectors without AVX in static functions only: no ABI is crossed
     args += ["-Wno-psabi"]
     if os.environ.get("QTK_SANITIZE") == "1":
-        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+        args += ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
+                 "-fno-omit-frame-pointer", "-O1", "-g"]
     return args
 
 
 def link_args():
     args = ["-lm"]
     if os.environ.get("QTK_SANITIZE") == "1":
-        args += ["-fsanitize=address,undefined"]
+        args += ["-fsanitize=address,undefined,float-cast-overflow"]
     return args
 
 
