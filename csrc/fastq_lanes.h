@@ -185,14 +185,28 @@ FQ_INLINE int32_t fq_hmaxi(v8i v) {
     m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
     m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1));
     return _mm_cvtsi128_si32(m);
-#else
+#elif defined(__SSE2__)
     fq_halves h = {.i = v};
-    v4i m = h.ih[0];
-    const v4i b = h.ih[1];
-    m = (m & (m > b)) | (b & ~(m > b));
-    int32_t r = m[0];
-    for (int k = 1; k < 4; ++k) {
-        r = m[k] > r ? m[k] : r;
+    __m128i m = (__m128i)h.ih[0], b = (__m128i)h.ih[1], gt;
+    gt = _mm_cmpgt_epi32(m, b);
+    m = _mm_or_si128(_mm_and_si128(gt, m), _mm_andnot_si128(gt, b));
+    b = _mm_shuffle_epi32(m, 0x4E);
+    gt = _mm_cmpgt_epi32(m, b);
+    m = _mm_or_si128(_mm_and_si128(gt, m), _mm_andnot_si128(gt, b));
+    b = _mm_shuffle_epi32(m, 0xB1);
+    gt = _mm_cmpgt_epi32(m, b);
+    m = _mm_or_si128(_mm_and_si128(gt, m), _mm_andnot_si128(gt, b));
+    return _mm_cvtsi128_si32(m);
+#elif defined(__aarch64__)
+    fq_halves h = {.i = v};
+    int32x4_t a, b;
+    memcpy(&a, &h.ih[0], 16);
+    memcpy(&b, &h.ih[1], 16);
+    return vmaxvq_s32(vmaxq_s32(a, b));
+#else
+    int32_t r = v[0];
+    for (int k = 1; k < 8; ++k) {
+        r = v[k] > r ? v[k] : r;
     }
     return r;
 #endif
@@ -205,6 +219,18 @@ FQ_INLINE float fq_hminf(v8f v) {
     m = _mm_min_ps(m, _mm_movehl_ps(m, m));
     m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 0x55));
     return _mm_cvtss_f32(m);
+#elif defined(__SSE2__)
+    fq_halves h = {.f = v};
+    __m128 m = _mm_min_ps((__m128)h.fh[0], (__m128)h.fh[1]);
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 0x55));
+    return _mm_cvtss_f32(m);
+#elif defined(__aarch64__)
+    fq_halves h = {.f = v};
+    float32x4_t a, b;
+    memcpy(&a, &h.fh[0], 16);
+    memcpy(&b, &h.fh[1], 16);
+    return vminvq_f32(vminq_f32(a, b));   /* no NaN here: NEON's NaN rules do not matter */
 #else
     float r = v[0];
     for (int k = 1; k < 8; ++k) {
@@ -220,6 +246,18 @@ FQ_INLINE float fq_hmaxf(v8f v) {
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
     return _mm_cvtss_f32(m);
+#elif defined(__SSE2__)
+    fq_halves h = {.f = v};
+    __m128 m = _mm_max_ps((__m128)h.fh[0], (__m128)h.fh[1]);
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 0x55));
+    return _mm_cvtss_f32(m);
+#elif defined(__aarch64__)
+    fq_halves h = {.f = v};
+    float32x4_t a, b;
+    memcpy(&a, &h.fh[0], 16);
+    memcpy(&b, &h.fh[1], 16);
+    return vmaxvq_f32(vmaxq_f32(a, b));   /* no NaN here: NEON's NaN rules do not matter */
 #else
     float r = v[0];
     for (int k = 1; k < 8; ++k) {
@@ -233,6 +271,11 @@ FQ_INLINE float fq_hmaxf(v8f v) {
 FQ_INLINE v8f fq_minf(v8f a, v8f b) {
 #if defined(__AVX__)
     return (v8f)_mm256_min_ps((__m256)a, (__m256)b);
+#elif defined(__SSE2__)
+    fq_halves x = {.f = a}, y = {.f = b}, r;
+    r.fh[0] = (v4f)_mm_min_ps((__m128)x.fh[0], (__m128)y.fh[0]);
+    r.fh[1] = (v4f)_mm_min_ps((__m128)x.fh[1], (__m128)y.fh[1]);
+    return r.f;
 #else
     return fq_sel(fq_lt(a, b), a, b);
 #endif
@@ -241,6 +284,11 @@ FQ_INLINE v8f fq_minf(v8f a, v8f b) {
 FQ_INLINE v8f fq_maxf(v8f a, v8f b) {
 #if defined(__AVX__)
     return (v8f)_mm256_max_ps((__m256)a, (__m256)b);
+#elif defined(__SSE2__)
+    fq_halves x = {.f = a}, y = {.f = b}, r;
+    r.fh[0] = (v4f)_mm_max_ps((__m128)x.fh[0], (__m128)y.fh[0]);
+    r.fh[1] = (v4f)_mm_max_ps((__m128)x.fh[1], (__m128)y.fh[1]);
+    return r.f;
 #else
     return fq_sel(fq_gt(a, b), a, b);
 #endif
