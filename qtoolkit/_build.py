@@ -74,6 +74,8 @@ ffibuilder.set_source(
     "".join('#include "%s"\n' % h for h in PUBLIC_HEADERS),
     sources=[os.path.join("csrc", s) for s in C_SOURCES],
     include_dirs=[CSRC],
+    # headers and the .inc bodies compiled into several objects: a change to one rebuilds them
+    depends=[os.path.join("csrc", f) for f in sorted(os.listdir(CSRC)) if f.endswith((".h", ".inc"))],
     define_macros=[("QTK_VERSION", '"%s"' % read_version())],
     extra_compile_args=compile_args(),
     extra_link_args=link_args(),
