@@ -9,7 +9,8 @@
  *   rounded in every ISA); the build's -ffp-contract=off forbids fusing a*b+c, and
  *   tools/check_no_fma.sh proves that no fused instruction appears in the objects;
  * - a data-dependent branch of the reference becomes a lane mask (all ones / all zeros per lane)
- *   and a select; a lane never reads another lane's data;
+ *   and a select; in the lane searches a lane never reads another lane's data (the horizontal
+ *   reductions below serve the legacy types, where only order-free max/min are reduced);
  * - integer results come from bit tricks (ggml's nearest_int) or from conversions whose inputs are
  *   known to be in range, never from a cast the C standard leaves undefined.
  */
@@ -31,7 +32,6 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 typedef uint32_t v8u __attribute__((vector_size(32)));
 /* unaligned views for loads and stores */
 typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
-typedef int32_t v8i_u __attribute__((vector_size(32), aligned(4)));
 
 #define FQ_INLINE static inline __attribute__((always_inline))
 #define FQ_ALIGN __attribute__((aligned(32)))
@@ -42,14 +42,6 @@ FQ_INLINE v8f fq_load(const float *p) {
 
 FQ_INLINE void fq_store(float *p, v8f v) {
     *(v8f_u *)p = v;
-}
-
-FQ_INLINE v8i fq_loadi(const int32_t *p) {
-    return *(const v8i_u *)p;
-}
-
-FQ_INLINE void fq_storei(int32_t *p, v8i v) {
-    *(v8i_u *)p = v;
 }
 
 FQ_INLINE v8f fq_splat(float f) {
@@ -350,10 +342,6 @@ FQ_INLINE void fq_store_u16x8(v8i a, uint16_t *dst) {
         dst[k] = (uint16_t)a[k];
     }
 #endif
-}
-
-FQ_INLINE float fq_lane(v8f v, int k) {
-    return v[k];
 }
 
 /* Correctly rounded square root per lane (IEEE sqrt in every ISA, so identical to sqrtf). The
