@@ -26,20 +26,23 @@ def prefetched(items: Iterator, depth: int = 1) -> Iterator:
     stop = threading.Event()
     done = object()
 
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work():
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
-            q.put((done, None))
+            put((done, None))
         except BaseException as exc:  # handed to the consumer
-            q.put((None, exc))
+            put((None, exc))
 
     t = threading.Thread(target=work, name="qtk-prefetch", daemon=True)
     t.start()
