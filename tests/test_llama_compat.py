@@ -66,19 +66,8 @@ def _identity(tmp_path, f32_files, arch, presets, **opts):
         compare(ours, ref)
 
 
-@pytest.mark.parametrize("arch", ["qwen3moe", "llama", "mixtral"])
+@pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_byte_identical_to_llama_quantize_every_preset(tmp_path, f32_files, arch):
-    _identity(tmp_path, f32_files, arch, ALL_PRESETS)
-
-
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "qwen2moe", "mistral"])
-def test_byte_identical_main_presets(tmp_path, f32_files, arch):
-    _identity(tmp_path, f32_files, arch, ["Q4_K_M", "Q3_K_M", "Q5_K_S", "Q8_0", "IQ4_XS", "F16"])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "qwen2moe", "mistral"])
-def test_byte_identical_every_preset_slow(tmp_path, f32_files, arch):
     _identity(tmp_path, f32_files, arch, ALL_PRESETS)
 
 
