@@ -207,3 +207,40 @@ def test_llama_cpp_loads_every_main_preset(tmp_path, checkpoints, arch):
 
 def test_report_byte_identity_count():
     print(f"\nbyte identity: {STATS['identical']} of {STATS['compared']} tensors identical")
+
+
+HF_CONFIGS = {
+    "llama": ("LlamaConfig", dict(intermediate_size=512)),
+    "mixtral": ("MixtralConfig", dict(intermediate_size=256, num_local_experts=4, num_experts_per_tok=2)),
+    "qwen2moe": ("Qwen2MoeConfig", dict(intermediate_size=512, moe_intermediate_size=256, num_experts=4,
+                                        shared_expert_intermediate_size=512, num_experts_per_tok=2)),
+    "qwen3moe": ("Qwen3MoeConfig", dict(intermediate_size=512, moe_intermediate_size=256, num_experts=4,
+                                        num_experts_per_tok=2, head_dim=64, norm_topk_prob=True)),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(HF_CONFIGS))
+def test_checkpoints_saved_by_transformers(tmp_path, arch):
+    """What transformers itself writes (its current names and config spellings) converts, and the
+    F32 file's logits match the model that wrote it."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tools.synth_checkpoint import make_tokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    cls, extra = HF_CONFIGS[arch]
+    cfg = getattr(transformers, cls)(hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, vocab_size=320, **extra)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    d = str(tmp_path / "hf")
+    model.save_pretrained(d)
+    make_tokenizer(d, 320)
+    out = str(tmp_path / "f32.gguf")
+    qtoolkit.convert(d, out, "F32")
+    toks = [int(t) for t in np.random.default_rng(2).integers(0, 300, 16)]
+    ref = llama_ref.logits(out, toks)
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        hf = model(torch.tensor([toks])).logits[0].float().numpy()
+    assert float(np.abs(ref - hf).max() / np.abs(hf).max()) < 1e-4
