@@ -80,6 +80,9 @@ def error_table(x: np.ndarray, types, threads=None):
         if x.shape[1] % info.block_size:
             rows.append({"type": info.name, "bpw": info.bits_per_weight, "skipped": f"row length not a multiple of {info.block_size}"})
             continue
+        if info.requires_imatrix:
+            rows.append({"type": info.name, "bpw": info.bits_per_weight, "skipped": "needs an importance matrix"})
+            continue
         t0 = time.perf_counter()
         q = quantize(x, t, threads=threads)
         t1 = time.perf_counter()
