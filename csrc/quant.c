@@ -198,6 +198,18 @@ static int row_overflows(const type_entry *e, const uint8_t *row, int64_t nblock
     return 0;
 }
 
+/* Nonzero when a row holds a magnitude of 2^60 or more. The IQ searches sum squares over 256
+ * elements in float32; beyond that the sums overflow and ggml's arithmetic turns to Inf/NaN (it
+ * then writes zero blocks or asserts). No fp16 scale could hold such values anyway. */
+static int iq_squares_overflow(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        if (fabsf(x[i]) >= 0x1p60f) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                  const float *imatrix, int64_t *bad_row) {
     int status;
@@ -231,6 +243,12 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
             return QTK_E_NONFINITE;
         }
         uint8_t *y = (uint8_t *)dst + r * row_bytes;
+        if (e->lattice != NO_LATTICE && iq_squares_overflow(x, n_per_row)) {
+            if (bad_row) {
+                *bad_row = r;
+            }
+            return QTK_E_OVERFLOW;
+        }
         e->quantize_row(x, y, n_per_row, e->pub.uses_imatrix ? imatrix : NULL);
         if (row_overflows(e, y, n_per_row / e->pub.blck_size)) {
             if (bad_row) {
