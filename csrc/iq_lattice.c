@@ -100,7 +100,11 @@ static int list_neighbours(const qtk_iq_lattice *lat, int nwant, const int8_t *P
             }
         }
     }
-    out->v[at] = (uint16_t)(out->n - at - 1);
+    const size_t count = out->n - at - 1;
+    if (count > QTK_IQ_MAX_NEIGHBOURS) {
+        return 0;   /* cannot happen with the format's grids; the searches rely on the bound */
+    }
+    out->v[at] = (uint16_t)count;
     return 1;
 }
 

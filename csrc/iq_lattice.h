@@ -41,6 +41,9 @@ typedef struct {
     const uint16_t *neighbours;  /* at an offset: a count, then that many grid indices */
 } qtk_iq_lattice;
 
+/* No neighbour list is longer (the longest, IQ2_XS's, holds 292). */
+#define QTK_IQ_MAX_NEIGHBOURS 512
+
 /* The lattice `which` (QTK_LAT_*), built on first use; NULL if its memory could not be allocated
  * (then it stays NULL: the next call does not retry). */
 const qtk_iq_lattice *qtk_iq_lattice_get(int which);

@@ -44,31 +44,66 @@ static inline int32_t group_levels(const qtk_iq_lattice *lat, const float *xval,
 }
 
 /* Nearest of the listed grid points to xval at `scale` under the weights w (ggml's
- * iq2/iq3_find_best_neighbour): smallest sum of w * (scale * q - x)^2, first on ties. */
-static int best_neighbour(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, const float *w,
-                          float scale, int8_t *L) {
-    const int count = list[0];
-    const int width = lat->width;
-    float best = FLT_MAX;
-    int best_index = -1;
-    for (int j = 1; j <= count; ++j) {
-        const float *q = lat->pos + (size_t)list[j] * width;
-        float d2 = 0;
-        for (int i = 0; i < width; ++i) {
-            const float diff = scale * q[i] - xval[i];
-            d2 += w[i] * diff * diff;
-        }
-        if (d2 < best) {
-            best = d2;
-            best_index = list[j];
-        }
+ * iq2/iq3_find_best_neighbour): smallest sum over i of w[i] * (scale * q[i] - x[i])^2, first on ties.
+ * Each term depends only on the element and the level there, so the terms are computed once per
+ * (element, level) and each candidate sums its own in element order: the float operations, their
+ * order and so every distance are exactly those of the direct formula. */
+#define BEST_NEIGHBOUR(WIDTH, NLEV)                                                                    \
+    static int best_neighbour##WIDTH(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, \
+                                     const float *w, float scale, int8_t *L) {                         \
+        float term[WIDTH][NLEV]; /* NLEV >= the lattice's levels: a fixed count lets this vectorize */ \
+        for (int i = 0; i < WIDTH; ++i) {                                                              \
+            for (int l = 0; l < NLEV; ++l) {                                                           \
+                const float diff = scale * (float)(2 * l + 1) - xval[i];                               \
+                term[i][l] = w[i] * diff * diff;                                                       \
+            }                                                                                          \
+        }                                                                                              \
+        const int count = list[0];                                                                     \
+        const uint16_t *cand = list + 1;                                                               \
+        float d2[QTK_IQ_MAX_NEIGHBOURS];                                                               \
+        /* independent sums, four interleaved: no branch between them, four dependency chains */     \
+        int j = 0;                                                                                     \
+        for (; j + 4 <= count; j += 4) {                                                               \
+            const int8_t *g0 = lat->levels + (size_t)cand[j] * WIDTH;                                  \
+            const int8_t *g1 = lat->levels + (size_t)cand[j + 1] * WIDTH;                              \
+            const int8_t *g2 = lat->levels + (size_t)cand[j + 2] * WIDTH;                              \
+            const int8_t *g3 = lat->levels + (size_t)cand[j + 3] * WIDTH;                              \
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                      \
+            _Pragma("GCC unroll 8")                                                                    \
+            for (int i = 0; i < WIDTH; ++i) {                                                          \
+                a0 += term[i][g0[i]];                                                                  \
+                a1 += term[i][g1[i]];                                                                  \
+                a2 += term[i][g2[i]];                                                                  \
+                a3 += term[i][g3[i]];                                                                  \
+            }                                                                                          \
+            d2[j] = a0;                                                                                \
+            d2[j + 1] = a1;                                                                            \
+            d2[j + 2] = a2;                                                                            \
+            d2[j + 3] = a3;                                                                            \
+        }                                                                                              \
+        for (; j < count; ++j) {                                                                       \
+            const int8_t *g = lat->levels + (size_t)cand[j] * WIDTH;                                   \
+            float d = 0;                                                                               \
+            _Pragma("GCC unroll 8")                                                                    \
+            for (int i = 0; i < WIDTH; ++i) {                                                          \
+                d += term[i][g[i]];                                                                    \
+            }                                                                                          \
+            d2[j] = d;                                                                                 \
+        }                                                                                              \
+        float best = FLT_MAX;                                                                          \
+        int best_j = 0; /* all distances NaN or infinite: ggml asserts; take the nearest point */     \
+        for (j = 0; j < count; ++j) {                                                                  \
+            if (d2[j] < best) {                                                                        \
+                best = d2[j];                                                                          \
+                best_j = j;                                                                            \
+            }                                                                                          \
+        }                                                                                              \
+        memcpy(L, lat->levels + (size_t)cand[best_j] * WIDTH, WIDTH);                                  \
+        return cand[best_j];                                                                           \
     }
-    if (best_index < 0) {   /* every distance NaN or infinite: ggml asserts; take the nearest point */
-        best_index = list[1];
-    }
-    memcpy(L, lat->levels + (size_t)best_index * width, (size_t)width);
-    return best_index;
-}
+
+BEST_NEIGHBOUR(8, 4)   /* the 8-wide lattices have 3 levels */
+BEST_NEIGHBOUR(4, 8)   /* the 4-wide lattices have 8 */
 
 /* Snaps the group's levels (key u) to the grid: unchanged when on it, else the best neighbour.
  * Returns 1 when the levels were on the grid. */
@@ -78,7 +113,11 @@ static inline int snap(const qtk_iq_lattice *lat, int32_t u, const float *xval, 
     if (g >= 0) {
         return 1;
     }
-    best_neighbour(lat, lat->neighbours - g - 1, xval, waux, scale, L);
+    if (lat->width == 8) {
+        best_neighbour8(lat, lat->neighbours - g - 1, xval, waux, scale, L);
+    } else {
+        best_neighbour4(lat, lat->neighbours - g - 1, xval, waux, scale, L);
+    }
     return 0;
 }
 
@@ -95,32 +134,98 @@ static inline float fit(int n, const float *weight, const float *xval, const int
     return sumqx;
 }
 
+/* Four float / int lanes (GCC/Clang vector extension: SSE2 on x86-64, NEON on arm64). Each lane
+ * runs exactly the scalar float operations, so its results are bit-identical to the scalar ones. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+#define MAX_CANDIDATES 32   /* 2 * nsteps + 1 <= 31, rounded up to the lanes */
+
+static inline v4f splat4(float x) {
+    return (v4f){x, x, x, x};
+}
+
+static inline v4i splat4i(int32_t x) {
+    return (v4i){x, x, x, x};
+}
+
 float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params *p, const float *xval,
                           const float *weight, const float *waux, float scale, float base, int8_t *L) {
     const int width = lat->width;
-    const int ngroups = p->n / width;
+    const int n = p->n;
+    const int ngroups = n / width;
+    const int ncand = 2 * p->nsteps + 1;
     const float top = (float)(2 * lat->nlevels - 1);
-    int8_t Laux[32];
-    uint8_t on_grid[8], on_grid_aux[8];
+    uint8_t on_grid[8];
     for (int k = 0; k < ngroups; ++k) {
         on_grid[k] = p->resnap == QTK_IQ_RESNAP_OFF_GRID;
     }
-    float best = 0;
-    for (int is = -p->nsteps; is <= p->nsteps; ++is) {
-        const float id = (top + is * p->step) / base;
-        const float this_scale = 1 / id;
+    /* Candidate c (is = c - nsteps) has inverse scale id[c]. All candidates are evaluated first
+     * (levels and fits four candidates at a time, lanes = candidates), then chosen in ggml's order. */
+    float id[MAX_CANDIDATES], this_scale[MAX_CANDIDATES];
+    for (int c = 0; c < MAX_CANDIDATES; ++c) {
+        id[c] = c < ncand ? (top + (c - p->nsteps) * p->step) / base : id[c - 1];
+        this_scale[c] = 1 / id[c];
+    }
+    int32_t lv[32][MAX_CANDIDATES];   /* lv[i][c]: level of element i under candidate c */
+    const v4i vtop = splat4i(lat->nlevels - 1);
+    for (int c = 0; c < ncand; c += 4) {
+        v4f idv;
+        memcpy(&idv, id + c, sizeof idv);
+        for (int i = 0; i < n; ++i) {
+            /* nearest_int(0.5f * (id * x - 1)) clamped to the levels, lane-wise */
+            const v4f t = 0.5f * (idv * splat4(xval[i]) - 1) + 12582912.0f;
+            v4i l = ((v4i)t & 0x007fffff) - 0x00400000;
+            l &= ~(l < 0);
+            const v4i over = l > vtop;
+            l = (l & ~over) | (vtop & over);
+            memcpy(&lv[i][c], &l, sizeof l);
+        }
+    }
+    uint8_t on_grid_c[MAX_CANDIDATES][8];
+    for (int c = 0; c < ncand; ++c) {
         for (int k = 0; k < ngroups; ++k) {
-            const int32_t u = group_levels(lat, xval + width * k, id, Laux + width * k);
-            on_grid_aux[k] = (uint8_t)snap(lat, u, xval + width * k, waux + width * k, this_scale, Laux + width * k);
+            int8_t G[8];
+            for (int i = 0; i < width; ++i) {
+                G[i] = (int8_t)lv[width * k + i][c];
+            }
+            const int32_t u = qtk_iq_key(lat, G);
+            on_grid_c[c][k] = (uint8_t)snap(lat, u, xval + width * k, waux + width * k, this_scale[c], G);
+            if (!on_grid_c[c][k]) {
+                for (int i = 0; i < width; ++i) {
+                    lv[width * k + i][c] = G[i];
+                }
+            }
         }
-        float sumq2;
-        const float sumqx = fit(p->n, weight, xval, Laux, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
-            memcpy(L, Laux, (size_t)p->n);
-            memcpy(on_grid, on_grid_aux, (size_t)ngroups);
+    }
+    float sumqx[MAX_CANDIDATES], sumq2[MAX_CANDIDATES];
+    for (int c = 0; c < ncand; c += 4) {
+        v4f sx = splat4(0), s2 = splat4(0);
+        for (int i = 0; i < n; ++i) {
+            v4i l;
+            memcpy(&l, &lv[i][c], sizeof l);
+            const v4f q = __builtin_convertvector(2 * l + 1, v4f);
+            const float w = weight[i];
+            sx += splat4(w * xval[i]) * q;   /* (w * x) * q, as the scalar w * x * q */
+            s2 += splat4(w) * q * q;
         }
+        memcpy(sumqx + c, &sx, sizeof sx);
+        memcpy(sumq2 + c, &s2, sizeof s2);
+    }
+    float best = 0;
+    int chosen = -1;
+    for (int c = 0; c < ncand; ++c) {
+        if (sumq2[c] > 0 && sumqx[c] * sumqx[c] > best * sumq2[c]) {
+            scale = sumqx[c] / sumq2[c];
+            best = scale * sumqx[c];
+            chosen = c;
+        }
+    }
+    if (chosen >= 0) {
+        for (int i = 0; i < n; ++i) {
+            L[i] = (int8_t)lv[i][chosen];
+        }
+        memcpy(on_grid, on_grid_c[chosen], (size_t)ngroups);
     }
     int off_grid = 0;
     for (int k = 0; k < ngroups; ++k) {

@@ -27,6 +27,41 @@
 static const float x_p[3] = {-1 + QTK_IQ1_DELTA, QTK_IQ1_DELTA, 1 + QTK_IQ1_DELTA};
 static const float x_m[3] = {-1 - QTK_IQ1_DELTA, -QTK_IQ1_DELTA, 1 - QTK_IQ1_DELTA};
 
+/* Four float lanes (GCC/Clang vector extension; plain SSE2 on x86-64, NEON on arm64). Each lane
+ * runs exactly the scalar float operations, so lane results are bit-identical to scalar ones. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+
+static inline v4f load4(const float *p) {
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline v4f splat4(float x) {
+    return (v4f){x, x, x, x};
+}
+
+static inline int any4(v4i m) {
+    return (m[0] | m[1] | m[2] | m[3]) != 0;
+}
+
+/* The running best of an exhaustive split search, updated in ggml's order and arithmetic. */
+typedef struct {
+    float best, scale;
+    int i1, i2, k;
+} split_best;
+
+static inline void consider(split_best *b, float sumqx, float sumq2, int i1, int i2, int k) {
+    if (sumq2 > 0 && sumqx * sumqx > b->best * sumq2) {
+        b->scale = sumqx / sumq2;
+        b->best = b->scale * sumqx;
+        b->i1 = i1;
+        b->i2 = i2;
+        b->k = k;
+    }
+}
+
 static float sum_squares(const float *x, int n) {
     float s = 0;
     for (int i = 0; i < n; ++i) {
@@ -48,30 +83,52 @@ static void sort_by_value(const float *x, int n, int *idx) {
 }
 
 /* Nearest listed grid point to x at `scale`, the levels l valued xx[l] (ggml's
- * iq1_find_best_neighbour2); writes its levels to L and returns its index. */
+ * iq1_find_best_neighbour2); writes its levels to L and returns its index. The terms
+ * w[i] * (scale * xx[l] - x[i])^2 are computed once per (element, level) and summed per candidate
+ * in element order: the same float operations as the direct formula. */
 static int best_neighbour(const qtk_iq_lattice *lat, int32_t u, const float *x, const float *w, float scale,
                           const float *xx, int8_t *L) {
     const uint16_t *list = lat->neighbours - lat->map[u] - 1;
+    float term[8][3];
+    for (int i = 0; i < 8; ++i) {
+        for (int l = 0; l < 3; ++l) {
+            const float diff = scale * xx[l] - x[i];
+            term[i][l] = w[i] * diff * diff;
+        }
+    }
     const int count = list[0];
-    float best = FLT_MAX;
-    int best_index = -1;
-    for (int j = 1; j <= count; ++j) {
-        const int8_t *g = lat->levels + (size_t)list[j] * 8;
-        float d2 = 0;
+    const uint16_t *cand = list + 1;
+    float d2[QTK_IQ_MAX_NEIGHBOURS];
+    int j = 0;
+    for (; j + 2 <= count; j += 2) {   /* independent sums, two chains at a time */
+        const int8_t *g0 = lat->levels + (size_t)cand[j] * 8;
+        const int8_t *g1 = lat->levels + (size_t)cand[j + 1] * 8;
+        float a0 = 0, a1 = 0;
         for (int i = 0; i < 8; ++i) {
-            const float diff = scale * xx[g[i]] - x[i];
-            d2 += w[i] * diff * diff;
+            a0 += term[i][g0[i]];
+            a1 += term[i][g1[i]];
         }
-        if (d2 < best) {
-            best = d2;
-            best_index = list[j];
+        d2[j] = a0;
+        d2[j + 1] = a1;
+    }
+    for (; j < count; ++j) {
+        const int8_t *g = lat->levels + (size_t)cand[j] * 8;
+        float a = 0;
+        for (int i = 0; i < 8; ++i) {
+            a += term[i][g[i]];
+        }
+        d2[j] = a;
+    }
+    float best = FLT_MAX;
+    int best_j = 0;   /* all distances NaN or infinite: ggml asserts; take the nearest point */
+    for (j = 0; j < count; ++j) {
+        if (d2[j] < best) {
+            best = d2[j];
+            best_j = j;
         }
     }
-    if (best_index < 0) {   /* all distances NaN or infinite: ggml asserts; take the nearest point */
-        best_index = list[1];
-    }
-    memcpy(L, lat->levels + (size_t)best_index * 8, 8);
-    return best_index;
+    memcpy(L, lat->levels + (size_t)cand[best_j] * 8, 8);
+    return cand[best_j];
 }
 
 /* Grid index of a group of 8 levels; off the grid, the best neighbour (and *on_grid = 0). */
@@ -109,39 +166,51 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
     }
     int idx[N];
     sort_by_value(xb, N, idx);
-    float sumx[N + 1], sumw[N + 1];
+    float sumx[N + 4], sumw[N + 4];   /* prefix sums over the sorted order, padded for 4 lanes */
     sumx[0] = sumw[0] = 0;
     for (int j = 0; j < N; ++j) {
         const int i = idx[j];
         sumx[j + 1] = sumx[j] + weight[i] * xb[i];
         sumw[j + 1] = sumw[j] + weight[i];
     }
-    float best = -FLT_MAX, scale = max;
-    int besti1 = -1, besti2 = -1, shift = 0;
+    for (int j = N + 1; j < N + 4; ++j) {
+        sumx[j] = sumx[N];
+        sumw[j] = sumw[N];
+    }
+    /* Every split (i1 <= i2) with both shifts, in ggml's order: for each, sumqx =
+     * A*v0 + B*v1 + C*v2 and sumq2 = Aw*v0*v0 + Bw*v1*v1 + Cw*v2*v2 over the three runs. Four
+     * consecutive i2 are computed at once; when none of their eight candidates beats the running
+     * best (the usual case) none would have changed it, else they are taken one by one. */
+    split_best b = {-FLT_MAX, max, -1, -1, 0};
+    const v4f p1 = splat4(x_p[1]), p2 = splat4(x_p[2]), m1 = splat4(x_m[1]), m2 = splat4(x_m[2]);
+    const v4f lane = {0, 1, 2, 3};
     for (int i1 = 0; i1 <= N; ++i1) {
-        for (int i2 = i1; i2 <= N; ++i2) {
-            float sumqx = (sumx[i1] - sumx[0]) * x_p[0] + (sumx[i2] - sumx[i1]) * x_p[1] + (sumx[N] - sumx[i2]) * x_p[2];
-            float sumq2 = (sumw[i1] - sumw[0]) * x_p[0] * x_p[0] + (sumw[i2] - sumw[i1]) * x_p[1] * x_p[1] +
-                          (sumw[N] - sumw[i2]) * x_p[2] * x_p[2];
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                besti1 = i1;
-                besti2 = i2;
-                shift = 1;
+        const float A = sumx[i1] - sumx[0], Aw = sumw[i1] - sumw[0];
+        const v4f Ap = splat4(A * x_p[0]), Am = splat4(A * x_m[0]);
+        const v4f Awp = splat4(Aw * x_p[0] * x_p[0]), Awm = splat4(Aw * x_m[0] * x_m[0]);
+        const v4f s1 = splat4(sumx[i1]), w1 = splat4(sumw[i1]), sN = splat4(sumx[N]), wN = splat4(sumw[N]);
+        for (int i2 = i1; i2 <= N; i2 += 4) {
+            const v4f s2 = load4(sumx + i2), w2 = load4(sumw + i2);
+            const v4f B = s2 - s1, C = sN - s2, Bw = w2 - w1, Cw = wN - w2;
+            const v4f qx_p = (Ap + B * p1) + C * p2;
+            const v4f q2_p = (Awp + Bw * p1 * p1) + Cw * p2 * p2;
+            const v4f qx_m = (Am + B * m1) + C * m2;
+            const v4f q2_m = (Awm + Bw * m1 * m1) + Cw * m2 * m2;
+            const v4f bestv = splat4(b.best);
+            const v4i valid = lane <= splat4((float)(N - i2));
+            const v4i hit = ((q2_p > 0) & (qx_p * qx_p > bestv * q2_p)) | ((q2_m > 0) & (qx_m * qx_m > bestv * q2_m));
+            if (!any4(hit & valid)) {
+                continue;
             }
-            sumqx = (sumx[i1] - sumx[0]) * x_m[0] + (sumx[i2] - sumx[i1]) * x_m[1] + (sumx[N] - sumx[i2]) * x_m[2];
-            sumq2 = (sumw[i1] - sumw[0]) * x_m[0] * x_m[0] + (sumw[i2] - sumw[i1]) * x_m[1] * x_m[1] +
-                    (sumw[N] - sumw[i2]) * x_m[2] * x_m[2];
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
-                besti1 = i1;
-                besti2 = i2;
-                shift = -1;
+            for (int k = 0; k < 4 && i2 + k <= N; ++k) {
+                consider(&b, qx_p[k], q2_p[k], i1, i2 + k, 1);
+                consider(&b, qx_m[k], q2_m[k], i1, i2 + k, -1);
             }
         }
     }
+    float scale = b.scale;
+    const int besti1 = b.i1, besti2 = b.i2;
+    int shift = b.k;
     if (besti1 < 0 || besti2 < 0 || shift == 0) {
         return 0;
     }
@@ -268,8 +337,8 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
     }
     int idx[N];
     sort_by_value(xb, N, idx);
-    /* prefix sums of w*x and w per half, over the sorted order */
-    float px[2][N + 1], pw[2][N + 1];
+    /* prefix sums of w*x and w per half, over the sorted order (padded for 4 lanes) */
+    float px[2][N + 4], pw[2][N + 4];
     px[0][0] = px[1][0] = 0;
     pw[0][0] = pw[1][0] = 0;
     for (int j = 0; j < N; ++j) {
@@ -280,6 +349,12 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
         pw[h][j + 1] = pw[h][j] + weight[i];
         pw[1 - h][j + 1] = pw[1 - h][j];
     }
+    for (int h = 0; h < 2; ++h) {
+        for (int j = N + 1; j < N + 4; ++j) {
+            px[h][j] = px[h][N];
+            pw[h][j] = pw[h][N];
+        }
+    }
     /* with v0 - v1 = v1 - v2 = -1 a split's sum is T * v2 - px[i1] - px[i2] */
     const float txs[2] = {px[0][N], px[1][N]};
     const float tws[2] = {pw[0][N], pw[1][N]};
@@ -288,31 +363,51 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
     const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
     const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
     const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
-    float best = -FLT_MAX, scale = max;
-    int besti1 = -1, besti2 = -1, best_k = -1;
+    /* every split and shift pair k, in ggml's order; four consecutive i2 at once, taken one by one
+     * only when one of their 16 candidates beats the running best */
+    split_best b = {-FLT_MAX, max, -1, -1, -1};
+    const v4f lane = {0, 1, 2, 3};
     for (int i1 = 0; i1 <= N; ++i1) {
-        for (int i2 = i1; i2 <= N; ++i2) {
-            float qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+        v4f tp[2], tm[2], kp[2], km[2], sx1[2];
+        for (int h = 0; h < 2; ++h) {
+            tp[h] = splat4(txs[h] * p2);
+            tm[h] = splat4(txs[h] * m2);
+            kp[h] = splat4(tws[h] * p2 * p2 + pw[h][i1] * cp1);
+            km[h] = splat4(tws[h] * m2 * m2 + pw[h][i1] * cm1);
+            sx1[h] = splat4(px[h][i1]);
+        }
+        for (int i2 = i1; i2 <= N; i2 += 4) {
+            v4f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
             for (int h = 0; h < 2; ++h) {
-                const float sx = px[h][i1] + px[h][i2];
-                qx_p[h] = txs[h] * p2 - sx;
-                qx_m[h] = txs[h] * m2 - sx;
-                q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
-                q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+                const v4f sx = sx1[h] + load4(px[h] + i2);
+                const v4f w2 = load4(pw[h] + i2);
+                qx_p[h] = tp[h] - sx;
+                qx_m[h] = tm[h] - sx;
+                q2_p[h] = kp[h] + w2 * splat4(cp2);
+                q2_m[h] = km[h] + w2 * splat4(cm2);
             }
-            const float sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
-            const float sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+            const v4f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+            const v4f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+            const v4f bestv = splat4(b.best);
+            v4i hit = lane <= splat4((float)(N - i2));
+            v4i any = {0, 0, 0, 0};
             for (int k = 0; k < 4; ++k) {
-                if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best * sumq2[k]) {
-                    scale = sumqx[k] / sumq2[k];
-                    best = scale * sumqx[k];
-                    besti1 = i1;
-                    besti2 = i2;
-                    best_k = k;
+                any |= (sumq2[k] > 0) & (sumqx[k] * sumqx[k] > bestv * sumq2[k]);
+            }
+            hit &= any;
+            if (!any4(hit)) {
+                continue;
+            }
+            for (int l = 0; l < 4 && i2 + l <= N; ++l) {
+                for (int k = 0; k < 4; ++k) {
+                    consider(&b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
                 }
             }
         }
     }
+    float scale = b.scale;
+    const int besti1 = b.i1, besti2 = b.i2;
+    int best_k = b.k;
     if (besti1 < 0 || besti2 < 0 || best_k < 0) {
         return 0;
     }
