@@ -4,6 +4,7 @@
 #include <float.h>
 
 #include "common.h"
+#include "iq_lanes.h"
 
 uint8_t qtk_iq_signs8(const float *xb, const float *weight, float *xval, int parity) {
     int nflip = 0;
@@ -60,7 +61,7 @@ static inline int32_t group_levels(const qtk_iq_lattice *lat, const float *xval,
         }                                                                                              \
         const int count = list[0];                                                                     \
         const uint16_t *cand = list + 1;                                                               \
-        float d2[QTK_IQ_MAX_NEIGHBOURS];                                                               \
+        float d2[QTK_IQ_MAX_NEIGHBOURS + 3];                                                           \
         /* independent sums, four interleaved: no branch between them, four dependency chains */     \
         int j = 0;                                                                                     \
         for (; j + 4 <= count; j += 4) {                                                               \
@@ -90,14 +91,8 @@ static inline int32_t group_levels(const qtk_iq_lattice *lat, const float *xval,
             }                                                                                          \
             d2[j] = d;                                                                                 \
         }                                                                                              \
-        float best = FLT_MAX;                                                                          \
-        int best_j = 0; /* all distances NaN or infinite: ggml asserts; take the nearest point */     \
-        for (j = 0; j < count; ++j) {                                                                  \
-            if (d2[j] < best) {                                                                        \
-                best = d2[j];                                                                          \
-                best_j = j;                                                                            \
-            }                                                                                          \
-        }                                                                                              \
+        /* the first smallest, as ggml's scan; all NaN or huge (ggml asserts): the nearest point */  \
+        const int best_j = qtk_first_min(d2, count);                                                   \
         memcpy(L, lat->levels + (size_t)cand[best_j] * WIDTH, WIDTH);                                  \
         return cand[best_j];                                                                           \
     }
@@ -134,20 +129,7 @@ static inline float fit(int n, const float *weight, const float *xval, const int
     return sumqx;
 }
 
-/* Four float / int lanes (GCC/Clang vector extension: SSE2 on x86-64, NEON on arm64). Each lane
- * runs exactly the scalar float operations, so its results are bit-identical to the scalar ones. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
 #define MAX_CANDIDATES 32   /* 2 * nsteps + 1 <= 31, rounded up to the lanes */
-
-static inline v4f splat4(float x) {
-    return (v4f){x, x, x, x};
-}
-
-static inline v4i splat4i(int32_t x) {
-    return (v4i){x, x, x, x};
-}
 
 float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params *p, const float *xval,
                           const float *weight, const float *waux, float scale, float base, int8_t *L) {
@@ -168,29 +150,31 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
         this_scale[c] = 1 / id[c];
     }
     int32_t lv[32][MAX_CANDIDATES];   /* lv[i][c]: level of element i under candidate c */
+    int32_t keys[8][MAX_CANDIDATES];  /* keys[k][c]: lattice key of group k under candidate c */
     const v4i vtop = splat4i(lat->nlevels - 1);
     for (int c = 0; c < ncand; c += 4) {
         v4f idv;
         memcpy(&idv, id + c, sizeof idv);
-        for (int i = 0; i < n; ++i) {
-            /* nearest_int(0.5f * (id * x - 1)) clamped to the levels, lane-wise */
-            const v4f t = 0.5f * (idv * splat4(xval[i]) - 1) + 12582912.0f;
-            v4i l = ((v4i)t & 0x007fffff) - 0x00400000;
-            l &= ~(l < 0);
-            const v4i over = l > vtop;
-            l = (l & ~over) | (vtop & over);
-            memcpy(&lv[i][c], &l, sizeof l);
+        for (int k = 0; k < ngroups; ++k) {
+            v4i key = splat4i(0);
+            for (int i = 0; i < width; ++i) {
+                /* nearest_int(0.5f * (id * x - 1)) clamped to the levels, lane-wise */
+                const v4f t = 0.5f * (idv * splat4(xval[width * k + i]) - 1) + 12582912.0f;
+                v4i l = ((v4i)t & 0x007fffff) - 0x00400000;
+                l &= ~(l < 0);
+                const v4i over = l > vtop;
+                l = (l & ~over) | (vtop & over);
+                memcpy(&lv[width * k + i][c], &l, sizeof l);
+                key |= l << (lat->bits * i);
+            }
+            memcpy(&keys[k][c], &key, sizeof key);
         }
     }
     uint8_t on_grid_c[MAX_CANDIDATES][8];
     for (int c = 0; c < ncand; ++c) {
         for (int k = 0; k < ngroups; ++k) {
             int8_t G[8];
-            for (int i = 0; i < width; ++i) {
-                G[i] = (int8_t)lv[width * k + i][c];
-            }
-            const int32_t u = qtk_iq_key(lat, G);
-            on_grid_c[c][k] = (uint8_t)snap(lat, u, xval + width * k, waux + width * k, this_scale[c], G);
+            on_grid_c[c][k] = (uint8_t)snap(lat, keys[k][c], xval + width * k, waux + width * k, this_scale[c], G);
             if (!on_grid_c[c][k]) {
                 for (int i = 0; i < width; ++i) {
                     lv[width * k + i][c] = G[i];

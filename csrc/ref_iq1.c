@@ -18,6 +18,7 @@
 
 #include "common.h"
 #include "iq_grids.h"
+#include "iq_lanes.h"
 #include "iq_lattice.h"
 #include "ref.h"
 
@@ -26,25 +27,6 @@
 
 static const float x_p[3] = {-1 + QTK_IQ1_DELTA, QTK_IQ1_DELTA, 1 + QTK_IQ1_DELTA};
 static const float x_m[3] = {-1 - QTK_IQ1_DELTA, -QTK_IQ1_DELTA, 1 - QTK_IQ1_DELTA};
-
-/* Four float lanes (GCC/Clang vector extension; plain SSE2 on x86-64, NEON on arm64). Each lane
- * runs exactly the scalar float operations, so lane results are bit-identical to scalar ones. */
-typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
-
-static inline v4f load4(const float *p) {
-    v4f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline v4f splat4(float x) {
-    return (v4f){x, x, x, x};
-}
-
-static inline int any4(v4i m) {
-    return (m[0] | m[1] | m[2] | m[3]) != 0;
-}
 
 /* The running best of an exhaustive split search, updated in ggml's order and arithmetic. */
 typedef struct {
@@ -98,7 +80,7 @@ static int best_neighbour(const qtk_iq_lattice *lat, int32_t u, const float *x, 
     }
     const int count = list[0];
     const uint16_t *cand = list + 1;
-    float d2[QTK_IQ_MAX_NEIGHBOURS];
+    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
     int j = 0;
     for (; j + 2 <= count; j += 2) {   /* independent sums, two chains at a time */
         const int8_t *g0 = lat->levels + (size_t)cand[j] * 8;
@@ -119,14 +101,8 @@ static int best_neighbour(const qtk_iq_lattice *lat, int32_t u, const float *x, 
         }
         d2[j] = a;
     }
-    float best = FLT_MAX;
-    int best_j = 0;   /* all distances NaN or infinite: ggml asserts; take the nearest point */
-    for (j = 0; j < count; ++j) {
-        if (d2[j] < best) {
-            best = d2[j];
-            best_j = j;
-        }
-    }
+    /* the first smallest, as ggml's scan; all NaN or huge (ggml asserts): the nearest point */
+    const int best_j = qtk_first_min(d2, count);
     memcpy(L, lat->levels + (size_t)cand[best_j] * 8, 8);
     return cand[best_j];
 }
@@ -198,11 +174,15 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
             const v4f q2_m = (Awm + Bw * m1 * m1) + Cw * m2 * m2;
             const v4f bestv = splat4(b.best);
             const v4i valid = lane <= splat4((float)(N - i2));
-            const v4i hit = ((q2_p > 0) & (qx_p * qx_p > bestv * q2_p)) | ((q2_m > 0) & (qx_m * qx_m > bestv * q2_m));
-            if (!any4(hit & valid)) {
+            const v4i hit = (((q2_p > 0) & (qx_p * qx_p > bestv * q2_p)) | ((q2_m > 0) & (qx_m * qx_m > bestv * q2_m))) & valid;
+            if (!any4(hit)) {
                 continue;
             }
-            for (int k = 0; k < 4 && i2 + k <= N; ++k) {
+            int first = 0;   /* lanes before the first hit would not change the best */
+            while (!hit[first]) {
+                ++first;
+            }
+            for (int k = first; k < 4 && i2 + k <= N; ++k) {
                 consider(&b, qx_p[k], q2_p[k], i1, i2 + k, 1);
                 consider(&b, qx_m[k], q2_m[k], i1, i2 + k, -1);
             }
@@ -398,7 +378,11 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
             if (!any4(hit)) {
                 continue;
             }
-            for (int l = 0; l < 4 && i2 + l <= N; ++l) {
+            int first = 0;   /* lanes before the first hit would not change the best */
+            while (!hit[first]) {
+                ++first;
+            }
+            for (int l = first; l < 4 && i2 + l <= N; ++l) {
                 for (int k = 0; k < 4; ++k) {
                     consider(&b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
                 }
