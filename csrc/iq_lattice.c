@@ -118,8 +118,9 @@ static void build(int which) {
     float *pos = malloc((size_t)s->grid_size * width * sizeof *pos);
     int32_t *map = malloc((size_t)map_size * sizeof *map);
     int *d2 = malloc((size_t)s->grid_size * sizeof *d2);
+    uint8_t *prefix4 = malloc((size_t)s->grid_size);
     u16_list nb = {NULL, 0, 0};
-    if (!levels || !pos || !map || !d2) {
+    if (!levels || !pos || !map || !d2 || !prefix4) {
         goto fail;
     }
     for (int i = 0; i < s->grid_size; ++i) {
@@ -133,6 +134,11 @@ static void build(int which) {
             pos[i * width + k] = (float)(2 * l + 1);
         }
     }
+    for (int i = 0; i < s->grid_size; ++i) {
+        const int8_t *l = levels + i * width;
+        prefix4[i] = (uint8_t)(s->nlevels == 3 && width == 8 ? 27 * l[0] + 9 * l[1] + 3 * l[2] + l[3] : 0);
+    }
+    lat->prefix4 = prefix4;
     lat->width = width;
     lat->bits = bits;
     lat->nlevels = s->nlevels;
@@ -172,6 +178,7 @@ static void build(int which) {
     built[which] = lat;
     return;
 fail:
+    free(prefix4);
     free(levels);
     free(pos);
     free(map);

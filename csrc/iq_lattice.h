@@ -37,6 +37,7 @@ typedef struct {
     int32_t map_size;            /* 1 << (bits * width) */
     const int8_t *levels;        /* grid_size x width levels */
     const float *pos;            /* grid_size x width values 2 * level + 1, as float */
+    const uint8_t *prefix4;      /* 3-level lattices: levels l0..l3 of each point as 27l0 + 9l1 + 3l2 + l3 */
     const int32_t *map;          /* key -> grid index (>= 0), or -(1 + offset into neighbours) */
     const uint16_t *neighbours;  /* at an offset: a count, then that many grid indices */
 } qtk_iq_lattice;

@@ -49,56 +49,132 @@ static inline int32_t group_levels(const qtk_iq_lattice *lat, const float *xval,
  * Each term depends only on the element and the level there, so the terms are computed once per
  * (element, level) and each candidate sums its own in element order: the float operations, their
  * order and so every distance are exactly those of the direct formula. */
-#define BEST_NEIGHBOUR(WIDTH, NLEV)                                                                    \
-    static int best_neighbour##WIDTH(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, \
-                                     const float *w, float scale, int8_t *L) {                         \
-        float term[WIDTH][NLEV]; /* NLEV >= the lattice's levels: a fixed count lets this vectorize */ \
-        for (int i = 0; i < WIDTH; ++i) {                                                              \
-            for (int l = 0; l < NLEV; ++l) {                                                           \
-                const float diff = scale * (float)(2 * l + 1) - xval[i];                               \
-                term[i][l] = w[i] * diff * diff;                                                       \
-            }                                                                                          \
-        }                                                                                              \
-        const int count = list[0];                                                                     \
-        const uint16_t *cand = list + 1;                                                               \
-        float d2[QTK_IQ_MAX_NEIGHBOURS + 3];                                                           \
-        /* independent sums, four interleaved: no branch between them, four dependency chains */     \
-        int j = 0;                                                                                     \
-        for (; j + 4 <= count; j += 4) {                                                               \
-            const int8_t *g0 = lat->levels + (size_t)cand[j] * WIDTH;                                  \
-            const int8_t *g1 = lat->levels + (size_t)cand[j + 1] * WIDTH;                              \
-            const int8_t *g2 = lat->levels + (size_t)cand[j + 2] * WIDTH;                              \
-            const int8_t *g3 = lat->levels + (size_t)cand[j + 3] * WIDTH;                              \
-            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                                      \
-            _Pragma("GCC unroll 8")                                                                    \
-            for (int i = 0; i < WIDTH; ++i) {                                                          \
-                a0 += term[i][g0[i]];                                                                  \
-                a1 += term[i][g1[i]];                                                                  \
-                a2 += term[i][g2[i]];                                                                  \
-                a3 += term[i][g3[i]];                                                                  \
-            }                                                                                          \
-            d2[j] = a0;                                                                                \
-            d2[j + 1] = a1;                                                                            \
-            d2[j + 2] = a2;                                                                            \
-            d2[j + 3] = a3;                                                                            \
-        }                                                                                              \
-        for (; j < count; ++j) {                                                                       \
-            const int8_t *g = lat->levels + (size_t)cand[j] * WIDTH;                                   \
-            float d = 0;                                                                               \
-            _Pragma("GCC unroll 8")                                                                    \
-            for (int i = 0; i < WIDTH; ++i) {                                                          \
-                d += term[i][g[i]];                                                                    \
-            }                                                                                          \
-            d2[j] = d;                                                                                 \
-        }                                                                                              \
-        /* the first smallest, as ggml's scan; all NaN or huge (ggml asserts): the nearest point */  \
-        const int best_j = qtk_first_min(d2, count);                                                   \
-        memcpy(L, lat->levels + (size_t)cand[best_j] * WIDTH, WIDTH);                                  \
-        return cand[best_j];                                                                           \
-    }
 
-BEST_NEIGHBOUR(8, 4)   /* the 8-wide lattices have 3 levels */
-BEST_NEIGHBOUR(4, 8)   /* the 4-wide lattices have 8 */
+/* d2[j] = sum over i < width of term[i * stride + level_i] of candidate j, in element order; four
+ * candidates at a time (independent dependency chains, no branches). */
+static inline void sums_direct(const int8_t *levels, const int width, const uint16_t *cand, int count,
+                               const float *term, const int stride, float *d2) {
+    int j = 0;
+    for (; j + 4 <= count; j += 4) {
+        const int8_t *g0 = levels + (size_t)cand[j] * width;
+        const int8_t *g1 = levels + (size_t)cand[j + 1] * width;
+        const int8_t *g2 = levels + (size_t)cand[j + 2] * width;
+        const int8_t *g3 = levels + (size_t)cand[j + 3] * width;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        _Pragma("GCC unroll 8")
+        for (int i = 0; i < width; ++i) {
+            const float *t = term + i * stride;
+            a0 += t[g0[i]];
+            a1 += t[g1[i]];
+            a2 += t[g2[i]];
+            a3 += t[g3[i]];
+        }
+        d2[j] = a0;
+        d2[j + 1] = a1;
+        d2[j + 2] = a2;
+        d2[j + 3] = a3;
+    }
+    for (; j < count; ++j) {
+        const int8_t *g = levels + (size_t)cand[j] * width;
+        float a = 0;
+        _Pragma("GCC unroll 8")
+        for (int i = 0; i < width; ++i) {
+            a += term[i * stride + g[i]];
+        }
+        d2[j] = a;
+    }
+}
+
+int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float (*term)[4]) {
+    const int count = list[0];
+    const uint16_t *cand = list + 1;
+    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
+    int j = 0;
+    if (count >= 16) {
+        /* The partial sums over the first four elements, t0 + t1 + t2 + t3 in that order, for all
+         * 81 level combinations (each table extends the previous one by one element, four
+         * combinations at a time; entry (a, l) at 3a + l, lane 3 spills into the next entry and is
+         * overwritten by it). A candidate then adds its last four terms to its entry. */
+        float t01[9 + 1], t012[27 + 1], t0123[81 + 1];
+        const v4f r1 = load4(term[1]), r2 = load4(term[2]), r3 = load4(term[3]);
+        for (int a = 0; a < 3; ++a) {
+            const v4f v = splat4(term[0][a]) + r1;
+            memcpy(t01 + 3 * a, &v, sizeof v);
+        }
+        for (int a = 0; a < 9; ++a) {
+            const v4f v = splat4(t01[a]) + r2;
+            memcpy(t012 + 3 * a, &v, sizeof v);
+        }
+        for (int a = 0; a < 27; ++a) {
+            const v4f v = splat4(t012[a]) + r3;
+            memcpy(t0123 + 3 * a, &v, sizeof v);
+        }
+        const uint8_t *pre = lat->prefix4;
+        for (; j + 4 <= count; j += 4) {   /* four independent chains, no branches */
+            const int8_t *g0 = lat->levels + (size_t)cand[j] * 8;
+            const int8_t *g1 = lat->levels + (size_t)cand[j + 1] * 8;
+            const int8_t *g2 = lat->levels + (size_t)cand[j + 2] * 8;
+            const int8_t *g3 = lat->levels + (size_t)cand[j + 3] * 8;
+            float a0 = t0123[pre[cand[j]]], a1 = t0123[pre[cand[j + 1]]];
+            float a2 = t0123[pre[cand[j + 2]]], a3 = t0123[pre[cand[j + 3]]];
+            _Pragma("GCC unroll 4")
+            for (int i = 4; i < 8; ++i) {
+                a0 += term[i][g0[i]];
+                a1 += term[i][g1[i]];
+                a2 += term[i][g2[i]];
+                a3 += term[i][g3[i]];
+            }
+            d2[j] = a0;
+            d2[j + 1] = a1;
+            d2[j + 2] = a2;
+            d2[j + 3] = a3;
+        }
+        for (; j < count; ++j) {
+            const int8_t *g = lat->levels + (size_t)cand[j] * 8;
+            float a = t0123[pre[cand[j]]];
+            for (int i = 4; i < 8; ++i) {
+                a += term[i][g[i]];
+            }
+            d2[j] = a;
+        }
+    } else {
+        sums_direct(lat->levels, 8, cand, count, &term[0][0], 4, d2);
+    }
+    /* the first smallest, as ggml's scan; all NaN or huge (ggml asserts): the nearest point */
+    return qtk_first_min(d2, count);
+}
+
+static int best_neighbour8(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, const float *w,
+                           float scale, int8_t *L) {
+    float term[8][4];   /* levels 0..2, and a spare lane */
+    for (int i = 0; i < 8; ++i) {
+        for (int l = 0; l < 4; ++l) {
+            const float diff = scale * (float)(2 * l + 1) - xval[i];
+            term[i][l] = w[i] * diff * diff;
+        }
+    }
+    const int index = list[1 + qtk_iq_nearest8(lat, list, (const float (*)[4])term)];
+    memcpy(L, lat->levels + (size_t)index * 8, 8);
+    return index;
+}
+
+static int best_neighbour4(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, const float *w,
+                           float scale, int8_t *L) {
+    float term[4][8];   /* levels 0..7 */
+    for (int i = 0; i < 4; ++i) {
+        for (int l = 0; l < 8; ++l) {
+            const float diff = scale * (float)(2 * l + 1) - xval[i];
+            term[i][l] = w[i] * diff * diff;
+        }
+    }
+    const int count = list[0];
+    const uint16_t *cand = list + 1;
+    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
+    sums_direct(lat->levels, 4, cand, count, &term[0][0], 8, d2);
+    const int index = cand[qtk_first_min(d2, count)];
+    memcpy(L, lat->levels + (size_t)index * 4, 4);
+    return index;
+}
 
 /* Snaps the group's levels (key u) to the grid: unchanged when on it, else the best neighbour.
  * Returns 1 when the levels were on the grid. */

@@ -37,6 +37,11 @@ uint8_t qtk_iq_signs8(const float *xb, const float *weight, float *xval, int par
 float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params *p, const float *xval,
                           const float *weight, const float *waux, float scale, float base, int8_t *L);
 
+/* Position (0-based) in the neighbour list `list` of the first point with the smallest sum over
+ * i = 0..7 of term[i][level_i], summed in element order (an 8-wide lattice with 3 levels; term[i][3]
+ * is unused). All sums NaN or >= FLT_MAX: position 0. */
+int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float (*term)[4]);
+
 /* Grid index of a group of levels; levels off the grid (possible only when ggml would abort)
  * give index 0. */
 int qtk_iq_grid_index(const qtk_iq_lattice *lat, const int8_t *L);

@@ -20,6 +20,7 @@
 #include "iq_grids.h"
 #include "iq_lanes.h"
 #include "iq_lattice.h"
+#include "iq_search.h"
 #include "ref.h"
 
 #define IQ1S_GROUP_EPS 1e-12f
@@ -71,40 +72,17 @@ static void sort_by_value(const float *x, int n, int *idx) {
 static int best_neighbour(const qtk_iq_lattice *lat, int32_t u, const float *x, const float *w, float scale,
                           const float *xx, int8_t *L) {
     const uint16_t *list = lat->neighbours - lat->map[u] - 1;
-    float term[8][3];
+    float term[8][4];   /* levels 0..2, and a spare lane */
     for (int i = 0; i < 8; ++i) {
         for (int l = 0; l < 3; ++l) {
             const float diff = scale * xx[l] - x[i];
             term[i][l] = w[i] * diff * diff;
         }
+        term[i][3] = 0;
     }
-    const int count = list[0];
-    const uint16_t *cand = list + 1;
-    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
-    int j = 0;
-    for (; j + 2 <= count; j += 2) {   /* independent sums, two chains at a time */
-        const int8_t *g0 = lat->levels + (size_t)cand[j] * 8;
-        const int8_t *g1 = lat->levels + (size_t)cand[j + 1] * 8;
-        float a0 = 0, a1 = 0;
-        for (int i = 0; i < 8; ++i) {
-            a0 += term[i][g0[i]];
-            a1 += term[i][g1[i]];
-        }
-        d2[j] = a0;
-        d2[j + 1] = a1;
-    }
-    for (; j < count; ++j) {
-        const int8_t *g = lat->levels + (size_t)cand[j] * 8;
-        float a = 0;
-        for (int i = 0; i < 8; ++i) {
-            a += term[i][g[i]];
-        }
-        d2[j] = a;
-    }
-    /* the first smallest, as ggml's scan; all NaN or huge (ggml asserts): the nearest point */
-    const int best_j = qtk_first_min(d2, count);
-    memcpy(L, lat->levels + (size_t)cand[best_j] * 8, 8);
-    return cand[best_j];
+    const int index = list[1 + qtk_iq_nearest8(lat, list, (const float (*)[4])term)];
+    memcpy(L, lat->levels + (size_t)index * 8, 8);
+    return index;
 }
 
 /* Grid index of a group of 8 levels; off the grid, the best neighbour (and *on_grid = 0). */
