@@ -59,6 +59,9 @@ def main(argv=None) -> int:
     print(head)
     print("-" * len(head))
     for t in types:
+        if w is None and qtoolkit.type_info(t).requires_imatrix:
+            print(f"{t.name:7s} | needs importance weights: run with --imatrix")
+            continue
         ours_q = qtoolkit.quantize(x, t, imatrix=w, threads=args.threads)
         tq = best_time(lambda: qtoolkit.quantize(x, t, imatrix=w, threads=args.threads), args.repeat)
         gt = gguf.GGMLQuantizationType(int(t))
