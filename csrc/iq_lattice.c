@@ -7,6 +7,8 @@
 
 #include "iq_grids.h"
 
+#define QTK_IQ_MIN_INT(a, b) ((a) < (b) ? (a) : (b))
+
 typedef struct {
     const uint64_t *grid64;   /* 8-wide grids */
     const uint32_t *grid32;   /* 4-wide grids */
@@ -108,6 +110,47 @@ static int list_neighbours(const qtk_iq_lattice *lat, int nwant, const int8_t *P
     return 1;
 }
 
+/* The lane blocks of a lattice (see lane_q in iq_lattice.h). */
+static int build_lanes(const qtk_iq_lattice *lat, const int32_t *map, const uint16_t *nb, float **q_out,
+                       int32_t **at_out) {
+    const int width = lat->width;
+    size_t total = 0;
+    for (int32_t u = 0; u < lat->map_size; ++u) {
+        if (map[u] < 0) {
+            total += (size_t)(nb[-map[u] - 1] + 3) / 4 * 4 * width;
+        }
+    }
+    float *q = malloc((total ? total : 1) * sizeof *q);
+    int32_t *at = malloc((size_t)lat->map_size * sizeof *at);
+    if (!q || !at) {
+        free(q);
+        free(at);
+        return 0;
+    }
+    size_t pos = 0;
+    for (int32_t u = 0; u < lat->map_size; ++u) {
+        at[u] = 0;
+        if (map[u] >= 0) {
+            continue;
+        }
+        const uint16_t *list = nb - map[u] - 1;
+        const int count = list[0];
+        at[u] = (int32_t)pos;
+        for (int b = 0; b < (count + 3) / 4; ++b) {
+            for (int i = 0; i < width; ++i) {
+                for (int k = 0; k < 4; ++k) {
+                    const int j = QTK_IQ_MIN_INT(4 * b + k, count - 1);
+                    const int l = lat->levels[(size_t)list[1 + j] * width + i];
+                    q[pos++] = (float)(2 * l + 1);
+                }
+            }
+        }
+    }
+    *q_out = q;
+    *at_out = at;
+    return 1;
+}
+
 static void build(int which) {
     const lattice_spec *s = &specs[which];
     qtk_iq_lattice *lat = &lattices[which];
@@ -119,6 +162,8 @@ static void build(int which) {
     int32_t *map = malloc((size_t)map_size * sizeof *map);
     int *d2 = malloc((size_t)s->grid_size * sizeof *d2);
     uint8_t *prefix4 = malloc((size_t)s->grid_size);
+    float *lane_q = NULL;
+    int32_t *lane_at = NULL;
     u16_list nb = {NULL, 0, 0};
     if (!levels || !pos || !map || !d2 || !prefix4) {
         goto fail;
@@ -173,11 +218,21 @@ static void build(int which) {
         map[u] = -(int32_t)(offset + 1);
     }
     free(d2);
+    d2 = NULL;
+    /* lane values 2l + 1 for the IQ2/IQ3 grids. The IQ1 grid's lists are long enough (72
+     * neighbours on average, 10 MB of lanes) that its search is faster from the level tables. */
+    if (which != QTK_LAT_IQ1 && !build_lanes(lat, map, nb.v, &lane_q, &lane_at)) {
+        goto fail;
+    }
+    lat->lane_q = lane_q;
+    lat->lane_at = lane_at;
     lat->map = map;
     lat->neighbours = nb.v;
     built[which] = lat;
     return;
 fail:
+    free(lane_q);
+    free(lane_at);
     free(prefix4);
     free(levels);
     free(pos);

@@ -38,6 +38,11 @@ typedef struct {
     const int8_t *levels;        /* grid_size x width levels */
     const float *pos;            /* grid_size x width values 2 * level + 1, as float */
     const uint8_t *prefix4;      /* 3-level lattices: levels l0..l3 of each point as 27l0 + 9l1 + 3l2 + l3 */
+    /* IQ2/IQ3 lattices (NULL for IQ1): for each off-grid key, its neighbours' values 2l + 1 as
+     * floats in blocks of four neighbours, [block][element][neighbour], the last block padded with
+     * the last neighbour; they start at lane_q + lane_at[key]. */
+    const float *lane_q;
+    const int32_t *lane_at;
     const int32_t *map;          /* key -> grid index (>= 0), or -(1 + offset into neighbours) */
     const uint16_t *neighbours;  /* at an offset: a count, then that many grid indices */
 } qtk_iq_lattice;

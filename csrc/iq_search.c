@@ -144,34 +144,53 @@ int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float
     return qtk_first_min(d2, count);
 }
 
-static int best_neighbour8(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, const float *w,
-                           float scale, int8_t *L) {
-    float term[8][4];   /* levels 0..2, and a spare lane */
+/* The 8-wide IQ2 lattices: four neighbours at a time in vector lanes, each lane computing
+ * w[i] * (scale * q[i] - x[i])^2 and summing over i in element order, as the scalar formula. */
+static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xval, const float *w, float scale) {
+    const uint16_t *list = lat->neighbours - lat->map[u] - 1;
+    const int count = list[0];
+    const float *q = lat->lane_q + lat->lane_at[u];
+    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
+    const v4f s = splat4(scale);
+    v4f x[8], wv[8];
     for (int i = 0; i < 8; ++i) {
-        for (int l = 0; l < 4; ++l) {
-            const float diff = scale * (float)(2 * l + 1) - xval[i];
-            term[i][l] = w[i] * diff * diff;
-        }
+        x[i] = splat4(xval[i]);
+        wv[i] = splat4(w[i]);
     }
-    const int index = list[1 + qtk_iq_nearest8(lat, list, (const float (*)[4])term)];
-    memcpy(L, lat->levels + (size_t)index * 8, 8);
-    return index;
+    for (int j = 0; j < count; j += 4, q += 32) {
+        v4f d = splat4(0.0f);
+        for (int i = 0; i < 8; ++i) {
+            const v4f e = s * load4(q + 4 * i) - x[i];
+            d += wv[i] * e * e;
+        }
+        memcpy(d2 + j, &d, sizeof d);
+    }
+    return qtk_first_min(d2, count);
 }
 
-static int best_neighbour4(const qtk_iq_lattice *lat, const uint16_t *list, const float *xval, const float *w,
-                           float scale, int8_t *L) {
-    float term[4][8];   /* levels 0..7 */
-    for (int i = 0; i < 4; ++i) {
-        for (int l = 0; l < 8; ++l) {
-            const float diff = scale * (float)(2 * l + 1) - xval[i];
-            term[i][l] = w[i] * diff * diff;
-        }
-    }
+/* The 4-wide lattices: four neighbours at a time in vector lanes, each lane computing
+ * w[i] * (scale * q[i] - x[i])^2 and summing over i in element order, as the scalar formula. */
+static int best_neighbour4(const qtk_iq_lattice *lat, int32_t u, const uint16_t *list, const float *xval,
+                           const float *w, float scale, int8_t *L) {
     const int count = list[0];
-    const uint16_t *cand = list + 1;
+    const float *q = lat->lane_q + lat->lane_at[u];
     float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
-    sums_direct(lat->levels, 4, cand, count, &term[0][0], 8, d2);
-    const int index = cand[qtk_first_min(d2, count)];
+    const v4f s = splat4(scale);
+    const v4f x0 = splat4(xval[0]), x1 = splat4(xval[1]), x2 = splat4(xval[2]), x3 = splat4(xval[3]);
+    const v4f w0 = splat4(w[0]), w1 = splat4(w[1]), w2 = splat4(w[2]), w3 = splat4(w[3]);
+    for (int j = 0; j < count; j += 4, q += 16) {
+        const v4f e0 = s * load4(q) - x0;
+        const v4f e1 = s * load4(q + 4) - x1;
+        const v4f e2 = s * load4(q + 8) - x2;
+        const v4f e3 = s * load4(q + 12) - x3;
+        v4f d = splat4(0.0f);
+        d += w0 * e0 * e0;
+        d += w1 * e1 * e1;
+        d += w2 * e2 * e2;
+        d += w3 * e3 * e3;
+        memcpy(d2 + j, &d, sizeof d);
+    }
+    const int index = list[1 + qtk_first_min(d2, count)];
     memcpy(L, lat->levels + (size_t)index * 4, 4);
     return index;
 }
@@ -185,9 +204,11 @@ static inline int snap(const qtk_iq_lattice *lat, int32_t u, const float *xval, 
         return 1;
     }
     if (lat->width == 8) {
-        best_neighbour8(lat, lat->neighbours - g - 1, xval, waux, scale, L);
+        const uint16_t *list = lat->neighbours - g - 1;
+        const int index = list[1 + nearest8_lanes(lat, u, xval, waux, scale)];
+        memcpy(L, lat->levels + (size_t)index * 8, 8);
     } else {
-        best_neighbour4(lat, lat->neighbours - g - 1, xval, waux, scale, L);
+        best_neighbour4(lat, u, lat->neighbours - g - 1, xval, waux, scale, L);
     }
     return 0;
 }
