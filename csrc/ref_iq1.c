@@ -53,15 +53,21 @@ static float sum_squares(const float *x, int n) {
     return s;
 }
 
-/* idx[0..n) = element indices ordered by value, equal values in element order (-0 == +0). */
+/* idx[0..n) = element indices ordered by value, equal values in element order (-0 == +0): the
+ * order ggml gets from glibc's qsort (a stable merge sort). Element i goes to its rank, the count
+ * of elements before it in (value, index) order, counted four comparisons at a time; n is a
+ * multiple of 4. */
 static void sort_by_value(const float *x, int n, int *idx) {
-    for (int j = 0; j < n; ++j) {
-        int k = j;
-        while (k > 0 && x[idx[k - 1]] > x[j]) {
-            idx[k] = idx[k - 1];
-            --k;
+    const v4i lane = {0, 1, 2, 3};
+    for (int i = 0; i < n; ++i) {
+        const v4f xi = splat4(x[i]);
+        const v4i ii = splat4i(i);
+        v4i before = splat4i(0);
+        for (int j = 0; j < n; j += 4) {
+            const v4f xj = load4(x + j);
+            before += (xj < xi) | ((xj == xi) & (lane + j < ii));   /* -1 where j precedes i */
         }
-        idx[k] = j;
+        idx[-(before[0] + before[1] + before[2] + before[3])] = i;
     }
 }
 
@@ -152,7 +158,8 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
             const v4f q2_m = (Awm + Bw * m1 * m1) + Cw * m2 * m2;
             const v4f bestv = splat4(b.best);
             const v4i valid = lane <= splat4((float)(N - i2));
-            const v4i hit = (((q2_p > 0) & (qx_p * qx_p > bestv * q2_p)) | ((q2_m > 0) & (qx_m * qx_m > bestv * q2_m))) & valid;
+            /* a superset of the hits (the sumq2 > 0 test is left to consider()) */
+            const v4i hit = ((qx_p * qx_p > bestv * q2_p) | (qx_m * qx_m > bestv * q2_m)) & valid;
             if (!any4(hit)) {
                 continue;
             }
@@ -349,8 +356,8 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
             const v4f bestv = splat4(b.best);
             v4i hit = lane <= splat4((float)(N - i2));
             v4i any = {0, 0, 0, 0};
-            for (int k = 0; k < 4; ++k) {
-                any |= (sumq2[k] > 0) & (sumqx[k] * sumqx[k] > bestv * sumq2[k]);
+            for (int k = 0; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
+                any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
             }
             hit &= any;
             if (!any4(hit)) {
@@ -423,7 +430,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
     static const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
     block_iq1_m *y = vy;
     const qtk_iq_lattice *lat = qtk_iq_lattice_get(QTK_LAT_IQ1);
-    float scales[QK_K / 16], weight[16];
+    float scales[QK_K / 16], weights[QK_K];
     int shifts[QK_K / 16];
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
         const float *xbl = x + QK_K * ibl;
@@ -435,6 +442,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
         float max_scale = 0;
         for (int ib = 0; ib < QK_K / 16; ++ib) {
             const float *xb = xbl + 16 * ib;
+            float *weight = weights + 16 * ib;   /* kept for the final refit, which uses the same */
             weights16(xb, qw_row ? qw_row + QK_K * ibl + 16 * ib : NULL, sigma2, weight);
             uint16_t index[2];
             float scale;
@@ -466,7 +474,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
             sc[ib / 4] |= (uint16_t)(l << (3 * (ib % 4)));
             y[ibl].qh[ib] |= masks[shifts[ib]];
             const float *xb = xbl + 16 * ib;
-            weights16(xb, qw_row ? qw_row + QK_K * ibl + 16 * ib : NULL, sigma2, weight);
+            const float *weight = weights + 16 * ib;
             for (int k = 0; k < 2; ++k) {
                 const float *xx = (k == 0 ? shifts[ib] < 2 : shifts[ib] % 2 == 0) ? x_p : x_m;
                 const int g = y[ibl].qs[2 * ib + k] | (((y[ibl].qh[ib] >> (4 * k)) & 7) << 8);
