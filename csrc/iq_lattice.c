@@ -158,14 +158,13 @@ static void build(int which) {
     const int bits = s->nlevels == 3 ? 2 : 3;
     const int32_t map_size = (int32_t)1 << (bits * width);
     int8_t *levels = malloc((size_t)s->grid_size * width);
-    float *pos = malloc((size_t)s->grid_size * width * sizeof *pos);
     int32_t *map = malloc((size_t)map_size * sizeof *map);
     int *d2 = malloc((size_t)s->grid_size * sizeof *d2);
     uint8_t *prefix4 = malloc((size_t)s->grid_size);
     float *lane_q = NULL;
     int32_t *lane_at = NULL;
     u16_list nb = {NULL, 0, 0};
-    if (!levels || !pos || !map || !d2 || !prefix4) {
+    if (!levels || !map || !d2 || !prefix4) {
         goto fail;
     }
     for (int i = 0; i < s->grid_size; ++i) {
@@ -176,7 +175,6 @@ static void build(int which) {
                 goto fail;   /* a grid value missing from its map: a broken generated header */
             }
             levels[i * width + k] = (int8_t)l;
-            pos[i * width + k] = (float)(2 * l + 1);
         }
     }
     for (int i = 0; i < s->grid_size; ++i) {
@@ -190,7 +188,6 @@ static void build(int which) {
     lat->grid_size = s->grid_size;
     lat->map_size = map_size;
     lat->levels = levels;
-    lat->pos = pos;
     /* keys with an unused level (never formed by a quantizer) -> grid index 0; valid keys -> -1
      * until they are found on the grid or given a neighbour list */
     for (int32_t u = 0; u < map_size; ++u) {
@@ -235,7 +232,6 @@ fail:
     free(lane_at);
     free(prefix4);
     free(levels);
-    free(pos);
     free(map);
     free(d2);
     free(nb.v);

@@ -36,7 +36,6 @@ typedef struct {
     int grid_size;
     int32_t map_size;            /* 1 << (bits * width) */
     const int8_t *levels;        /* grid_size x width levels */
-    const float *pos;            /* grid_size x width values 2 * level + 1, as float */
     const uint8_t *prefix4;      /* 3-level lattices: levels l0..l3 of each point as 27l0 + 9l1 + 3l2 + l3 */
     /* IQ2/IQ3 lattices (NULL for IQ1): for each off-grid key, its neighbours' values 2l + 1 as
      * floats in blocks of four neighbours, [block][element][neighbour], the last block padded with

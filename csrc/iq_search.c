@@ -44,11 +44,14 @@ static inline int32_t group_levels(const qtk_iq_lattice *lat, const float *xval,
     return qtk_iq_key(lat, L);
 }
 
-/* Nearest of the listed grid points to xval at `scale` under the weights w (ggml's
- * iq2/iq3_find_best_neighbour): smallest sum over i of w[i] * (scale * q[i] - x[i])^2, first on ties.
- * Each term depends only on the element and the level there, so the terms are computed once per
- * (element, level) and each candidate sums its own in element order: the float operations, their
- * order and so every distance are exactly those of the direct formula. */
+/* The neighbour searches. ggml (iq2/iq3_find_best_neighbour, iq1_find_best_neighbour2) picks the
+ * first listed grid point with the smallest sum over elements i, in order, of
+ * w[i] * (scale * q[i] - x[i])^2. Two exact ways to get the same float sums faster:
+ * - IQ2/IQ3: four neighbours in four vector lanes, each lane running the scalar formula on the
+ *   neighbours' values stored lane-wise with the lattice (lane_q);
+ * - IQ1 (qtk_iq_nearest8): the terms depend only on the element and the level there, so they are
+ *   computed once per (element, level) by the caller and each neighbour sums its own in element
+ *   order. Either way the float operations and their order are those of the direct formula. */
 
 /* d2[j] = sum over i < width of term[i * stride + level_i] of candidate j, in element order; four
  * candidates at a time (independent dependency chains, no branches). */
@@ -144,8 +147,7 @@ int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float
     return qtk_first_min(d2, count);
 }
 
-/* The 8-wide IQ2 lattices: four neighbours at a time in vector lanes, each lane computing
- * w[i] * (scale * q[i] - x[i])^2 and summing over i in element order, as the scalar formula. */
+/* The 8-wide IQ2 lattices, four neighbours at a time in vector lanes; returns the list position. */
 static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xval, const float *w, float scale) {
     const uint16_t *list = lat->neighbours - lat->map[u] - 1;
     const int count = list[0];
@@ -168,8 +170,8 @@ static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xva
     return qtk_first_min(d2, count);
 }
 
-/* The 4-wide lattices: four neighbours at a time in vector lanes, each lane computing
- * w[i] * (scale * q[i] - x[i])^2 and summing over i in element order, as the scalar formula. */
+/* The 4-wide IQ3 lattices, four neighbours at a time in vector lanes; writes the levels of the
+ * winner to L and returns its grid index. */
 static int best_neighbour4(const qtk_iq_lattice *lat, int32_t u, const uint16_t *list, const float *xval,
                            const float *w, float scale, int8_t *L) {
     const int count = list[0];
