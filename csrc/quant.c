@@ -1,5 +1,6 @@
 /* The traits table (indexed by GGUF type id) and the tensor-level quantize/dequantize calls. */
 #include "common.h"
+#include "fastq.h"
 #include "iq_lattice.h"
 #include "qtk.h"
 #include "qtk_iq.h"
@@ -234,22 +235,45 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
         return QTK_E_NOMEM;
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
+    const float *qw = e->pub.uses_imatrix ? imatrix : NULL;
+    /* the fast variant, if one is selected and has this type: same bytes, checks fused (fastq.h) */
+    const qtk_fastq_table *fast = qtk_fastq_active();
+    const qtk_fast_row_fn fast_row = fast ? fast->row[type] : NULL;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
+        uint8_t *y = (uint8_t *)dst + r * row_bytes;
+        if (fast_row) {
+            if (fast_row(x, y, n_per_row, qw) == 0) {
+                continue;
+            }
+            /* maybe bad: tell which with the reference checks, in the reference's order */
+            if (qtk_has_nonfinite(x, n_per_row)) {
+                if (bad_row) {
+                    *bad_row = r;
+                }
+                return QTK_E_NONFINITE;
+            }
+            if (row_overflows(e, y, n_per_row / e->pub.blck_size)) {
+                if (bad_row) {
+                    *bad_row = r;
+                }
+                return QTK_E_OVERFLOW;
+            }
+            continue;
+        }
         if (qtk_has_nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }
             return QTK_E_NONFINITE;
         }
-        uint8_t *y = (uint8_t *)dst + r * row_bytes;
         if (e->lattice != NO_LATTICE && iq_squares_overflow(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }
             return QTK_E_OVERFLOW;
         }
-        e->quantize_row(x, y, n_per_row, e->pub.uses_imatrix ? imatrix : NULL);
+        e->quantize_row(x, y, n_per_row, qw);
         if (row_overflows(e, y, n_per_row / e->pub.blck_size)) {
             if (bad_row) {
                 *bad_row = r;

@@ -232,6 +232,44 @@ def custom_dequantize_rows(bits, group, symmetric, data, out) -> None:
     )
 
 
+# ---------------------------------------------------------------- quantizer variants (fastq)
+
+
+def quantizer_variants() -> dict:
+    """{name: available} for every quantizer variant: "ref" (the portable reference row
+    functions), "vec" (lane code at the baseline ISA), "avx2". Available = built, run by this CPU,
+    and not above the QTK_ISA cap. All variants write identical bytes."""
+    return {
+        ffi.string(lib.qtk_fastq_name(v)).decode(): bool(lib.qtk_fastq_available(v))
+        for v in range(lib.QTK_FASTQ_COUNT)
+    }
+
+
+def quantizer_variant() -> str:
+    """Name of the quantizer variant in use."""
+    return ffi.string(lib.qtk_fastq_name(lib.qtk_fastq_variant())).decode()
+
+
+def quantizer_variant_supported(name: str) -> bool:
+    """Whether this build and CPU can run the variant (the QTK_ISA cap not considered)."""
+    return bool(lib.qtk_fastq_supported(_variant_id(name)))
+
+
+def _variant_id(name: str) -> int:
+    for v in range(lib.QTK_FASTQ_COUNT):
+        if ffi.string(lib.qtk_fastq_name(v)).decode() == name:
+            return v
+    raise QtkValueError(f"unknown quantizer variant {name!r}")
+
+
+def set_quantizer_variant(name: str) -> None:
+    """Force a quantizer variant for the whole process (tests, benchmarks)."""
+    status = lib.qtk_fastq_set_variant(_variant_id(name))
+    if status == lib.QTK_E_UNSUPPORTED:
+        raise QtkNotImplementedError(f"quantizer variant {name!r} is not available here (CPU or QTK_ISA)")
+    _check(status, "set quantizer variant")
+
+
 # -- the IQ codebook formats (tables and reference dot products, for tests and tools) ----------
 
 
