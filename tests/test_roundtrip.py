@@ -14,8 +14,10 @@ from qtoolkit import QuantType as T
 FAMILIES = {
     "ternary": ([T.TQ1_0, T.TQ2_0], 0.70, 0.51),
     "1-bit": ([T.IQ1_S, T.IQ1_M], 0.35, 1.2),
-    "2-bit": ([T.Q2_K, CustomQuant(2, 32), T.IQ2_XXS, T.IQ2_XS, T.IQ2_S], 0.12, 0.8),
-    "3-bit": ([T.Q3_K, CustomQuant(3, 64), CustomQuant(3, 64, True), T.IQ3_XXS, T.IQ3_S], 0.05, 0.55),
+    "2-bit": ([T.Q2_K, CustomQuant(2, 32)], 0.12, 0.75),
+    "2-bit codebook": ([T.IQ2_XXS, T.IQ2_XS, T.IQ2_S], 0.12, 0.8),
+    "3-bit": ([T.Q3_K, CustomQuant(3, 64), CustomQuant(3, 64, True)], 0.035, 0.45),
+    "3-bit codebook": ([T.IQ3_XXS, T.IQ3_S], 0.05, 0.55),
     "4-bit": ([T.Q4_0, T.Q4_1, T.Q4_K, T.IQ4_NL, T.IQ4_XS, CustomQuant(4, 32)], 0.009, 0.2),
     "5-bit": ([T.Q5_0, T.Q5_1, T.Q5_K, CustomQuant(5, 64)], 0.0025, 0.1),
     "6-bit": ([T.Q6_K, CustomQuant(6, 64)], 5e-4, 0.04),
