@@ -51,7 +51,7 @@ def read_version():
 
 
 def compile_args():
-    args = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall"]
+    args = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall", "-pthread"]
     # fastq_vec.c uses 32-byte vectors without AVX in static functions only: no ABI is crossed
     args += ["-Wno-psabi"]
     if os.environ.get("QTK_SANITIZE") == "1":
@@ -61,7 +61,7 @@ def compile_args():
 
 
 def link_args():
-    args = ["-lm"]
+    args = ["-lm", "-pthread"]
     if os.environ.get("QTK_SANITIZE") == "1":
         args += ["-fsanitize=address,undefined,float-cast-overflow"]
     return args
@@ -69,6 +69,8 @@ def link_args():
 
 ffibuilder = FFI()
 ffibuilder.cdef(read_cdef())
+PUBLIC_HEADERS = sorted(f for f in os.listdir(CSRC) if f.startswith("qtk") and f.endswith(".h"))
+
 ffibuilder.set_source(
     "qtoolkit._native",
     "".join('#include "%s"\n' % h for h in PUBLIC_HEADERS),

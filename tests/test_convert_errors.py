@@ -221,7 +221,9 @@ def test_missing_config_and_bad_options(tmp_path):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v"])
     with pytest.raises(QtkValueError, match="regular expression"):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v(=q8_0"])
-    with pytest.raises(QtkNotImplementedError, match="IQ2_XXS"):
+    with pytest.raises(QtkNotImplementedError, match="MXFP4"):
+        qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v=mxfp4"])
+    with pytest.raises(QtkValueError, match="IQ2_XXS.*needs an importance matrix"):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v=iq2_xxs"])
     nothing_written(tmp_path, str(tmp_path / "o.gguf"))
     assert issubclass(QtkNotImplementedError, QtkError)

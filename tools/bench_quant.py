@@ -59,6 +59,9 @@ def paired(g, x, w, types, n, mb) -> int:
     print(head)
     print("-" * len(head))
     for t in types:
+        if w is None and qtoolkit.type_info(t).requires_imatrix:   # (ggml would abort)
+            print(f"{t.name:7s} | needs importance weights: run with --imatrix")
+            continue
         ours, theirs = [], []
         same = np.array_equal(qtoolkit.quantize(x, t, imatrix=w, threads=1), g.quantize_chunk(int(t), x, w))
         for _ in range(n):
@@ -109,6 +112,9 @@ def main(argv=None) -> int:
     print(head)
     print("-" * len(head))
     for t in types:
+        if w is None and qtoolkit.type_info(t).requires_imatrix:
+            print(f"{t.name:7s} | needs importance weights: run with --imatrix")
+            continue
         ours_q = qtoolkit.quantize(x, t, imatrix=w, threads=args.threads)
         tq = best_time(lambda: qtoolkit.quantize(x, t, imatrix=w, threads=args.threads), args.repeat)
         gt = gguf.GGMLQuantizationType(int(t))
