@@ -15,11 +15,12 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 import qtoolkit  # noqa: E402
 from qtoolkit.gguf_read import GGUFFile  # noqa: E402
-from qtoolkit.presets import PRESETS  # noqa: E402
+from qtoolkit.presets import MAIN_PRESETS, PRESETS  # noqa: E402
 from conftest import ALL_ARCHS  # noqa: E402
 import llama_ref  # noqa: E402
 
-ALL_PRESETS = [p for p in PRESETS if p != "Q2_K_S"]  # Q2_K_S needs an imatrix (tested below)
+ALL_PRESETS = [p for p in MAIN_PRESETS if p != "Q2_K_S"]  # Q2_K_S needs an imatrix (tested below)
+IQ_PRESETS = [p for p in PRESETS if p not in MAIN_PRESETS]  # most need an imatrix: tested with one
 # rows of 320 and 640 exercise the shape fallbacks; mixtral with 8 experts the MoE-8 rules
 SHAPES = {"mixtral": dict(experts=8, ff=320), "qwen3moe": dict(moe_ff=320), "qwen2moe": dict(moe_ff=320, shared_ff=640)}
 STATS = {"compared": 0, "identical": 0}
@@ -107,10 +108,9 @@ def write_gguf_imatrix(path, entries, counts):
     w.close()
 
 
-@pytest.mark.parametrize("preset", ["Q4_K_M", "Q4_0", "IQ4_XS", "Q2_K_S", "Q5_1", "Q6_K"])
-def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
-    """Per-expert slices, an expert with count 0 (uniform weights), and the imatrix-dependent rules."""
-    d, f32 = f32_files("qwen3moe")
+def _imatrix_for(d, tmp_path):
+    """A GGUF imatrix for every weight matrix of the model in ``d`` (expert 1 never routed to),
+    and the mean weights llama-quantize should receive."""
     plan = qtoolkit.convert(d, None, "F32", dry_run=True)
     rng = np.random.default_rng(3)
     sums, counts, means = {}, {}, {}
@@ -121,18 +121,32 @@ def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
         s = rng.gamma(2.0, 1.0, size=(n_mat, n)).astype(np.float32) * 40
         c = np.full(n_mat, 40.0, dtype=np.float32)
         if n_mat > 1:
-            c[1] = 0.0  # expert 1 never routed during calibration
+            c[1] = 0.0
         sums[t["name"]], counts[t["name"]] = s, c
         m = s / np.maximum(c, 1)[:, None]
         m[c == 0] = 1.0
         means[t["name"]] = m
     imf = str(tmp_path / "imatrix.gguf")
     write_gguf_imatrix(imf, sums, counts)
+    return imf, means
+
+
+@pytest.mark.parametrize("preset", ["Q4_K_M", "Q4_0", "IQ4_XS", "Q2_K_S", "Q5_1", "Q6_K"] + IQ_PRESETS)
+def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
+    """Per-expert slices, an expert with count 0 (uniform weights), the imatrix-dependent rules,
+    and the IQ1/IQ2/IQ3 presets (which need an imatrix)."""
+    d, f32 = f32_files("qwen3moe", layers=8) if preset in IQ_PRESETS else f32_files("qwen3moe")
+    imf, means = _imatrix_for(d, tmp_path)
     ours, ref = str(tmp_path / "o.gguf"), str(tmp_path / "r.gguf")
     rep = qtoolkit.convert(d, ours, preset, imatrix=imf)
     assert rep["imatrix"]["used"] == len(means) and rep["imatrix"]["zero_count_experts"]
     llama_ref.quantize_file(f32, ref, PRESETS[preset].ftype, imatrix=means)
     compare(ours, ref)
+
+
+@pytest.mark.parametrize("preset", ["IQ3_S", "IQ3_M", "TQ1_0", "TQ2_0"])
+def test_byte_identical_iq_presets_without_imatrix(tmp_path, f32_files, preset):
+    _identity(tmp_path, f32_files, "llama", [preset])
 
 
 def test_legacy_dat_imatrix_equals_gguf_imatrix(tmp_path, f32_files):
