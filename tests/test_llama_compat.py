@@ -258,3 +258,25 @@ def test_checkpoints_saved_by_transformers(tmp_path, arch):
     with torch.no_grad():
         hf = model(torch.tensor([toks])).logits[0].float().numpy()
     assert float(np.abs(ref - hf).max() / np.abs(hf).max()) < 1e-4
+
+
+@pytest.mark.parametrize("style", ["qwen2", "llama-bpe", "smaug-bpe", "gpt-2"])
+def test_llama_cpp_tokenizes_like_hugging_face(tmp_path, style):
+    """The pre-tokenizer name derived from the split regex makes llama.cpp split text exactly as
+    the tokenizers library does."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tools.synth_checkpoint import make_checkpoint
+
+    d = make_checkpoint(str(tmp_path / "m"), "qwen3", layers=1, tokenizer_style=style)
+    out = str(tmp_path / "m.gguf")
+    rep = qtoolkit.convert(d, out, "Q8_0")
+    assert rep["tokenizer_pre"] == style
+    text = ("The theater's 12345 tickets... and then\n\n  it rained: 'Ve the END!  <|im_end|>\tin 2024, "
+            "at the inn on the hill; he said THE answer is 42 ")
+    ref = tokenizers.Tokenizer.from_file(f"{d}/tokenizer.json").encode(text, add_special_tokens=False).ids
+    llm = llama_cpp.Llama(model_path=out, n_ctx=256, verbose=False, vocab_only=True)
+    try:
+        ours = llm.tokenize(text.encode(), add_bos=False, special=True)
+    finally:
+        llm.close()
+    assert ours == ref
