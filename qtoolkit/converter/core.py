@@ -249,6 +249,7 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str) -> Iterator[np.ndarra
         raw = raw[part.rows[0]:part.rows[1]]
     if part.reshape_1d:
         raw = raw.reshape(-1)
+    perm = None
     if raw.ndim == 1:
         slabs = [(0, raw)]
     else:
@@ -268,7 +269,13 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str) -> Iterator[np.ndarra
             x = dequantize(block.view(np.uint8), qt, threads=1)  # memory-bound: one thread is as fast
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
-            where = (f"row {r0 + int(bad[0])}, column {int(bad[1])}" if x.ndim == 2 else f"element {int(bad[0])}")
+            if x.ndim == 2:
+                row = r0 + int(bad[0])
+                row = int(perm[row]) if perm is not None else row  # the checkpoint's row, not ours
+                row += part.rows[0] if part.rows is not None else 0
+                where = f"row {row}, column {int(bad[1])}"
+            else:
+                where = f"element {int(bad[0])}"
             expert = f" (expert {part.index})" if part.index is not None else ""
             raise QtkValueError(
                 f"{ckpt.file_of(part.source)}: tensor {part.source!r}{expert} has a NaN or Inf at {where}; "
