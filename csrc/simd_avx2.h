@@ -1,0 +1,43 @@
+/* The AVX2 quantize / dequantize kernels (avx2_quant.c) that the AVX2 table (avx2_dot.c) uses.
+ * Every one gives exactly the bits of its reference counterpart in ref_*.c / dot_ref.c. */
+#ifndef QTK_SIMD_AVX2_H
+#define QTK_SIMD_AVX2_H
+
+#include <stdint.h>
+
+#include "kernels.h"
+
+#define QTK_DECLARE_AVX2(name)                                                                  \
+    void qtk_dequantize_row_##name##_avx2(const void *x, float *y, int64_t n);
+
+QTK_DECLARE_AVX2(f16)
+QTK_DECLARE_AVX2(bf16)
+QTK_DECLARE_AVX2(q4_0)
+QTK_DECLARE_AVX2(q4_1)
+QTK_DECLARE_AVX2(q5_0)
+QTK_DECLARE_AVX2(q5_1)
+QTK_DECLARE_AVX2(q8_0)
+QTK_DECLARE_AVX2(q8_1)
+QTK_DECLARE_AVX2(q2_K)
+QTK_DECLARE_AVX2(q3_K)
+QTK_DECLARE_AVX2(q4_K)
+QTK_DECLARE_AVX2(q5_K)
+QTK_DECLARE_AVX2(q6_K)
+QTK_DECLARE_AVX2(q8_K)
+QTK_DECLARE_AVX2(iq4_nl)
+QTK_DECLARE_AVX2(iq4_xs)
+QTK_DECLARE_AVX2(tq1_0)
+QTK_DECLARE_AVX2(tq2_0)
+
+void qtk_quantize_row_q8_0_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_row_q8_K_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_row_f16_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_row_bf16_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_row_q8g_avx2(const float *x, void *y, int64_t n, int group);
+void qtk_dequantize_custom_avx2(const qtk_custom_params *p, const void *x, float *y, int64_t n);
+
+/* CustomQuant levels of one group (n a multiple of 8) from its LSB-first bit stream into L. */
+void qtk_custom_unpack_avx2(const uint8_t *in, int n, int bits, uint8_t *L);
+
+#endif
