@@ -38,11 +38,13 @@ static inline __m256i roundf_epi32(__m256 v) {
     return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, one)));
 }
 
-/* Four vectors of 8 int32 (values in int8 range) -> 32 int8 in order. */
+/* Four vectors of 8 int32 -> their 32 low bytes in order: the reference's (int8_t) cast, which
+ * also decides what an out-of-range level becomes (a subnormal scale whose inverse overflows). */
 static inline __m256i pack32_epi8(__m256i a, __m256i b, __m256i c, __m256i d) {
-    const __m256i ab = _mm256_packs_epi32(a, b);
-    const __m256i cd = _mm256_packs_epi32(c, d);
-    const __m256i abcd = _mm256_packs_epi16(ab, cd);
+    const __m256i lo = _mm256_set1_epi32(0xFF);
+    const __m256i ab = _mm256_packus_epi32(_mm256_and_si256(a, lo), _mm256_and_si256(b, lo));
+    const __m256i cd = _mm256_packus_epi32(_mm256_and_si256(c, lo), _mm256_and_si256(d, lo));
+    const __m256i abcd = _mm256_packus_epi16(ab, cd);
     return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
@@ -92,9 +94,10 @@ static inline int q8_block32(const float *x, int8_t *qs, float *d_out) {
     const __m256 vid = _mm256_set1_ps(id);
     const __m256i i0 = roundf_epi32(_mm256_mul_ps(v0, vid)), i1 = roundf_epi32(_mm256_mul_ps(v1, vid));
     const __m256i i2 = roundf_epi32(_mm256_mul_ps(v2, vid)), i3 = roundf_epi32(_mm256_mul_ps(v3, vid));
-    _mm256_storeu_si256((__m256i *)qs, pack32_epi8(i0, i1, i2, i3));
+    const __m256i packed = pack32_epi8(i0, i1, i2, i3);
+    _mm256_storeu_si256((__m256i *)qs, packed);
     *d_out = d;
-    return hsum_i32x8(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+    return hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), packed), _mm256_set1_epi16(1)));
 }
 
 /* n a multiple of 8 */
@@ -238,12 +241,11 @@ void qtk_quantize_row_q8g_avx2(const float *x, void *vy, int64_t n, int group) {
         __m256i acc = _mm256_setzero_si256();
         for (int j = 0; j < group; j += 8) {
             const __m256i q = roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), vid));
-            acc = _mm256_add_epi32(acc, q);
-            const __m256i p16 = _mm256_packs_epi32(q, q);
-            const __m256i p8 = _mm256_packs_epi16(p16, p16);
-            const uint32_t lo = (uint32_t)_mm256_extract_epi32(p8, 0), hi = (uint32_t)_mm256_extract_epi32(p8, 4);
-            memcpy(qs + j, &lo, 4);
-            memcpy(qs + j + 4, &hi, 4);
+            /* the (int8_t) cast of the reference, then sign-extended for the sum */
+            const __m256i q8 = _mm256_srai_epi32(_mm256_slli_epi32(q, 24), 24);
+            acc = _mm256_add_epi32(acc, q8);
+            const __m256i p = pack32_epi8(q8, q8, q8, q8);
+            memcpy(qs + j, &p, 8);
         }
         const int32_t sum = hsum_i32x8(acc);
         memcpy(y, &d, 4);
