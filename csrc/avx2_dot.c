@@ -69,13 +69,18 @@ static void qtk_vec_dot_f16_avx2(int64_t n, float *s, const void *vx, const void
 
 static void qtk_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const uint16_t *x = vx, *y = vy;
+    /* 16 bf16 per load: the even elements shifted into float position, the odd ones masked in
+     * place; even pairs with even and odd with odd, so no widening is needed */
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(ld_bf16x8(x + i), ld_bf16x8(y + i), a0);
-        a1 = _mm256_fmadd_ps(ld_bf16x8(x + i + 8), ld_bf16x8(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(ld_bf16x8(x + i + 16), ld_bf16x8(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(ld_bf16x8(x + i + 24), ld_bf16x8(y + i + 24), a3);
+        const __m256i x0 = loadu256(x + i), y0 = loadu256(y + i);
+        const __m256i x1 = loadu256(x + i + 16), y1 = loadu256(y + i + 16);
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y0, 16)), a0);
+        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x0, hi)), _mm256_castsi256_ps(_mm256_and_si256(y0, hi)), a1);
+        a2 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x1, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y1, 16)), a2);
+        a3 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x1, hi)), _mm256_castsi256_ps(_mm256_and_si256(y1, hi)), a3);
     }
     for (; i + 8 <= n; i += 8) {
         a0 = _mm256_fmadd_ps(ld_bf16x8(x + i), ld_bf16x8(y + i), a0);
@@ -203,9 +208,23 @@ static void qtk_vec_dot_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, co
 
 /* ---------------------------------------------------------------- K-quants */
 
-/* 16 int16 scales: the low 128 bits hold a, the high 128 bits b (one per 16-element half). */
-static inline __m256i scale_pair(int a, int b) {
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)a)), _mm_set1_epi16((short)b), 1);
+/* The 16 per-16-element scales of a K-quant block as int16, even sub-blocks in the low 128 bits and
+ * odd ones in the high 128 bits, so that pair p (sub-blocks 2p, 2p+1: one 32-byte vector of levels)
+ * is one in-lane shuffle away. */
+static inline __m256i scales_even_odd_epi8(__m128i sc8) {
+    const __m128i eo = _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    return _mm256_cvtepi8_epi16(eo);
+}
+
+static inline __m256i scales_even_odd_epu8(__m128i sc8) {
+    const __m128i eo = _mm_shuffle_epi8(sc8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+    return _mm256_cvtepu8_epi16(eo);
+}
+
+/* [scale 2p x 8 | scale 2p+1 x 8] */
+static inline __m256i scale_pair(__m256i s16, int p) {
+    const __m256i ctrl = _mm256_set1_epi16((short)(((2 * p + 1) << 8) | (2 * p)));
+    return _mm256_shuffle_epi8(s16, ctrl);
 }
 
 static inline int bsums_dot(const int16_t *bsums, __m128i lo_scales16, __m128i hi_scales16) {
@@ -225,14 +244,16 @@ static void qtk_vec_dot_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
         const __m128i mins8 = _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F));
         const int msum = bsums_dot(y[i].bsums, _mm_cvtepu8_epi16(mins8), _mm_cvtepu8_epi16(_mm_srli_si128(mins8, 8)));
+        const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; ++h) {
             const __m256i q = loadu256(x[i].qs + 32 * h);
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; ++k) {
-                const int j = 8 * h + 2 * k;
                 const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(sc[j] & 0xF, sc[j + 1] & 0xF)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
             }
         }
         const float dy = y[i].d;
@@ -243,15 +264,13 @@ static void qtk_vec_dot_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
 }
 
 /* The 16 six-bit Q3_K scales (minus 32) as int8. */
-static inline void q3_K_scales(const uint8_t *s, int8_t out[16]) {
+static inline __m128i q3_K_scales(const uint8_t *s) {
     const uint32_t a0 = rd_u32(s), a1 = rd_u32(s + 4), t = rd_u32(s + 8);
-    uint32_t u[4];
-    u[0] = (a0 & 0x0F0F0F0Fu) | ((t & 0x03030303u) << 4);
-    u[1] = (a1 & 0x0F0F0F0Fu) | (((t >> 2) & 0x03030303u) << 4);
-    u[2] = ((a0 >> 4) & 0x0F0F0F0Fu) | (((t >> 4) & 0x03030303u) << 4);
-    u[3] = ((a1 >> 4) & 0x0F0F0F0Fu) | (((t >> 6) & 0x03030303u) << 4);
-    const __m128i v = _mm_sub_epi8(_mm_loadu_si128((const __m128i *)u), _mm_set1_epi8(32));
-    _mm_storeu_si128((__m128i *)out, v);
+    const __m128i v = _mm_setr_epi32((int)((a0 & 0x0F0F0F0Fu) | ((t & 0x03030303u) << 4)),
+                                     (int)((a1 & 0x0F0F0F0Fu) | (((t >> 2) & 0x03030303u) << 4)),
+                                     (int)(((a0 >> 4) & 0x0F0F0F0Fu) | (((t >> 4) & 0x03030303u) << 4)),
+                                     (int)(((a1 >> 4) & 0x0F0F0F0Fu) | (((t >> 6) & 0x03030303u) << 4)));
+    return _mm_sub_epi8(v, _mm_set1_epi8(32));
 }
 
 static void qtk_vec_dot_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -260,23 +279,24 @@ static void qtk_vec_dot_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
-        int8_t sc[16];
-        q3_K_scales(x[i].scales, sc);
-        const __m128i sc16a = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)sc));
-        const __m128i sc16b = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
+        const __m128i sc8 = q3_K_scales(x[i].scales);
+        const __m128i sc16a = _mm_cvtepi8_epi16(sc8);
+        const __m128i sc16b = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8));
+        const __m256i s16 = scales_even_odd_epi8(sc8);
         /* level + 4 = low two bits + 4 * high bit, in 0..7; the 4 * sum(y) goes through bsums */
         const int bsum = bsums_dot(y[i].bsums, sc16a, sc16b);
         const __m256i hm = loadu256(x[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; ++h) {
             const __m256i q = loadu256(x[i].qs + 32 * h);
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; ++k) {
-                const int j = 8 * h + 2 * k;
                 const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
                 const __m256i qk = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
                 const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(sc[j], sc[j + 1])));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(4 * bsum, 0, 0, 0, 0, 0, 0, 0));
@@ -315,6 +335,7 @@ static void qtk_vec_dot_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         const uint8_t *sc = (const uint8_t *)u;
         const int msum = k4_min_sum(u, y[i].bsums);
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int c = 0; c < 4; ++c) {
             const __m256i q = loadu256(x[i].qs + 32 * c);
             const __m256i lo = _mm256_and_si256(q, m4);
@@ -344,6 +365,7 @@ static void qtk_vec_dot_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         const int msum = k4_min_sum(u, y[i].bsums);
         const __m256i qh = loadu256(x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int c = 0; c < 4; ++c) {
             const __m256i q = loadu256(x[i].qs + 32 * c);
             const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
@@ -372,7 +394,9 @@ static void qtk_vec_dot_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
         /* level = stored 6-bit value - 32: the 32 * sum(y) part goes through bsums */
         const int bsum = bsums_dot(y[i].bsums, _mm_cvtepi8_epi16(sc8), _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8)));
+        const __m256i s16 = scales_even_odd_epi8(sc8);
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int h = 0; h < 2; ++h) {
             const __m256i ql0 = loadu256(x[i].ql + 64 * h);
             const __m256i ql1 = loadu256(x[i].ql + 64 * h + 32);
@@ -386,10 +410,10 @@ static void qtk_vec_dot_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
             };
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; ++k) {
-                const int j = 8 * h + 2 * k;
                 const __m256i p16 = _mm256_maddubs_epi16(q[k], loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(sc[j], sc[j + 1])));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
             }
         }
         sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * bsum, 0, 0, 0, 0, 0, 0, 0));
@@ -406,6 +430,7 @@ static void qtk_vec_dot_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *vx, co
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const uint16_t sh = x[i].scales_h;
         __m256i sumi = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int ib = 0; ib < QK_K / 32; ib += 2) {
             const int ls0 = ((x[i].scales_l[ib / 2] & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
             const int ls1 = ((x[i].scales_l[ib / 2] >> 4) | (((sh >> (2 * ib + 2)) & 3) << 4)) - 32;
@@ -435,8 +460,10 @@ static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
         __m256i sum16 = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int c = 0; c < 2; ++c) {
             const __m256i q = loadu256(x[i].qs + 32 * c);
+            #pragma GCC unroll 8
             for (int k = 0; k < 4; ++k) {
                 const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * c + 32 * k)));
@@ -474,10 +501,12 @@ static void qtk_vec_dot_tq1_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
         const __m128i b128 = _mm_loadu_si128((const __m128i *)(x[i].qs + 32));
         const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(b128), b128, 1);
         __m256i sum16 = _mm256_setzero_si256();
+        #pragma GCC unroll 8
         for (int k = 0; k < 5; ++k) {
             sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(trits256(a, pow3[k]), loadu256(q8 + 32 * k)));
         }
         /* bytes 32..47: trits k and k+1 side by side cover elements 160 + 16k .. 160 + 16k + 31 */
+        #pragma GCC unroll 8
         for (int k = 0; k < 4; k += 2) {
             const __m256i t = _mm256_blend_epi32(trits256(b, pow3[k]), trits256(b, pow3[k + 1]), 0xF0);
             sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(t, loadu256(q8 + 160 + 16 * k)));
