@@ -29,13 +29,13 @@ static inline float hmax_ps(__m256 v) {
     return _mm_cvtss_f32(m);
 }
 
-/* roundf (half away from zero) of each lane, exactly: x - trunc(x) is exact in float. */
+/* roundf (half away from zero) of each lane, exactly: adding the largest float below one half,
+ * with the sign of v, and truncating gives roundf for every float (exact for |v| >= 2^23, where
+ * the addition rounds back to v). Infinity and NaN become INT32_MIN, as a scalar conversion does. */
 static inline __m256i roundf_epi32(__m256 v) {
-    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-    const __m256 frac = abs_ps(_mm256_sub_ps(v, t));
-    const __m256 away = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-    const __m256 one = _mm256_or_ps(_mm256_and_ps(v, _mm256_set1_ps(-0.0f)), _mm256_set1_ps(1.0f));
-    return _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, one)));
+    const __m256 sign = _mm256_and_ps(v, _mm256_set1_ps(-0.0f));
+    const __m256 almost_half = _mm256_or_ps(sign, _mm256_set1_ps(0.49999997f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(v, almost_half));
 }
 
 /* Four vectors of 8 int32 -> their 32 low bytes in order: the reference's (int8_t) cast, which
@@ -110,11 +110,71 @@ static int row_has_nan(const float *x, int n) {
     return _mm256_movemask_ps(acc) != 0;
 }
 
+static inline int block_has_nan32(const float *x) {
+    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    return _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)));
+}
+
+/* Eight blocks of 32 at once, so the two divisions per block (d = amax / 127, id = 1 / d) run as
+ * two vector divisions, which are correctly rounded like the scalar ones. sums (may be NULL)
+ * receives each block's level sum. Returns 0 (writing nothing) when a NaN is present. */
+static int q8_blocks8(const float *x, int8_t *const qs[8], float d_out[8], int sums[8]) {
+    float am[8];
+    for (int b = 0; b < 8; ++b) {
+        const float *xb = x + 32 * b;
+        const __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+        const __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+        if (_mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)))) {
+            return 0;
+        }
+        am[b] = hmax_ps(_mm256_max_ps(_mm256_max_ps(abs_ps(v0), abs_ps(v1)), _mm256_max_ps(abs_ps(v2), abs_ps(v3))));
+    }
+    const __m256 d = _mm256_div_ps(_mm256_loadu_ps(am), _mm256_set1_ps(127.0f));
+    const __m256 nz = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), nz);
+    float idv[8];
+    _mm256_storeu_ps(idv, id);
+    _mm256_storeu_ps(d_out, d);
+    for (int b = 0; b < 8; ++b) {
+        const float *xb = x + 32 * b;
+        const __m256 vid = _mm256_set1_ps(idv[b]);
+        const __m256i i0 = roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb), vid));
+        const __m256i i1 = roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 8), vid));
+        const __m256i i2 = roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 16), vid));
+        const __m256i i3 = roundf_epi32(_mm256_mul_ps(_mm256_loadu_ps(xb + 24), vid));
+        const __m256i packed = pack32_epi8(i0, i1, i2, i3);
+        _mm256_storeu_si256((__m256i *)qs[b], packed);
+        if (sums) {
+            sums[b] = hsum_i32x8(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), packed), _mm256_set1_epi16(1)));
+        }
+    }
+    return 1;
+}
+
 void qtk_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, const float *qw) {
     block_q8_0 *y = vy;
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
+    const int64_t nb = n / QK8_0;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        int8_t *qs[8];
+        float d[8];
+        for (int b = 0; b < 8; ++b) {
+            qs[b] = y[i + b].qs;
+        }
+        if (!q8_blocks8(x + i * QK8_0, qs, d, NULL)) {
+            qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], 8 * QK8_0, qw);
+            continue;
+        }
+        uint16_t h[8];
+        _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
+        for (int b = 0; b < 8; ++b) {
+            y[i + b].d = h[b];
+        }
+    }
+    for (; i < nb; ++i) {
         float d;
-        if (q8_block32(x + i * QK8_0, y[i].qs, &d) == Q8_NAN) {
+        if (block_has_nan32(x + i * QK8_0) || q8_block32(x + i * QK8_0, y[i].qs, &d) == Q8_NAN) {
             qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], QK8_0, qw);
             continue;
         }
@@ -124,7 +184,31 @@ void qtk_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, const float
 
 void qtk_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n, const float *qw) {
     block_q8_1 *y = vy;
-    for (int64_t i = 0; i < n / QK8_1; ++i) {
+    const int64_t nb = n / QK8_1;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        int8_t *qs[8];
+        float d[8], s[8];
+        int sums[8];
+        for (int b = 0; b < 8; ++b) {
+            qs[b] = y[i + b].qs;
+        }
+        if (!q8_blocks8(x + i * QK8_1, qs, d, sums)) {
+            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], 8 * QK8_1, qw);
+            continue;
+        }
+        for (int b = 0; b < 8; ++b) {
+            s[b] = sums[b] * d[b];
+        }
+        uint16_t hd[8], hs[8];
+        _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
+        _mm_storeu_si128((__m128i *)hs, _mm256_cvtps_ph(_mm256_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT));
+        for (int b = 0; b < 8; ++b) {
+            y[i + b].d = hd[b];
+            y[i + b].s = hs[b];
+        }
+    }
+    for (; i < nb; ++i) {
         float d;
         const int sum = q8_block32(x + i * QK8_1, y[i].qs, &d);
         if (sum == Q8_NAN) {
@@ -143,15 +227,18 @@ void qtk_quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n, const float
     const __m256i top = _mm256_set1_epi32(127);
     const __m256i ones8 = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < n / QK_K; ++i, x += QK_K) {
-        if (row_has_nan(x, QK_K)) {
+        __m256 m0 = _mm256_setzero_ps(), m1 = m0, bad = m0;
+        for (int j = 0; j < QK_K; j += 16) {
+            const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + 8);
+            bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
+            m0 = _mm256_max_ps(m0, abs_ps(a));
+            m1 = _mm256_max_ps(m1, abs_ps(b));
+        }
+        if (_mm256_movemask_ps(bad)) {
             qtk_quantize_row_q8_K(x, &y[i], QK_K, qw);
             continue;
         }
-        __m256 m = _mm256_setzero_ps();
-        for (int j = 0; j < QK_K; j += 8) {
-            m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + j)));
-        }
-        const float amax = hmax_ps(m);
+        const float amax = hmax_ps(_mm256_max_ps(m0, m1));
         if (!amax) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
@@ -168,7 +255,7 @@ void qtk_quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n, const float
         }
         const float iscale = -127.0f / max;
         const __m256 vs = _mm256_set1_ps(iscale);
-        int32_t sums[8][8];
+        __m256i quads[8];
         for (int c = 0; c < QK_K / 32; ++c) {
             __m256i q[4];
             for (int k = 0; k < 4; ++k) {
@@ -179,13 +266,16 @@ void qtk_quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n, const float
             const __m256i packed = pack32_epi8(q[0], q[1], q[2], q[3]);
             _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * c), packed);
             /* quad sums: lanes 0..3 cover elements 0..15 of the 32, lanes 4..7 elements 16..31 */
-            _mm256_storeu_si256((__m256i *)sums[c], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed),
-                                                                      _mm256_set1_epi16(1)));
+            quads[c] = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, packed), _mm256_set1_epi16(1));
         }
-        for (int c = 0; c < QK_K / 32; ++c) {
-            y[i].bsums[2 * c] = (int16_t)(sums[c][0] + sums[c][1] + sums[c][2] + sums[c][3]);
-            y[i].bsums[2 * c + 1] = (int16_t)(sums[c][4] + sums[c][5] + sums[c][6] + sums[c][7]);
-        }
+        /* two horizontal adds leave [c0 lo, c1 lo, c2 lo, c3 lo | c0 hi, c1 hi, c2 hi, c3 hi] */
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        const __m256i s03 = _mm256_permutevar8x32_epi32(
+            _mm256_hadd_epi32(_mm256_hadd_epi32(quads[0], quads[1]), _mm256_hadd_epi32(quads[2], quads[3])), order);
+        const __m256i s47 = _mm256_permutevar8x32_epi32(
+            _mm256_hadd_epi32(_mm256_hadd_epi32(quads[4], quads[5]), _mm256_hadd_epi32(quads[6], quads[7])), order);
+        const __m256i b16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(s03, s47), 0xD8);
+        _mm256_storeu_si256((__m256i *)y[i].bsums, b16);
         y[i].d = 1 / iscale;
     }
 }
