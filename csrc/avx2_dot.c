@@ -48,21 +48,22 @@ static inline __m256 ld_bf16x8(const uint16_t *p) {
 }
 
 static void qtk_vec_dot_f16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const qtk_half *x = vx, *y = vy;
+    const qtk_half *x = vx;
+    const float *y = vy;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), ld_f16x8(y + i), a0);
-        a1 = _mm256_fmadd_ps(ld_f16x8(x + i + 8), ld_f16x8(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(ld_f16x8(x + i + 16), ld_f16x8(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(ld_f16x8(x + i + 24), ld_f16x8(y + i + 24), a3);
+        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
+        a1 = _mm256_fmadd_ps(ld_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+        a2 = _mm256_fmadd_ps(ld_f16x8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+        a3 = _mm256_fmadd_ps(ld_f16x8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
     }
     for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), ld_f16x8(y + i), a0);
+        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
     }
     float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < n; ++i) {
-        sum += qtk_h2f(x[i]) * qtk_h2f(y[i]);
+        sum += qtk_h2f(x[i]) * y[i];
     }
     *s = sum;
 }
@@ -94,56 +95,83 @@ static void qtk_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const voi
 
 /* ---------------------------------------------------------------- 32-element formats */
 
+/* The float tail of a Q8_0 / Q8_1 activation row (see kernels.h): d of block i, then the second
+ * field (Q8_0: the level sum, Q8_1: s). */
+#define YD(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * (i))
+#define YS(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * ((nb) + (i)))
+
+/* Q4_0: sum (q - 8) y = sum q y - 8 sum y; q y with unsigned q needs no sign trick and the
+ * 8 sum y part is one scalar multiply-add per block on the precomputed level sums. */
 static void qtk_vec_dot_q4_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
     const int64_t nb = n / QK4_0;
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i off = _mm256_set1_epi8(8);
+    float corr = 0.0f;
     int64_t i = 0;
     for (; i + 2 <= nb; i += 2) {
-        const __m256i q0 = _mm256_sub_epi8(nibbles32(x[i].qs), off);
-        const __m256i q1 = _mm256_sub_epi8(nibbles32(x[i + 1].qs), off);
-        const __m256i p0 = dot_s8s8(q0, loadu256(y[i].qs));
-        const __m256i p1 = dot_s8s8(q1, loadu256(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * qtk_h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+        const float d0 = qtk_h2f(x[i].d) * YD(y, nb, i), d1 = qtk_h2f(x[i + 1].d) * YD(y, nb, i + 1);
+        const __m256i p0 = dot_u8s8(nibbles32(x[i].qs), loadu256(y[i].qs));
+        const __m256i p1 = dot_u8s8(nibbles32(x[i + 1].qs), loadu256(y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1);
+        corr += d0 * YS(y, nb, i) + d1 * YS(y, nb, i + 1);
     }
     for (; i < nb; ++i) {
-        const __m256i p0 = dot_s8s8(_mm256_sub_epi8(nibbles32(x[i].qs), off), loadu256(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        const float d0 = qtk_h2f(x[i].d) * YD(y, nb, i);
+        const __m256i p0 = dot_u8s8(nibbles32(x[i].qs), loadu256(y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0);
+        corr += d0 * YS(y, nb, i);
     }
-    *s = hsum_f32x8(_mm256_add_ps(acc0, acc1));
+    *s = hsum_f32x8(_mm256_add_ps(acc0, acc1)) - 8.0f * corr;
 }
 
 static void qtk_vec_dot_q4_1_q8_1_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_1 *x = vx;
     const block_q8_1 *y = vy;
     const int64_t nb = n / QK4_1;
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     float summs = 0.0f;
-    for (int64_t i = 0; i < nb; ++i) {
-        const __m256i p = dot_u8s8(nibbles32(x[i].qs), loadu256(y[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
-        summs += qtk_h2f(x[i].m) * qtk_h2f(y[i].s);
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const __m256i p0 = dot_u8s8(nibbles32(x[i].qs), loadu256(y[i].qs));
+        const __m256i p1 = dot_u8s8(nibbles32(x[i + 1].qs), loadu256(y[i + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * YD(y, nb, i + 1)), _mm256_cvtepi32_ps(p1), acc1);
+        summs += qtk_h2f(x[i].m) * YS(y, nb, i) + qtk_h2f(x[i + 1].m) * YS(y, nb, i + 1);
     }
-    *s = hsum_f32x8(acc) + summs;
+    for (; i < nb; ++i) {
+        const __m256i p = dot_u8s8(nibbles32(x[i].qs), loadu256(y[i].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p), acc0);
+        summs += qtk_h2f(x[i].m) * YS(y, nb, i);
+    }
+    *s = hsum_f32x8(_mm256_add_ps(acc0, acc1)) + summs;
 }
 
+/* Q5_0: sum (q5 - 16) y = sum q5 y - 16 sum y, as for Q4_0 */
 static void qtk_vec_dot_q5_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_0 *x = vx;
     const block_q8_0 *y = vy;
     const int64_t nb = n / QK5_0;
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i hi_nib = _mm256_set1_epi8((char)0xF0);
-    for (int64_t i = 0; i < nb; ++i) {
-        /* a missing fifth bit makes the level 16 lower: nibble | 0xF0 is nibble - 16 as int8 */
-        const __m256i missing = _mm256_andnot_si256(bits32_to_mask(rd_u32(x[i].qh)), hi_nib);
-        const __m256i q = _mm256_or_si256(nibbles32(x[i].qs), missing);
-        const __m256i p = dot_s8s8(q, loadu256(y[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    float corr = 0.0f;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const float d0 = qtk_h2f(x[i].d) * YD(y, nb, i), d1 = qtk_h2f(x[i + 1].d) * YD(y, nb, i + 1);
+        const __m256i q0 = _mm256_or_si256(nibbles32(x[i].qs), _mm256_and_si256(bits32_to_mask(rd_u32(x[i].qh)), b4));
+        const __m256i q1 = _mm256_or_si256(nibbles32(x[i + 1].qs), _mm256_and_si256(bits32_to_mask(rd_u32(x[i + 1].qh)), b4));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(dot_u8s8(q0, loadu256(y[i].qs))), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(dot_u8s8(q1, loadu256(y[i + 1].qs))), acc1);
+        corr += d0 * YS(y, nb, i) + d1 * YS(y, nb, i + 1);
     }
-    *s = hsum_f32x8(acc);
+    for (; i < nb; ++i) {
+        const float d0 = qtk_h2f(x[i].d) * YD(y, nb, i);
+        const __m256i q0 = _mm256_or_si256(nibbles32(x[i].qs), _mm256_and_si256(bits32_to_mask(rd_u32(x[i].qh)), b4));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(dot_u8s8(q0, loadu256(y[i].qs))), acc0);
+        corr += d0 * YS(y, nb, i);
+    }
+    *s = hsum_f32x8(_mm256_add_ps(acc0, acc1)) - 16.0f * corr;
 }
 
 static void qtk_vec_dot_q5_1_q8_1_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -156,8 +184,8 @@ static void qtk_vec_dot_q5_1_q8_1_avx2(int64_t n, float *s, const void *vx, cons
     for (int64_t i = 0; i < nb; ++i) {
         const __m256i q = _mm256_or_si256(nibbles32(x[i].qs), _mm256_and_si256(bits32_to_mask(rd_u32(x[i].qh)), b4));
         const __m256i p = dot_u8s8(q, loadu256(y[i].qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc);
-        summs += qtk_h2f(x[i].m) * qtk_h2f(y[i].s);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p), acc);
+        summs += qtk_h2f(x[i].m) * YS(y, nb, i);
     }
     *s = hsum_f32x8(acc) + summs;
 }
@@ -171,12 +199,12 @@ static void qtk_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *vx, cons
     for (; i + 2 <= nb; i += 2) {
         const __m256i p0 = dot_s8s8(loadu256(x[i].qs), loadu256(y[i].qs));
         const __m256i p1 = dot_s8s8(loadu256(x[i + 1].qs), loadu256(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * qtk_h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * YD(y, nb, i + 1)), _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; ++i) {
         const __m256i p0 = dot_s8s8(loadu256(x[i].qs), loadu256(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p0), acc0);
     }
     *s = hsum_f32x8(_mm256_add_ps(acc0, acc1));
 }
@@ -196,12 +224,12 @@ static void qtk_vec_dot_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, co
     for (; i + 2 <= nb; i += 2) {
         const __m256i p0 = dot_s8s8(_mm256_shuffle_epi8(lut, nibbles32(x[i].qs)), loadu256(y[i].qs));
         const __m256i p1 = dot_s8s8(_mm256_shuffle_epi8(lut, nibbles32(x[i + 1].qs)), loadu256(y[i + 1].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * qtk_h2f(y[i + 1].d)), _mm256_cvtepi32_ps(p1), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i + 1].d) * YD(y, nb, i + 1)), _mm256_cvtepi32_ps(p1), acc1);
     }
     for (; i < nb; ++i) {
         const __m256i p0 = dot_s8s8(_mm256_shuffle_epi8(lut, nibbles32(x[i].qs)), loadu256(y[i].qs));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * qtk_h2f(y[i].d)), _mm256_cvtepi32_ps(p0), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * YD(y, nb, i)), _mm256_cvtepi32_ps(p0), acc0);
     }
     *s = hsum_f32x8(_mm256_add_ps(acc0, acc1));
 }
@@ -622,6 +650,8 @@ const qtk_kernels qtk_kernels_avx2 = {
     .quantize_f16 = qtk_quantize_row_f16_avx2,
     .quantize_bf16 = qtk_quantize_row_bf16_avx2,
     .quantize_q8g = qtk_quantize_row_q8g_avx2,
+    .quantize_act_q8_0 = qtk_quantize_act_q8_0_avx2,
+    .quantize_act_q8_1 = qtk_quantize_act_q8_1_avx2,
     .vec_dot_custom = qtk_vec_dot_custom_q8g_avx2,
     .dequantize_custom = qtk_dequantize_custom_avx2,
 };

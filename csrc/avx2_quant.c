@@ -110,12 +110,6 @@ static int row_has_nan(const float *x, int n) {
     return _mm256_movemask_ps(acc) != 0;
 }
 
-static inline int block_has_nan32(const float *x) {
-    const __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
-    const __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    return _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v1, _CMP_UNORD_Q), _mm256_cmp_ps(v2, v3, _CMP_UNORD_Q)));
-}
-
 /* Eight blocks of 32 at once, so the two divisions per block (d = amax / 127, id = 1 / d) run as
  * two vector divisions, which are correctly rounded like the scalar ones. sums (may be NULL)
  * receives each block's level sum. Returns 0 (writing nothing) when a NaN is present. */
@@ -152,38 +146,66 @@ static int q8_blocks8(const float *x, int8_t *const qs[8], float d_out[8], int s
     return 1;
 }
 
-void qtk_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q8_0 *y = vy;
+/* Q8_0 / Q8_1 rows; tail (may be NULL) receives the float tail of a matmul activation row: nb
+ * floats d, then nb floats (Q8_0: the level sums; Q8_1: s). */
+static void q8_0_row(const float *x, block_q8_0 *y, int64_t n, uint8_t *tail) {
     const int64_t nb = n / QK8_0;
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) {
         int8_t *qs[8];
         float d[8];
+        int sums[8];
         for (int b = 0; b < 8; ++b) {
             qs[b] = y[i + b].qs;
         }
-        if (!q8_blocks8(x + i * QK8_0, qs, d, NULL)) {
-            qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], 8 * QK8_0, qw);
+        if (!q8_blocks8(x + i * QK8_0, qs, d, tail ? sums : NULL)) {
+            qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], 8 * QK8_0, NULL);
+            if (tail) {
+                for (int b = 0; b < 8; ++b) {
+                    int sum = 0;
+                    for (int j = 0; j < QK8_0; ++j) {
+                        sum += y[i + b].qs[j];
+                    }
+                    sums[b] = sum;
+                    const float dd = qtk_h2f(y[i + b].d), fs = (float)sum;
+                    memcpy(tail + 4 * (i + b), &dd, 4);
+                    memcpy(tail + 4 * (nb + i + b), &fs, 4);
+                }
+            }
             continue;
         }
-        uint16_t h[8];
-        _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
+        const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT);
+        uint16_t hv[8];
+        _mm_storeu_si128((__m128i *)hv, h);
         for (int b = 0; b < 8; ++b) {
-            y[i + b].d = h[b];
+            y[i + b].d = hv[b];
+        }
+        if (tail) {
+            _mm256_storeu_ps((float *)(void *)(tail + 4 * i), _mm256_cvtph_ps(h));
+            _mm256_storeu_ps((float *)(void *)(tail + 4 * (nb + i)), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sums)));
         }
     }
     for (; i < nb; ++i) {
         float d;
-        if (block_has_nan32(x + i * QK8_0) || q8_block32(x + i * QK8_0, y[i].qs, &d) == Q8_NAN) {
-            qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], QK8_0, qw);
-            continue;
+        const int sum = q8_block32(x + i * QK8_0, y[i].qs, &d);
+        if (sum == Q8_NAN) {
+            qtk_quantize_row_q8_0(x + i * QK8_0, &y[i], QK8_0, NULL);
+        } else {
+            y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
         }
-        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        if (tail) {
+            int s8 = 0;
+            for (int j = 0; j < QK8_0; ++j) {
+                s8 += y[i].qs[j];
+            }
+            const float dd = qtk_h2f(y[i].d), fs = (float)s8;
+            memcpy(tail + 4 * i, &dd, 4);
+            memcpy(tail + 4 * (nb + i), &fs, 4);
+        }
     }
 }
 
-void qtk_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n, const float *qw) {
-    block_q8_1 *y = vy;
+static void q8_1_row(const float *x, block_q8_1 *y, int64_t n, uint8_t *tail) {
     const int64_t nb = n / QK8_1;
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) {
@@ -194,30 +216,62 @@ void qtk_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n, const float
             qs[b] = y[i + b].qs;
         }
         if (!q8_blocks8(x + i * QK8_1, qs, d, sums)) {
-            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], 8 * QK8_1, qw);
-            continue;
+            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], 8 * QK8_1, NULL);
+        } else {
+            for (int b = 0; b < 8; ++b) {
+                s[b] = sums[b] * d[b];
+            }
+            uint16_t hd[8], hs[8];
+            _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
+            _mm_storeu_si128((__m128i *)hs, _mm256_cvtps_ph(_mm256_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT));
+            for (int b = 0; b < 8; ++b) {
+                y[i + b].d = hd[b];
+                y[i + b].s = hs[b];
+            }
         }
-        for (int b = 0; b < 8; ++b) {
-            s[b] = sums[b] * d[b];
-        }
-        uint16_t hd[8], hs[8];
-        _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
-        _mm_storeu_si128((__m128i *)hs, _mm256_cvtps_ph(_mm256_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT));
-        for (int b = 0; b < 8; ++b) {
-            y[i + b].d = hd[b];
-            y[i + b].s = hs[b];
+        if (tail) {
+            for (int b = 0; b < 8; ++b) {
+                const float dd = qtk_h2f(y[i + b].d), ss = qtk_h2f(y[i + b].s);
+                memcpy(tail + 4 * (i + b), &dd, 4);
+                memcpy(tail + 4 * (nb + i + b), &ss, 4);
+            }
         }
     }
     for (; i < nb; ++i) {
         float d;
         const int sum = q8_block32(x + i * QK8_1, y[i].qs, &d);
         if (sum == Q8_NAN) {
-            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], QK8_1, qw);
-            continue;
+            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], QK8_1, NULL);
+        } else {
+            y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+            y[i].s = _cvtss_sh(sum * d, _MM_FROUND_TO_NEAREST_INT);
         }
-        y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        y[i].s = _cvtss_sh(sum * d, _MM_FROUND_TO_NEAREST_INT);
+        if (tail) {
+            const float dd = qtk_h2f(y[i].d), ss = qtk_h2f(y[i].s);
+            memcpy(tail + 4 * i, &dd, 4);
+            memcpy(tail + 4 * (nb + i), &ss, 4);
+        }
     }
+}
+
+void qtk_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n, const float *qw) {
+    (void)qw;
+    q8_0_row(x, vy, n, NULL);
+}
+
+void qtk_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n, const float *qw) {
+    (void)qw;
+    q8_1_row(x, vy, n, NULL);
+}
+
+void qtk_quantize_act_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    q8_0_row(x, y, n, (uint8_t *)(y + n / QK8_0));
+}
+
+void qtk_quantize_act_q8_1_avx2(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    q8_1_row(x, y, n, (uint8_t *)(y + n / QK8_1));
 }
 
 void qtk_quantize_row_q8_K_avx2(const float *x, void *vy, int64_t n, const float *qw) {

@@ -134,7 +134,7 @@ const qtk_kernels *qtk_kernels_active(void) {
 int qtk_vec_dot_type(int type) {
     switch (type) {
     case QTK_TYPE_F32: return QTK_TYPE_F32;
-    case QTK_TYPE_F16: return QTK_TYPE_F16;
+    case QTK_TYPE_F16: return QTK_TYPE_F32;   /* ggml uses F16; see kernels.h */
     case QTK_TYPE_BF16: return QTK_TYPE_BF16;
     case QTK_TYPE_Q4_0:
     case QTK_TYPE_Q5_0:

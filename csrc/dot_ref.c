@@ -12,6 +12,47 @@ static inline uint32_t read_u32le(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
+/* ---------------------------------------------------------------- activation float tails */
+
+void qtk_extend_q8_0(void *vy, int64_t nb) {
+    const block_q8_0 *b = vy;
+    uint8_t *tail = (uint8_t *)(b + nb);
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = qtk_fp16_to_fp32(b[i].d);
+        int sum = 0;
+        for (int j = 0; j < QK8_0; ++j) {
+            sum += b[i].qs[j];
+        }
+        const float fs = (float)sum;
+        memcpy(tail + 4 * i, &d, 4);
+        memcpy(tail + 4 * (nb + i), &fs, 4);
+    }
+}
+
+void qtk_extend_q8_1(void *vy, int64_t nb) {
+    const block_q8_1 *b = vy;
+    uint8_t *tail = (uint8_t *)(b + nb);
+    for (int64_t i = 0; i < nb; ++i) {
+        const float d = qtk_fp16_to_fp32(b[i].d), s = qtk_fp16_to_fp32(b[i].s);
+        memcpy(tail + 4 * i, &d, 4);
+        memcpy(tail + 4 * (nb + i), &s, 4);
+    }
+}
+
+void qtk_quantize_act_q8_0_ref(const float *x, void *y, int64_t n) {
+    qtk_quantize_row_q8_0(x, y, n, NULL);
+    qtk_extend_q8_0(y, n / QK8_0);
+}
+
+void qtk_quantize_act_q8_1_ref(const float *x, void *y, int64_t n) {
+    qtk_quantize_row_q8_1(x, y, n, NULL);
+    qtk_extend_q8_1(y, n / QK8_1);
+}
+
+/* the float tail: d of block i, then the second field */
+#define TAIL_D(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * (i))
+#define TAIL_S(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * ((nb) + (i)))
+
 /* ---------------------------------------------------------------- float rows */
 
 static void vec_dot_f32_ref(int64_t n, float *s, const void *vx, const void *vy) {
@@ -24,10 +65,11 @@ static void vec_dot_f32_ref(int64_t n, float *s, const void *vx, const void *vy)
 }
 
 static void vec_dot_f16_ref(int64_t n, float *s, const void *vx, const void *vy) {
-    const qtk_half *x = vx, *y = vy;
+    const qtk_half *x = vx;
+    const float *y = vy;
     double sum = 0.0;
     for (int64_t i = 0; i < n; ++i) {
-        sum += (double)qtk_fp16_to_fp32(x[i]) * (double)qtk_fp16_to_fp32(y[i]);
+        sum += (double)qtk_fp16_to_fp32(x[i]) * (double)y[i];
     }
     *s = (float)sum;
 }
@@ -46,14 +88,15 @@ static void vec_dot_bf16_ref(int64_t n, float *s, const void *vx, const void *vy
 static void vec_dot_q4_0_q8_0_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_0;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK4_0; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         int isum = 0;
         for (int j = 0; j < 16; ++j) {
             isum += ((x[i].qs[j] & 0xF) - 8) * y[i].qs[j];
             isum += ((x[i].qs[j] >> 4) - 8) * y[i].qs[j + 16];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum;
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum;
     }
     *s = sum;
 }
@@ -61,15 +104,16 @@ static void vec_dot_q4_0_q8_0_ref(int64_t n, float *s, const void *vx, const voi
 static void vec_dot_q4_1_q8_1_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_1 *x = vx;
     const block_q8_1 *y = vy;
+    const int64_t nb = n / QK4_1;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK4_1; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         int isum = 0;
         for (int j = 0; j < 16; ++j) {
             isum += (x[i].qs[j] & 0xF) * y[i].qs[j];
             isum += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum +
-               qtk_fp16_to_fp32(x[i].m) * qtk_fp16_to_fp32(y[i].s);
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum +
+               qtk_fp16_to_fp32(x[i].m) * TAIL_S(y, nb, i);
     }
     *s = sum;
 }
@@ -77,8 +121,9 @@ static void vec_dot_q4_1_q8_1_ref(int64_t n, float *s, const void *vx, const voi
 static void vec_dot_q5_0_q8_0_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_0 *x = vx;
     const block_q8_0 *y = vy;
+    const int64_t nb = n / QK5_0;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK5_0; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         const uint32_t qh = read_u32le(x[i].qh);
         int isum = 0;
         for (int j = 0; j < 16; ++j) {
@@ -86,7 +131,7 @@ static void vec_dot_q5_0_q8_0_ref(int64_t n, float *s, const void *vx, const voi
             const int hi = (x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
             isum += (lo - 16) * y[i].qs[j] + (hi - 16) * y[i].qs[j + 16];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum;
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum;
     }
     *s = sum;
 }
@@ -94,8 +139,9 @@ static void vec_dot_q5_0_q8_0_ref(int64_t n, float *s, const void *vx, const voi
 static void vec_dot_q5_1_q8_1_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q5_1 *x = vx;
     const block_q8_1 *y = vy;
+    const int64_t nb = n / QK5_1;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK5_1; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         const uint32_t qh = read_u32le(x[i].qh);
         int isum = 0;
         for (int j = 0; j < 16; ++j) {
@@ -103,8 +149,8 @@ static void vec_dot_q5_1_q8_1_ref(int64_t n, float *s, const void *vx, const voi
             const int hi = (x[i].qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
             isum += lo * y[i].qs[j] + hi * y[i].qs[j + 16];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum +
-               qtk_fp16_to_fp32(x[i].m) * qtk_fp16_to_fp32(y[i].s);
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum +
+               qtk_fp16_to_fp32(x[i].m) * TAIL_S(y, nb, i);
     }
     *s = sum;
 }
@@ -112,13 +158,14 @@ static void vec_dot_q5_1_q8_1_ref(int64_t n, float *s, const void *vx, const voi
 static void vec_dot_q8_0_q8_0_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q8_0 *x = vx;
     const block_q8_0 *y = vy;
+    const int64_t nb = n / QK8_0;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         int isum = 0;
         for (int j = 0; j < QK8_0; ++j) {
             isum += x[i].qs[j] * y[i].qs[j];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum;
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum;
     }
     *s = sum;
 }
@@ -126,14 +173,15 @@ static void vec_dot_q8_0_q8_0_ref(int64_t n, float *s, const void *vx, const voi
 static void vec_dot_iq4_nl_q8_0_ref(int64_t n, float *s, const void *vx, const void *vy) {
     const block_iq4_nl *x = vx;
     const block_q8_0 *y = vy;
+    const int64_t nb = n / QK4_NL;
     float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK4_NL; ++i) {
+    for (int64_t i = 0; i < nb; ++i) {
         int isum = 0;
         for (int j = 0; j < 16; ++j) {
             isum += qtk_kvalues_iq4nl[x[i].qs[j] & 0xF] * y[i].qs[j];
             isum += qtk_kvalues_iq4nl[x[i].qs[j] >> 4] * y[i].qs[j + 16];
         }
-        sum += (qtk_fp16_to_fp32(x[i].d) * qtk_fp16_to_fp32(y[i].d)) * (float)isum;
+        sum += (qtk_fp16_to_fp32(x[i].d) * TAIL_D(y, nb, i)) * (float)isum;
     }
     *s = sum;
 }
@@ -475,6 +523,8 @@ const qtk_kernels qtk_kernels_ref = {
     .quantize_f16 = qtk_quantize_row_f16,
     .quantize_bf16 = qtk_quantize_row_bf16,
     .quantize_q8g = qtk_quantize_row_q8g_ref,
+    .quantize_act_q8_0 = qtk_quantize_act_q8_0_ref,
+    .quantize_act_q8_1 = qtk_quantize_act_q8_1_ref,
     .vec_dot_custom = qtk_vec_dot_custom_q8g_ref,
     .dequantize_custom = qtk_dequantize_custom_ref,
 };

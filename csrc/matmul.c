@@ -72,6 +72,11 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     if (p->row_bytes < 0 || p->act_bytes < 0) {
         return QTK_E_SHAPE;
     }
+    if (p->act_type == QTK_TYPE_Q8_0) {
+        p->act_bytes = QTK_Q8_0X_BYTES(n / QK8_0);
+    } else if (p->act_type == QTK_TYPE_Q8_1) {
+        p->act_bytes = QTK_Q8_1X_BYTES(n / QK8_1);
+    }
     p->dot = k->vec_dot[wt->type] ? k->vec_dot[wt->type] : qtk_kernels_ref.vec_dot[wt->type];
     return QTK_OK;
 }
@@ -82,8 +87,8 @@ static void quantize_act(const plan_t *p, const float *x, void *y) {
     case QTK_TYPE_F32: memcpy(y, x, (size_t)p->n * sizeof(float)); break;
     case QTK_TYPE_F16: k->quantize_f16(x, y, p->n, NULL); break;
     case QTK_TYPE_BF16: k->quantize_bf16(x, y, p->n, NULL); break;
-    case QTK_TYPE_Q8_0: k->quantize_q8_0(x, y, p->n, NULL); break;
-    case QTK_TYPE_Q8_1: k->quantize_q8_1(x, y, p->n, NULL); break;
+    case QTK_TYPE_Q8_0: k->quantize_act_q8_0(x, y, p->n); break;
+    case QTK_TYPE_Q8_1: k->quantize_act_q8_1(x, y, p->n); break;
     case QTK_TYPE_Q8_K: k->quantize_q8_K(x, y, p->n, NULL); break;
     default: k->quantize_q8g(x, y, p->n, p->cp.group); break;
     }

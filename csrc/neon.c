@@ -78,16 +78,17 @@ static inline float32x4_t ld_f16x4(const qtk_half *p) {
 }
 
 static void qtk_vec_dot_f16_neon(int64_t n, float *s, const void *vx, const void *vy) {
-    const qtk_half *x = vx, *y = vy;
+    const qtk_half *x = vx;
+    const float *y = vy;
     float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        a0 = vfmaq_f32(a0, ld_f16x4(x + i), ld_f16x4(y + i));
-        a1 = vfmaq_f32(a1, ld_f16x4(x + i + 4), ld_f16x4(y + i + 4));
+        a0 = vfmaq_f32(a0, ld_f16x4(x + i), vld1q_f32(y + i));
+        a1 = vfmaq_f32(a1, ld_f16x4(x + i + 4), vld1q_f32(y + i + 4));
     }
     float sum = vaddvq_f32(vaddq_f32(a0, a1));
     for (; i < n; ++i) {
-        sum += h2f(x[i]) * h2f(y[i]);
+        sum += h2f(x[i]) * y[i];
     }
     *s = sum;
 }
@@ -113,16 +114,21 @@ static void qtk_vec_dot_bf16_neon(int64_t n, float *s, const void *vx, const voi
 
 /* ---------------------------------------------------------------- 32-element formats */
 
+/* the float tail of a Q8_0 / Q8_1 activation row (see kernels.h) */
+#define YD(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * (i))
+#define YS(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * ((nb) + (i)))
+
 static void qtk_vec_dot_q4_0_q8_0_neon(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q4_0 *x = vx;
     const block_q8_0 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
     const int8x16_t eight = vdupq_n_s8(8);
-    for (int64_t i = 0; i < n / QK4_0; ++i) {
+    const int64_t nb = n / QK4_0;
+    for (int64_t i = 0; i < nb; ++i) {
         const uint8x16_t q = vld1q_u8(x[i].qs);
         int32x4_t p = dot16(vdupq_n_s32(0), vsubq_s8(lo_nib(q), eight), vld1q_s8(y[i].qs));
         p = dot16(p, vsubq_s8(hi_nib(q), eight), vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
     }
     *s = vaddvq_f32(acc);
 }
@@ -132,12 +138,13 @@ static void qtk_vec_dot_q4_1_q8_1_neon(int64_t n, float *s, const void *vx, cons
     const block_q8_1 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
     float summs = 0.0f;
-    for (int64_t i = 0; i < n / QK4_1; ++i) {
+    const int64_t nb = n / QK4_1;
+    for (int64_t i = 0; i < nb; ++i) {
         const uint8x16_t q = vld1q_u8(x[i].qs);
         int32x4_t p = dot16(vdupq_n_s32(0), lo_nib(q), vld1q_s8(y[i].qs));
         p = dot16(p, hi_nib(q), vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
-        summs += h2f(x[i].m) * h2f(y[i].s);
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
+        summs += h2f(x[i].m) * YS(y, nb, i);
     }
     *s = vaddvq_f32(acc) + summs;
 }
@@ -147,14 +154,15 @@ static void qtk_vec_dot_q5_0_q8_0_neon(int64_t n, float *s, const void *vx, cons
     const block_q8_0 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
     const int8x16_t sixteen = vdupq_n_s8(16);
-    for (int64_t i = 0; i < n / QK5_0; ++i) {
+    const int64_t nb = n / QK5_0;
+    for (int64_t i = 0; i < nb; ++i) {
         const uint32_t qh = rd32(x[i].qh);
         const uint8x16_t q = vld1q_u8(x[i].qs);
         const int8x16_t lo = vsubq_s8(vorrq_s8(lo_nib(q), vreinterpretq_s8_u8(bit16_to_0x10(qh))), sixteen);
         const int8x16_t hi = vsubq_s8(vorrq_s8(hi_nib(q), vreinterpretq_s8_u8(bit16_to_0x10(qh >> 16))), sixteen);
         int32x4_t p = dot16(vdupq_n_s32(0), lo, vld1q_s8(y[i].qs));
         p = dot16(p, hi, vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
     }
     *s = vaddvq_f32(acc);
 }
@@ -164,15 +172,16 @@ static void qtk_vec_dot_q5_1_q8_1_neon(int64_t n, float *s, const void *vx, cons
     const block_q8_1 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
     float summs = 0.0f;
-    for (int64_t i = 0; i < n / QK5_1; ++i) {
+    const int64_t nb = n / QK5_1;
+    for (int64_t i = 0; i < nb; ++i) {
         const uint32_t qh = rd32(x[i].qh);
         const uint8x16_t q = vld1q_u8(x[i].qs);
         const int8x16_t lo = vorrq_s8(lo_nib(q), vreinterpretq_s8_u8(bit16_to_0x10(qh)));
         const int8x16_t hi = vorrq_s8(hi_nib(q), vreinterpretq_s8_u8(bit16_to_0x10(qh >> 16)));
         int32x4_t p = dot16(vdupq_n_s32(0), lo, vld1q_s8(y[i].qs));
         p = dot16(p, hi, vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
-        summs += h2f(x[i].m) * h2f(y[i].s);
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
+        summs += h2f(x[i].m) * YS(y, nb, i);
     }
     *s = vaddvq_f32(acc) + summs;
 }
@@ -181,10 +190,11 @@ static void qtk_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *vx, cons
     const block_q8_0 *x = vx;
     const block_q8_0 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
-    for (int64_t i = 0; i < n / QK8_0; ++i) {
+    const int64_t nb = n / QK8_0;
+    for (int64_t i = 0; i < nb; ++i) {
         int32x4_t p = dot16(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
         p = dot16(p, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
     }
     *s = vaddvq_f32(acc);
 }
@@ -194,13 +204,14 @@ static void qtk_vec_dot_iq4_nl_q8_0_neon(int64_t n, float *s, const void *vx, co
     const block_q8_0 *y = vy;
     const int8x16_t lut = vld1q_s8(qtk_kvalues_iq4nl);
     float32x4_t acc = vdupq_n_f32(0);
-    for (int64_t i = 0; i < n / QK4_NL; ++i) {
+    const int64_t nb = n / QK4_NL;
+    for (int64_t i = 0; i < nb; ++i) {
         const uint8x16_t q = vld1q_u8(x[i].qs);
         const int8x16_t lo = vqtbl1q_s8(lut, vandq_u8(q, vdupq_n_u8(0x0F)));
         const int8x16_t hi = vqtbl1q_s8(lut, vshrq_n_u8(q, 4));
         int32x4_t p = dot16(vdupq_n_s32(0), lo, vld1q_s8(y[i].qs));
         p = dot16(p, hi, vld1q_s8(y[i].qs + 16));
-        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * h2f(y[i].d));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), h2f(x[i].d) * YD(y, nb, i));
     }
     *s = vaddvq_f32(acc);
 }
@@ -567,6 +578,16 @@ static void qtk_quantize_row_q8_1_neon(const float *x, void *vy, int64_t n, cons
     }
 }
 
+static void qtk_quantize_act_q8_0_neon(const float *x, void *y, int64_t n) {
+    qtk_quantize_row_q8_0_neon(x, y, n, NULL);
+    qtk_extend_q8_0(y, n / QK8_0);
+}
+
+static void qtk_quantize_act_q8_1_neon(const float *x, void *y, int64_t n) {
+    qtk_quantize_row_q8_1_neon(x, y, n, NULL);
+    qtk_extend_q8_1(y, n / QK8_1);
+}
+
 static void qtk_quantize_row_q8_K_neon(const float *x, void *vy, int64_t n, const float *qw) {
     (void)qw;
     block_q8_K *y = vy;
@@ -797,6 +818,8 @@ const qtk_kernels qtk_kernels_neon = {
     .quantize_f16 = qtk_quantize_row_f16,      /* the reference (F16/BF16 activations only) */
     .quantize_bf16 = qtk_quantize_row_bf16,
     .quantize_q8g = qtk_quantize_row_q8g_ref,
+    .quantize_act_q8_0 = qtk_quantize_act_q8_0_neon,
+    .quantize_act_q8_1 = qtk_quantize_act_q8_1_neon,
     .vec_dot_custom = qtk_vec_dot_custom_q8g_neon,
     .dequantize_custom = qtk_dequantize_custom_ref,
 };

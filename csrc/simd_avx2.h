@@ -34,6 +34,8 @@ void qtk_quantize_row_q8_1_avx2(const float *x, void *y, int64_t n, const float 
 void qtk_quantize_row_q8_K_avx2(const float *x, void *y, int64_t n, const float *qw);
 void qtk_quantize_row_f16_avx2(const float *x, void *y, int64_t n, const float *qw);
 void qtk_quantize_row_bf16_avx2(const float *x, void *y, int64_t n, const float *qw);
+void qtk_quantize_act_q8_0_avx2(const float *x, void *y, int64_t n);
+void qtk_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n);
 void qtk_quantize_row_q8g_avx2(const float *x, void *y, int64_t n, int group);
 void qtk_dequantize_custom_avx2(const qtk_custom_params *p, const void *x, float *y, int64_t n);
 

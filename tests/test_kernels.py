@@ -47,7 +47,7 @@ def companion(qtype):
     qt = q.formats.resolve(qtype)
     if isinstance(qt, q.CustomQuant):
         return "Q8G"
-    return {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q4_0": "Q8_0", "Q5_0": "Q8_0", "Q8_0": "Q8_0",
+    return {"F32": "F32", "F16": "F32", "BF16": "BF16", "Q4_0": "Q8_0", "Q5_0": "Q8_0", "Q8_0": "Q8_0",
             "IQ4_NL": "Q8_0", "Q4_1": "Q8_1", "Q5_1": "Q8_1"}.get(qt.name, "Q8_K")
 
 
@@ -60,7 +60,19 @@ def decode_activation(qtype, y, n):
         d = blocks[:, :4].copy().view(np.float32)[:, 0].astype(np.float64)
         qs = blocks[:, 8:].view(np.int8).astype(np.float64)
         return (qs * d[:, None]).reshape(n)
-    return q.dequantize(y[None, :], comp)[0].astype(np.float64)
+    info = q.type_info(comp)
+    blocks = y[: n // info.block_size * info.type_size]   # Q8_0 / Q8_1 rows carry a float tail after the blocks
+    if comp in ("Q8_0", "Q8_1"):
+        tail = y[blocks.size:].view(np.float32)
+        nb = n // 32
+        fields = q.dequantize(blocks.reshape(nb, -1)[:, :4].copy().reshape(1, -1).view(np.uint8), "F16")
+        assert np.array_equal(tail[:nb], fields[0, 0::2])        # d, converted from the block's fp16
+        if comp == "Q8_1":
+            assert np.array_equal(tail[nb:], fields[0, 1::2])    # s
+        else:
+            sums = blocks.reshape(nb, -1)[:, 2:].view(np.int8).astype(np.int64).sum(1)
+            assert np.array_equal(tail[nb:], sums.astype(np.float32))
+    return q.dequantize(blocks[None, :], comp)[0].astype(np.float64)
 
 
 def normalised_error(exact, got):
@@ -157,12 +169,20 @@ def test_companion_quantize_matches_reference(isa, qtype):
 
 def dot_oracle(qtype, w, x):
     """float64 product of the dequantized weights with the activations decoded from their companion
-    format (quantized by the reference)."""
+    format (quantized by the reference). For Q4_1 / Q5_1 the min term uses the activation block's
+    stored s (ggml's fp16(d * sum q), taken before d is rounded), as ggml's kernel does."""
     wd = q.dequantize(w, qtype).astype(np.float64)
     wt = _wtype(q.formats.resolve(qtype))
     n = x.shape[1]
-    xd = np.stack([decode_activation(qtype, with_isa("ref", _clib.quantize_activation, wt, row), n) for row in x])
-    return xd @ wd.T
+    ys = [with_isa("ref", _clib.quantize_activation, wt, row) for row in x]
+    xd = np.stack([decode_activation(qtype, y, n) for y in ys])
+    if companion(qtype) != "Q8_1":
+        return xd @ wd.T
+    nb = n // 32
+    size = q.type_info(qtype).type_size
+    m = q.dequantize(w.reshape(-1, nb, size)[:, :, 2:4].copy().reshape(w.shape[0], -1), "F16").astype(np.float64)
+    s = np.stack([y[nb * 36:].view(np.float32)[nb:] for y in ys]).astype(np.float64)
+    return xd @ (wd - np.repeat(m, 32, axis=1)).T + s @ m.T
 
 
 @pytest.mark.parametrize("qtype", DOT_TYPES + CUSTOMS, ids=_ids(DOT_TYPES + CUSTOMS))
