@@ -505,55 +505,50 @@ static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
     *s = hsum_f32x8(acc);
 }
 
-/* Trit k of every byte of v: ((uint8)(b * 3^k) * 3) >> 8, with 16-bit multiplies. */
-static inline __m256i trits256(__m256i v, int pow3) {
-    const __m256i lo_mask = _mm256_set1_epi16(0x00FF);
-    const __m256i p = _mm256_set1_epi16((short)pow3);
-    const __m256i lo = _mm256_and_si256(_mm256_mullo_epi16(v, p), lo_mask);
-    const __m256i hi = _mm256_andnot_si256(lo_mask, _mm256_mullo_epi16(_mm256_andnot_si256(lo_mask, v), p));
-    const __m256i q = _mm256_or_si256(lo, hi);                 /* bytes b * 3^k mod 256 */
+/* Trit k of every byte b: ((uint8)(b * 3^k) * 3) >> 8. With the byte in the high half of a 16-bit
+ * lane, a 16-bit multiply by 3^k leaves (b * 3^k mod 256) << 8 and the high half of a multiply by 3
+ * is the trit. vlo holds the low bytes moved up (v << 8), vhi the high bytes in place (v & 0xFF00);
+ * p holds 3^k per 16-bit lane. */
+static inline __m256i trits256(__m256i vlo, __m256i vhi, __m256i p) {
     const __m256i three = _mm256_set1_epi16(3);
-    const __m256i tlo = _mm256_mulhi_epu16(_mm256_slli_epi16(q, 8), three);
-    const __m256i thi = _mm256_slli_epi16(_mm256_mulhi_epu16(_mm256_andnot_si256(lo_mask, q), three), 8);
-    return _mm256_or_si256(tlo, thi);
+    const __m256i lo = _mm256_mulhi_epu16(_mm256_mullo_epi16(vlo, p), three);
+    const __m256i hi = _mm256_mulhi_epu16(_mm256_mullo_epi16(vhi, p), three);
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 8));
 }
 
 static void qtk_vec_dot_tq1_0_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_tq1_0 *x = vx;
     const block_q8_K *y = vy;
-    static const int pow3[5] = {1, 3, 9, 27, 81};
+    static const short pow3[5] = {1, 3, 9, 27, 81};
+    const __m256i hmask = _mm256_set1_epi16((short)0xFF00);
+    /* per-lane powers for the last 32 elements: 3^4 for bytes 32..47 (elements 224..239), then 3^k
+     * for qh byte j at position 4k + j (elements 240..255) */
+    const __m256i ptail = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const int8_t *q8 = y[i].qs;
         const __m256i a = loadu256(x[i].qs);
         const __m128i b128 = _mm_loadu_si128((const __m128i *)(x[i].qs + 32));
         const __m256i b = _mm256_inserti128_si256(_mm256_castsi128_si256(b128), b128, 1);
-        __m256i sum16 = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int k = 0; k < 5; ++k) {
-            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(trits256(a, pow3[k]), loadu256(q8 + 32 * k)));
-        }
-        /* bytes 32..47: trits k and k+1 side by side cover elements 160 + 16k .. 160 + 16k + 31 */
-        #pragma GCC unroll 8
-        for (int k = 0; k < 4; k += 2) {
-            const __m256i t = _mm256_blend_epi32(trits256(b, pow3[k]), trits256(b, pow3[k + 1]), 0xF0);
-            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(t, loadu256(q8 + 160 + 16 * k)));
-        }
-        /* trit 4 of bytes 32..47 (elements 224..239) and the 16 trits of qh (240..255) */
         uint32_t qh4;
         memcpy(&qh4, x[i].qh, 4);
-        const __m128i hb = _mm_set1_epi32((int)qh4);
-        const __m256i hv = _mm256_inserti128_si256(_mm256_castsi128_si256(b128), hb, 1);
-        const __m256i hp = _mm256_setr_epi16(81, 81, 81, 81, 81, 81, 81, 81, 1, 1, 3, 3, 9, 9, 27, 27);
-        /* per-lane powers: low half 3^4 for every byte, high half 3^k for bytes 4k .. 4k+3 */
-        const __m256i lo_mask = _mm256_set1_epi16(0x00FF);
-        const __m256i ql = _mm256_and_si256(_mm256_mullo_epi16(hv, hp), lo_mask);
-        const __m256i qhh = _mm256_andnot_si256(lo_mask, _mm256_mullo_epi16(_mm256_andnot_si256(lo_mask, hv), hp));
-        const __m256i q = _mm256_or_si256(ql, qhh);
-        const __m256i three = _mm256_set1_epi16(3);
-        const __m256i t = _mm256_or_si256(_mm256_mulhi_epu16(_mm256_slli_epi16(q, 8), three),
-                                          _mm256_slli_epi16(_mm256_mulhi_epu16(_mm256_andnot_si256(lo_mask, q), three), 8));
-        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(t, loadu256(q8 + 224)));
+        const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(b128), _mm_set1_epi32((int)qh4), 1);
+        const __m256i alo = _mm256_slli_epi16(a, 8), ahi = _mm256_and_si256(a, hmask);
+        const __m256i blo = _mm256_slli_epi16(b, 8), bhi = _mm256_and_si256(b, hmask);
+        __m256i sum16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int k = 0; k < 5; ++k) {
+            const __m256i tk = trits256(alo, ahi, _mm256_set1_epi16(pow3[k]));
+            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tk, loadu256(q8 + 32 * k)));
+        }
+        /* bytes 32..47: trits k and k+1 side by side cover elements 160 + 16k .. 160 + 16k + 31 */
+#pragma GCC unroll 8
+        for (int k = 0; k < 4; k += 2) {
+            const __m256i p = _mm256_inserti128_si256(_mm256_set1_epi16(pow3[k]), _mm_set1_epi16(pow3[k + 1]), 1);
+            sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(trits256(blo, bhi, p), loadu256(q8 + 160 + 16 * k)));
+        }
+        const __m256i tt = trits256(_mm256_slli_epi16(t, 8), _mm256_and_si256(t, hmask), ptail);
+        sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tt, loadu256(q8 + 224)));
         __m256i sumi = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
         sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(bsums_total(y[i].bsums), 0, 0, 0, 0, 0, 0, 0));
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
