@@ -18,7 +18,7 @@
 enum {
     QTK_ISA_REF = 0,    /* portable C, the reference */
     QTK_ISA_AVX2 = 1,   /* x86-64 AVX2 + FMA + F16C */
-    QTK_ISA_NEON = 2,   /* arm64 NEON (+ dotprod not required) */
+    QTK_ISA_NEON = 2,   /* arm64 NEON (base armv8-a) */
     QTK_ISA_COUNT = 3
 };
 
