@@ -596,6 +596,177 @@ static void qtk_vec_dot_custom_q8g_avx2(const qtk_custom_params *p, int64_t n, f
     *s = sum;
 }
 
+/* ---------------------------------------------------------------- four tokens at once
+ * Each mirrors its single-row kernel above operation for operation per token, so s[t] has the
+ * same bits as the single call. */
+
+static void qtk_vec_dot4_q4_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q4_0 *x = vx;
+    const int64_t nb = n / QK4_0;
+    const block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc0[4], acc1[4];
+    float corr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int t = 0; t < 4; ++t) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const float dx0 = qtk_h2f(x[i].d), dx1 = qtk_h2f(x[i + 1].d);
+        const __m256i q0 = nibbles32(x[i].qs), q1 = nibbles32(x[i + 1].qs);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            const float d0 = dx0 * YD(y[t], nb, i), d1 = dx1 * YD(y[t], nb, i + 1);
+            const __m256i p0 = dot_u8s8(q0, loadu256(y[t][i].qs));
+            const __m256i p1 = dot_u8s8(q1, loadu256(y[t][i + 1].qs));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1[t]);
+            corr[t] += d0 * YS(y[t], nb, i) + d1 * YS(y[t], nb, i + 1);
+        }
+    }
+    for (; i < nb; ++i) {
+        const float dx0 = qtk_h2f(x[i].d);
+        const __m256i q0 = nibbles32(x[i].qs);
+        for (int t = 0; t < 4; ++t) {
+            const float d0 = dx0 * YD(y[t], nb, i);
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(dot_u8s8(q0, loadu256(y[t][i].qs))), acc0[t]);
+            corr[t] += d0 * YS(y[t], nb, i);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(_mm256_add_ps(acc0[t], acc1[t])) - 8.0f * corr[t];
+    }
+}
+
+static void qtk_vec_dot4_q8_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q8_0 *x = vx;
+    const int64_t nb = n / QK8_0;
+    const block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < 4; ++t) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const float dx0 = qtk_h2f(x[i].d), dx1 = qtk_h2f(x[i + 1].d);
+        const __m256i x0 = loadu256(x[i].qs), x1 = loadu256(x[i + 1].qs);
+        const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            const __m256i p0 = dot_u8s8(ax0, _mm256_sign_epi8(loadu256(y[t][i].qs), x0));
+            const __m256i p1 = dot_u8s8(ax1, _mm256_sign_epi8(loadu256(y[t][i + 1].qs), x1));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * YD(y[t], nb, i)), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * YD(y[t], nb, i + 1)), _mm256_cvtepi32_ps(p1), acc1[t]);
+        }
+    }
+    for (; i < nb; ++i) {
+        const float dx0 = qtk_h2f(x[i].d);
+        const __m256i x0 = loadu256(x[i].qs), ax0 = _mm256_sign_epi8(x0, x0);
+        for (int t = 0; t < 4; ++t) {
+            const __m256i p0 = dot_u8s8(ax0, _mm256_sign_epi8(loadu256(y[t][i].qs), x0));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * YD(y[t], nb, i)), _mm256_cvtepi32_ps(p0), acc0[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(_mm256_add_ps(acc0[t], acc1[t]));
+    }
+}
+
+static void qtk_vec_dot4_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[4];
+    float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        uint32_t u[4];
+        k4_scales(x[i].scales, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m256i q = loadu256(x[i].qs + 32 * c);
+            const __m256i lo = _mm256_and_si256(q, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i slo = _mm256_set1_epi16(sc[2 * c]), shi = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y[t][i].qs + 64 * c));
+                const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y[t][i].qs + 64 * c + 32));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, slo));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, shi));
+            }
+        }
+        const float dx = qtk_h2f(x[i].d), dmin = qtk_h2f(x[i].dmin);
+        for (int t = 0; t < 4; ++t) {
+            const float dy = y[t][i].d;
+            const int msum = k4_min_sum(u, y[t][i].bsums);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] += (dy * dmin) * (float)msum;
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]) - accm[t];
+    }
+}
+
+static void qtk_vec_dot4_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+    __m256 acc[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m128i sclo = _mm_cvtepi8_epi16(sc8), schi = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8));
+        const __m256i s16 = scales_even_odd_epi8(sc8);
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m256i ql0 = loadu256(x[i].ql + 64 * h);
+            const __m256i ql1 = loadu256(x[i].ql + 64 * h + 32);
+            const __m256i qh = loadu256(x[i].qh + 32 * h);
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
+            };
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+                const __m256i sp = scale_pair(s16, 4 * h + k);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; ++t) {
+                    const __m256i p16 = _mm256_maddubs_epi16(q[k], loadu256(y[t][i].qs + 128 * h + 32 * k));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sp));
+                }
+            }
+        }
+        const float dx = qtk_h2f(x[i].d);
+        for (int t = 0; t < 4; ++t) {
+            const int bsum = bsums_dot(y[t][i].bsums, sclo, schi);
+            const __m256i si = _mm256_sub_epi32(sumi[t], _mm256_setr_epi32(32 * bsum, 0, 0, 0, 0, 0, 0, 0));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(si), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]);
+    }
+}
+
 #pragma GCC pop_options
 
 const qtk_kernels qtk_kernels_avx2 = {
@@ -619,6 +790,12 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ4_XS] = qtk_dequantize_row_iq4_xs_avx2,
         [QTK_TYPE_TQ1_0] = qtk_dequantize_row_tq1_0_avx2,
         [QTK_TYPE_TQ2_0] = qtk_dequantize_row_tq2_0_avx2,
+    },
+    .vec_dot4 = {
+        [QTK_TYPE_Q4_0] = qtk_vec_dot4_q4_0_q8_0_avx2,
+        [QTK_TYPE_Q8_0] = qtk_vec_dot4_q8_0_q8_0_avx2,
+        [QTK_TYPE_Q4_K] = qtk_vec_dot4_q4_K_q8_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_vec_dot4_q6_K_q8_K_avx2,
     },
     .vec_dot = {
         [QTK_TYPE_F32] = qtk_vec_dot_f32_avx2,

@@ -28,6 +28,11 @@
 /* s[0] = dot(x, y) over n elements: x a weight row, y its companion activation row. */
 typedef void (*qtk_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y);
 
+/* s[t] = dot(x, y[t]) for four activation rows at once (a gemm micro-kernel): each s[t] must be
+ * bit-identical to what the type's qtk_vec_dot_fn gives for y[t] alone, so a token's result does
+ * not depend on the tokens it is batched with. */
+typedef void (*qtk_vec_dot4_fn)(int64_t n, float *s, const void *x, const void *const *y);
+
 /* CustomQuant parameters, validated by the caller. */
 typedef struct {
     int bits;
@@ -59,6 +64,7 @@ typedef struct {
     const char *name;
     qtk_dequantize_row_fn dequantize[QTK_TYPE_COUNT];  /* NULL: use the reference */
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
+    qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;
     qtk_quantize_act_fn quantize_act_q8_0, quantize_act_q8_1;   /* blocks + float tail */

@@ -22,6 +22,7 @@ typedef struct {
     const qtk_kernels *k;
     int act_type;             /* companion type id, or QTK_TYPE_CUSTOM for Q8G */
     qtk_vec_dot_fn dot;
+    qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
     int64_t n, row_bytes, act_bytes;
@@ -78,6 +79,7 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
         p->act_bytes = QTK_Q8_1X_BYTES(n / QK8_1);
     }
     p->dot = k->vec_dot[wt->type] ? k->vec_dot[wt->type] : qtk_kernels_ref.vec_dot[wt->type];
+    p->dot4 = k->vec_dot[wt->type] ? k->vec_dot4[wt->type] : NULL;
     return QTK_OK;
 }
 
@@ -142,7 +144,28 @@ static void gemm_task(void *vctx, int64_t t) {
     const plan_t *p = c->p;
     const item_t *it = &c->items[t];
     const uint8_t *w = c->w + c->g->mat[it->group] * c->mat_stride;
-    for (int64_t col = c->g->off[it->group]; col < c->g->off[it->group + 1]; ++col) {
+    const int64_t c1 = c->g->off[it->group + 1];
+    int64_t col = c->g->off[it->group];
+    if (p->dot4) {
+        /* four tokens per sweep: each weight row is decoded once for all four */
+        for (; col + 4 <= c1; col += 4) {
+            const void *y[4];
+            float *o[4];
+            for (int k = 0; k < 4; ++k) {
+                y[k] = c->act + c->g->act_idx[col + k] * p->act_bytes;
+                o[k] = c->out + c->g->out_idx[col + k] * c->out_stride;
+            }
+            for (int64_t r = it->r0; r < it->r1; ++r) {
+                float s[4];
+                p->dot4(p->n, s, w + r * p->row_bytes, y);
+                o[0][r] = s[0];
+                o[1][r] = s[1];
+                o[2][r] = s[2];
+                o[3][r] = s[3];
+            }
+        }
+    }
+    for (; col < c1; ++col) {
         const uint8_t *y = c->act + c->g->act_idx[col] * p->act_bytes;
         float *o = c->out + c->g->out_idx[col] * c->out_stride;
         for (int64_t r = it->r0; r < it->r1; ++r) {
