@@ -100,8 +100,26 @@ int qtk_pool_threads(int threads) {
     return c < 1 ? 1 : c > POOL_MAX ? POOL_MAX : (int)c;
 }
 
+/* In a child after fork() only the forking thread exists: forget the parent's workers and
+ * re-initialise the locks (another thread may have held one at the fork), so the child starts a
+ * pool of its own on first need instead of waiting for workers that are not there. */
+static void after_fork_child(void) {
+    nworkers = 0;
+    pthread_mutex_init(&call_lock, NULL);
+    pthread_mutex_init(&mu, NULL);
+    pthread_cond_init(&cv_work, NULL);
+    pthread_cond_init(&cv_done, NULL);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void register_atfork(void) {
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
 /* Start workers until there are `want` (call_lock held). */
 static void grow(int want) {
+    pthread_once(&atfork_once, register_atfork);
     while (nworkers < want) {
         pthread_t tid;
         pthread_attr_t attr;

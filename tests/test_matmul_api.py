@@ -92,6 +92,27 @@ def test_concurrent_callers_get_their_own_results():
         assert np.array_equal(got, exp)
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_pool_works_in_a_forked_child():
+    """A child forked after the pool started (multiprocessing's default on Linux) gets its own pool."""
+    rng = np.random.default_rng(9)
+    w = q.quantize(rand(rng, 512, 256), "Q8_0")
+    x = rand(rng, 5, 256)
+    expected = q.matmul(w, "Q8_0", x, threads=2)   # starts the parent's workers
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only if the threaded call returns the same bits
+        ok = False
+        try:
+            import signal
+
+            signal.alarm(30)  # a pool waiting for the parent's workers would hang: die instead
+            ok = np.array_equal(q.matmul(w, "Q8_0", x, threads=2), expected)
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 # ---------------------------------------------------------------- Mixture of Experts
 
 @pytest.mark.parametrize("qtype", MOE_TYPES, ids=_ids(MOE_TYPES))
