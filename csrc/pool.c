@@ -1,10 +1,13 @@
 /* The pthread pool behind qtk_pool_run (see pool.h).
  *
- * Workers are started on first need and live for the process. A call publishes its job, bumps a
- * generation counter and wakes every worker; each worker either takes tasks (the first
- * threads-1 workers) or just checks in, and the caller returns once every worker has checked in,
- * so no worker can still be looking at a job when the next one is published. Workers spin
- * briefly before sleeping so back-to-back calls (a decode loop) do not pay a wake-up each time.
+ * Workers are started on first need and live for the process. A call publishes a job descriptor
+ * that lives on the caller's stack (function, context, task count, an atomic task cursor and a
+ * completion count), wakes the workers and takes tasks itself. A worker that wakes while the job
+ * is still published takes a reference to it (under the mutex), takes tasks, and drops the
+ * reference. The caller returns once every task has completed and no worker holds a reference,
+ * so a worker the scheduler never got to run (a busy machine) costs nothing: it holds no
+ * reference, and when it does run it finds the job gone. Workers spin briefly before sleeping so
+ * back-to-back calls (a decode loop) do not pay a wake-up each time.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,7 +23,10 @@ typedef struct {
     qtk_task_fn fn;
     void *ctx;
     int64_t ntasks;
-    int participants;      /* workers that take tasks */
+    int participants;      /* workers that may take tasks */
+    int64_t next;          /* atomic: next task index */
+    int64_t done;          /* atomic: completed tasks */
+    int refs;              /* workers holding the job (mu) */
 } job_t;
 
 static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER;  /* one call at a time */
@@ -28,11 +34,9 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv_work = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t cv_done = PTHREAD_COND_INITIALIZER;
 static int nworkers;
-static job_t job;
-static uint64_t generation;    /* atomic */
-static int64_t next_task;      /* atomic */
-static int pending;            /* atomic: workers yet to check in */
-static uint64_t start_gen[POOL_MAX];  /* the generation a new worker has already seen */
+static job_t *current;           /* the published job (mu), NULL between calls */
+static uint64_t generation;      /* atomic: bumped on every publication */
+static uint64_t start_gen[POOL_MAX];
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -42,13 +46,19 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void run_tasks(const job_t *j) {
+/* Take and run tasks until none is left; wakes the caller after the last completion. */
+static void run_tasks(job_t *j) {
     for (;;) {
-        const int64_t t = __atomic_fetch_add(&next_task, 1, __ATOMIC_RELAXED);
+        const int64_t t = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
         if (t >= j->ntasks) {
             break;
         }
         j->fn(j->ctx, t);
+        if (__atomic_add_fetch(&j->done, 1, __ATOMIC_ACQ_REL) == j->ntasks) {
+            pthread_mutex_lock(&mu);
+            pthread_cond_broadcast(&cv_done);
+            pthread_mutex_unlock(&mu);
+        }
     }
 }
 
@@ -56,29 +66,31 @@ static void *worker_main(void *arg) {
     const int index = (int)(intptr_t)arg;
     uint64_t seen = start_gen[index];
     for (;;) {
-        uint64_t g;
         int spins = 0;
-        while ((g = __atomic_load_n(&generation, __ATOMIC_ACQUIRE)) == seen && spins < SPIN_ROUNDS) {
+        while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen && spins < SPIN_ROUNDS) {
             cpu_relax();
             ++spins;
         }
-        if (g == seen) {
-            pthread_mutex_lock(&mu);
-            while ((g = __atomic_load_n(&generation, __ATOMIC_ACQUIRE)) == seen) {
-                pthread_cond_wait(&cv_work, &mu);
-            }
+        pthread_mutex_lock(&mu);
+        while (__atomic_load_n(&generation, __ATOMIC_ACQUIRE) == seen) {
+            pthread_cond_wait(&cv_work, &mu);
+        }
+        seen = __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+        job_t *j = current;
+        if (!j || index >= j->participants) {
             pthread_mutex_unlock(&mu);
+            continue;
         }
-        seen = g;
-        const job_t j = job;
-        if (index < j.participants) {
-            run_tasks(&j);
+        ++j->refs;
+        pthread_mutex_unlock(&mu);
+
+        run_tasks(j);
+
+        pthread_mutex_lock(&mu);
+        if (--j->refs == 0) {
+            pthread_cond_broadcast(&cv_done);
         }
-        if (__atomic_sub_fetch(&pending, 1, __ATOMIC_ACQ_REL) == 0) {
-            pthread_mutex_lock(&mu);
-            pthread_cond_signal(&cv_done);
-            pthread_mutex_unlock(&mu);
-        }
+        pthread_mutex_unlock(&mu);
     }
     return NULL;
 }
@@ -105,6 +117,7 @@ int qtk_pool_threads(int threads) {
  * pool of its own on first need instead of waiting for workers that are not there. */
 static void after_fork_child(void) {
     nworkers = 0;
+    current = NULL;
     pthread_mutex_init(&call_lock, NULL);
     pthread_mutex_init(&mu, NULL);
     pthread_cond_init(&cv_work, NULL);
@@ -136,47 +149,50 @@ static void grow(int want) {
     }
 }
 
+static void run_inline(int64_t ntasks, qtk_task_fn fn, void *ctx) {
+    for (int64_t t = 0; t < ntasks; ++t) {
+        fn(ctx, t);
+    }
+}
+
 void qtk_pool_run(int threads, int64_t ntasks, qtk_task_fn fn, void *ctx) {
     threads = qtk_pool_threads(threads);
     if (threads > ntasks) {
         threads = ntasks < 1 ? 1 : (int)ntasks;
     }
     if (threads <= 1) {
-        for (int64_t t = 0; t < ntasks; ++t) {
-            fn(ctx, t);
-        }
+        run_inline(ntasks, fn, ctx);
         return;
     }
     pthread_mutex_lock(&call_lock);
     grow(threads - 1);
     if (nworkers == 0) {
         pthread_mutex_unlock(&call_lock);
-        for (int64_t t = 0; t < ntasks; ++t) {
-            fn(ctx, t);
-        }
+        run_inline(ntasks, fn, ctx);
         return;
     }
-    job.fn = fn;
-    job.ctx = ctx;
-    job.ntasks = ntasks;
-    job.participants = threads - 1;
-    __atomic_store_n(&next_task, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&pending, nworkers, __ATOMIC_RELAXED);
+    job_t job = {fn, ctx, ntasks, threads - 1, 0, 0, 0};
     pthread_mutex_lock(&mu);
+    current = &job;
     __atomic_add_fetch(&generation, 1, __ATOMIC_ACQ_REL);
     pthread_cond_broadcast(&cv_work);
     pthread_mutex_unlock(&mu);
 
-    const job_t j = job;
-    run_tasks(&j);
+    run_tasks(&job);
 
+    /* every task completed ... */
     int spins = 0;
-    while (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) != 0 && spins < SPIN_ROUNDS) {
+    while (__atomic_load_n(&job.done, __ATOMIC_ACQUIRE) != ntasks && spins < SPIN_ROUNDS) {
         cpu_relax();
         ++spins;
     }
     pthread_mutex_lock(&mu);
-    while (__atomic_load_n(&pending, __ATOMIC_ACQUIRE) != 0) {
+    while (__atomic_load_n(&job.done, __ATOMIC_ACQUIRE) != ntasks) {
+        pthread_cond_wait(&cv_done, &mu);
+    }
+    /* ... and no worker still holds the job (only those that took it can) */
+    current = NULL;
+    while (job.refs > 0) {
         pthread_cond_wait(&cv_done, &mu);
     }
     pthread_mutex_unlock(&mu);

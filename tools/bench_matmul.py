@@ -8,7 +8,9 @@ experts, top-8, expert width 768): one token through mul_mat_id (qtoolkit.moe_ma
 through the whole fused expert FFN (qtoolkit.moe_ffn).
 
 Timings are interleaved (qtoolkit, ggml, qtoolkit, ...) so both see the same machine noise; the
-table shows medians. GB/s = bytes of quantized weights streamed per second.
+table shows medians and, in parentheses, the best run (the machine this was written on is shared,
+so the best run is the closer estimate of an idle machine). GB/s = bytes of quantized weights
+streamed per second.
 
     python tools/bench_matmul.py                 # everything, markdown table on stdout
     python tools/bench_matmul.py --types Q4_K,Q8_0 --reps 15 --no-moe
@@ -121,10 +123,30 @@ def median(v):
     return float(np.median(np.asarray(v)))
 
 
-def timed(fn):
+_FLUSH = None
+
+
+def flush_caches():
+    """Read 96 MiB so the next run streams its weights from memory, not from the last-level cache
+    (the smaller matrices here would otherwise partly stay in a 32 MiB L3 between runs)."""
+    global _FLUSH
+    if _FLUSH is None:
+        _FLUSH = np.ones(96 << 18, dtype=np.float32)
+    return float(_FLUSH.sum())
+
+
+def timed(fn, flush=True):
+    if flush:
+        flush_caches()
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def timed_ggml(g, flush=True):
+    if flush:
+        flush_caches()
+    return g.run_once()
 
 
 def nerr(a, b):
@@ -155,17 +177,19 @@ def bench_dense(types, threads_list, reps, ggml, bw):
             for _ in range(reps):
                 tq.append(timed(lambda: q.matmul(w, t, x, threads=th)))
                 if g is not None:
-                    tg.append(g.run_once())
+                    tg.append(timed_ggml(g))
             row[f"qtk{th}"] = w.nbytes / median(tq) / 1e9
+            row[f"qtkbest{th}"] = w.nbytes / min(tq) / 1e9
             row[f"gflops{th}"] = flops / median(tq) / 1e9
             if g is not None:
                 row[f"ggml{th}"] = w.nbytes / median(tg) / 1e9
+                row[f"ggmlbest{th}"] = w.nbytes / min(tg) / 1e9
                 row["err_vs_ggml"] = nerr(g.out()[0], q.matmul(w, t, x))
                 g.close()
             if wd is None:
                 wd = q.dequantize(w, t)
             set_blas_threads(th)
-            tn = [timed(lambda: wd @ x) for _ in range(max(3, reps // 2))]
+            tn = [timed(lambda: wd @ x) for _ in range(max(3, reps // 3))]
             row[f"numpy{th}"] = wd.nbytes / median(tn) / 1e9   # float32 bytes it streams
             row[f"numpy_ms{th}"] = median(tn) * 1e3
             row[f"qtk_ms{th}"] = median(tq) * 1e3
@@ -203,16 +227,19 @@ def bench_moe(threads_list, reps, ggml, qtype="Q4_K", down_type="Q6_K"):
             for _ in range(reps):
                 tq.append(timed(lambda: q.moe_matmul(gate, qtype, x, ids, threads=th)))
                 if g is not None:
-                    tg.append(g.run_once())
+                    tg.append(timed_ggml(g))
                 tf.append(timed(lambda: q.moe_ffn(gate, up, down, (qtype, qtype, down_type), x, ids, wts, threads=th)))
             row["mul_mat_id_ms"] = median(tq) * 1e3
+            row["mul_mat_id_best_ms"] = min(tq) * 1e3
             row["mul_mat_id_GBs"] = gate_bytes / median(tq) / 1e9
             if g is not None:
                 row["ggml_mul_mat_id_ms"] = median(tg) * 1e3
+                row["ggml_mul_mat_id_best_ms"] = min(tg) * 1e3
                 row["ggml_mul_mat_id_GBs"] = gate_bytes / median(tg) / 1e9
                 row["err_vs_ggml"] = nerr(g.out(), q.moe_matmul(gate, qtype, x, ids))
                 g.close()
             row["ffn_ms"] = median(tf) * 1e3
+            row["ffn_best_ms"] = min(tf) * 1e3
             row["ffn_GBs"] = layer_bytes / median(tf) / 1e9
             results.append(row)
             print("  moe: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
@@ -221,35 +248,41 @@ def bench_moe(threads_list, reps, ggml, qtype="Q4_K", down_type="Q6_K"):
 
 # ---------------------------------------------------------------- report
 
-def report(dense, moe, bw, threads_list, ggml_ok, reps):
+def report(dense, moe, bw, threads_list, ggml_ok, reps, loads):
     out = []
-    out.append(f"qtoolkit {q.__version__}, kernels: {q.active_isa()}; {os.cpu_count()} cores; median of {reps} "
-               "interleaved runs")
+    out.append(f"qtoolkit {q.__version__}, kernels: {q.active_isa()}; {os.cpu_count()} cores; {reps} interleaved runs "
+               f"per cell; load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end")
     out.append("")
-    out.append("Memory read bandwidth (STREAM-like read, qtoolkit.memory_read_bandwidth): "
-               + ", ".join(f"{th} thread{'s' if th > 1 else ''}: {bw[th]:.1f} GB/s" for th in threads_list))
+    out.append("Memory read bandwidth (qtoolkit.memory_read_bandwidth, 512 MiB, median / best of 7): "
+               + ", ".join(f"{th} thread{'s' if th > 1 else ''}: {median(bw[th]):.1f} / {max(bw[th]):.1f} GB/s"
+                           for th in threads_list))
+    out.append("")
+    out.append("GB/s of quantized weights streamed, median (best); ratio = qtoolkit / ggml speed, median (best); "
+               "% BW = median qtoolkit GB/s over the median read bandwidth at that thread count.")
     out.append("")
     hdr = ["type", "MB"]
     for th in threads_list:
         hdr += [f"qtk {th}T GB/s", f"GFLOP/s {th}T"]
         if ggml_ok:
             hdr += [f"ggml {th}T GB/s", f"qtk/ggml {th}T"]
-        hdr += [f"% of BW {th}T", f"numpy f32 {th}T ms", f"qtk {th}T ms"]
+        hdr += [f"% BW {th}T", f"numpy f32 {th}T ms"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
     for r in dense:
         cells = [r["type"], f"{r['MB']:.0f}"]
         for th in threads_list:
-            cells += [f"{r[f'qtk{th}']:.1f}", f"{r[f'gflops{th}']:.1f}"]
+            cells += [f"{r[f'qtk{th}']:.1f} ({r[f'qtkbest{th}']:.1f})", f"{r[f'gflops{th}']:.0f}"]
             if ggml_ok:
-                cells += [f"{r[f'ggml{th}']:.1f}", f"{r[f'qtk{th}'] / r[f'ggml{th}']:.2f}"]
-            cells += [f"{100 * r[f'qtk{th}'] / bw[th]:.0f}%", f"{r[f'numpy_ms{th}']:.1f}", f"{r[f'qtk_ms{th}']:.2f}"]
+                cells += [f"{r[f'ggml{th}']:.1f} ({r[f'ggmlbest{th}']:.1f})",
+                          f"{r[f'qtk{th}'] / r[f'ggml{th}']:.2f} ({r[f'qtkbest{th}'] / r[f'ggmlbest{th}']:.2f})"]
+            cells += [f"{100 * r[f'qtk{th}'] / median(bw[th]):.0f}%", f"{r[f'numpy_ms{th}']:.1f}"]
         out.append("| " + " | ".join(cells) + " |")
     if moe:
         out.append("")
         out.append("MoE, Qwen3-30B-A3B widths (hidden 2048, 128 experts, top-8, expert width 768); gate/up Q4_K, "
-                   "down Q6_K. mul_mat_id = the gate projection alone; ffn = qtoolkit.moe_ffn (gate, up, SiLU, "
-                   "down, weighted sum). GB/s over the routed experts' bytes.")
+                   "down Q6_K. mul_mat_id = the gate projection alone (qtoolkit.moe_matmul vs ggml_mul_mat_id); "
+                   "moe_ffn = the whole expert FFN of the layer (gate, up, SiLU, down, weighted sum) in one call. "
+                   "Times median (best); GB/s over the routed experts' bytes at the median.")
         out.append("")
         hdr = ["tokens", "threads", "experts", "mul_mat_id ms", "GB/s"]
         if ggml_ok:
@@ -258,12 +291,14 @@ def report(dense, moe, bw, threads_list, ggml_ok, reps):
         out.append("| " + " | ".join(hdr) + " |")
         out.append("|" + "---|" * len(hdr))
         for r in moe:
-            cells = [str(r["tokens"]), str(r["threads"]), str(r["experts_touched"]), f"{r['mul_mat_id_ms']:.2f}",
-                     f"{r['mul_mat_id_GBs']:.1f}"]
+            cells = [str(r["tokens"]), str(r["threads"]), str(r["experts_touched"]),
+                     f"{r['mul_mat_id_ms']:.2f} ({r['mul_mat_id_best_ms']:.2f})", f"{r['mul_mat_id_GBs']:.1f}"]
             if ggml_ok:
-                cells += [f"{r['ggml_mul_mat_id_ms']:.2f}", f"{r['ggml_mul_mat_id_GBs']:.1f}",
-                          f"{r['ggml_mul_mat_id_ms'] / r['mul_mat_id_ms']:.2f}"]
-            cells += [f"{r['ffn_ms']:.2f}", f"{r['ffn_GBs']:.1f}"]
+                cells += [f"{r['ggml_mul_mat_id_ms']:.2f} ({r['ggml_mul_mat_id_best_ms']:.2f})",
+                          f"{r['ggml_mul_mat_id_GBs']:.1f}",
+                          f"{r['ggml_mul_mat_id_ms'] / r['mul_mat_id_ms']:.2f} "
+                          f"({r['ggml_mul_mat_id_best_ms'] / r['mul_mat_id_best_ms']:.2f})"]
+            cells += [f"{r['ffn_ms']:.2f} ({r['ffn_best_ms']:.2f})", f"{r['ffn_GBs']:.1f}"]
             out.append("| " + " | ".join(cells) + " |")
     if ggml_ok and dense:
         worst = max(r.get("err_vs_ggml", 0.0) for r in dense)
@@ -276,7 +311,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--types", default=",".join(TYPES))
     ap.add_argument("--threads", default="1,2")
-    ap.add_argument("--reps", type=int, default=11)
+    ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--no-moe", action="store_true")
     ap.add_argument("--no-ggml", action="store_true")
     ap.add_argument("--isa", help="force an instruction set (qtoolkit.set_isa)")
@@ -285,12 +320,17 @@ def main(argv=None):
         q.set_isa(args.isa)
     threads_list = [int(t) for t in args.threads.split(",")]
     ggml = None if args.no_ggml else build_ggml()
-    bw = {th: q.memory_read_bandwidth(1 << 29, reps=7, threads=th) for th in threads_list}
+    loads = [os.getloadavg()[0]]
+    bw = {th: [] for th in threads_list}
+    for _ in range(7):
+        for th in threads_list:
+            bw[th].append(q.memory_read_bandwidth(1 << 29, reps=1, threads=th))
     print(f"bandwidth: {bw}", file=sys.stderr)
     types = [t.strip().upper() for t in args.types.split(",") if t.strip()]
     dense = bench_dense(types, threads_list, args.reps, ggml, bw)
     moe = [] if args.no_moe else bench_moe(threads_list, args.reps, ggml)
-    print(report(dense, moe, bw, threads_list, ggml is not None, args.reps))
+    loads.append(os.getloadavg()[0])
+    print(report(dense, moe, bw, threads_list, ggml is not None, args.reps, loads))
     return 0
 
 
