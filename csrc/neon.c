@@ -778,10 +778,149 @@ static void qtk_dequantize_row_bf16_neon(const void *vx, float *y, int64_t n) {
     }
 }
 
+static void qtk_dequantize_row_q8_1_neon(const void *vx, float *y, int64_t n) {
+    const block_q8_1 *x = vx;
+    for (int64_t i = 0; i < n / QK8_1; ++i, y += QK8_1) {
+        st16_mul(vld1q_s8(x[i].qs), h2f(x[i].d), y);
+        st16_mul(vld1q_s8(x[i].qs + 16), h2f(x[i].d), y + 16);
+    }
+}
+
+static void qtk_dequantize_row_q8_K_neon(const void *vx, float *y, int64_t n) {
+    const block_q8_K *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        for (int j = 0; j < QK_K; j += 16) {
+            st16_mul(vld1q_s8(x[i].qs + j), x[i].d, y + j);
+        }
+    }
+}
+
+static void qtk_dequantize_row_q2_K_neon(const void *vx, float *y, int64_t n) {
+    const block_q2_K *x = vx;
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        for (int h = 0; h < 2; ++h) {
+            const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * h), q1 = vld1q_u8(x[i].qs + 32 * h + 16);
+            for (int k = 0; k < 4; ++k) {
+                const int8x16_t shift = vdupq_n_s8((int8_t)(-2 * k));
+                const int j = 8 * h + 2 * k;
+                const uint8_t s0 = x[i].scales[j], s1 = x[i].scales[j + 1];
+                st16_mul_sub(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q0, shift), m3)), d * (s0 & 0xF), dmin * (s0 >> 4),
+                             y + 16 * j);
+                st16_mul_sub(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q1, shift), m3)), d * (s1 & 0xF), dmin * (s1 >> 4),
+                             y + 16 * j + 16);
+            }
+        }
+    }
+}
+
+static void qtk_dequantize_row_q3_K_neon(const void *vx, float *y, int64_t n) {
+    const block_q3_K *x = vx;
+    const uint8x16_t m3 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d_all = h2f(x[i].d);
+        int8_t sc[16];
+        q3_K_scales_neon(x[i].scales, sc);
+        const uint8x16_t hm0 = vld1q_u8(x[i].hmask), hm1 = vld1q_u8(x[i].hmask + 16);
+        for (int h = 0; h < 2; ++h) {
+            const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * h), q1 = vld1q_u8(x[i].qs + 32 * h + 16);
+            for (int k = 0; k < 4; ++k) {
+                const int8x16_t shift = vdupq_n_s8((int8_t)(-2 * k));
+                const int8x16_t hs = vdupq_n_s8((int8_t)(-(4 * h + k)));
+                const uint8x16_t h0 = vandq_u8(vshlq_u8(hm0, hs), one), h1 = vandq_u8(vshlq_u8(hm1, hs), one);
+                const int8x16_t l0 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q0, shift), m3)),
+                                              vreinterpretq_s8_u8(vshlq_n_u8(veorq_u8(h0, one), 2)));
+                const int8x16_t l1 = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q1, shift), m3)),
+                                              vreinterpretq_s8_u8(vshlq_n_u8(veorq_u8(h1, one), 2)));
+                const int j = 8 * h + 2 * k;
+                st16_mul(l0, d_all * sc[j], y + 16 * j);
+                st16_mul(l1, d_all * sc[j + 1], y + 16 * j + 16);
+            }
+        }
+    }
+}
+
+static void qtk_dequantize_row_q5_K_neon(const void *vx, float *y, int64_t n) {
+    const block_q5_K *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = h2f(x[i].d), dmin = h2f(x[i].dmin);
+        uint8_t sc[8], mn[8];
+        k4_scales_neon(x[i].scales, sc, mn);
+        const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
+        for (int c = 0; c < 4; ++c) {
+            const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * c), q1 = vld1q_u8(x[i].qs + 32 * c + 16);
+            for (int half = 0; half < 2; ++half) {
+                const int j = 2 * c + half;
+                const int8x16_t hs = vdupq_n_s8((int8_t)(4 - j));
+                const int8x16_t l0 = vorrq_s8(half ? hi_nib(q0) : lo_nib(q0),
+                                              vreinterpretq_s8_u8(vandq_u8(vshlq_u8(h0, hs), vdupq_n_u8(0x10))));
+                const int8x16_t l1 = vorrq_s8(half ? hi_nib(q1) : lo_nib(q1),
+                                              vreinterpretq_s8_u8(vandq_u8(vshlq_u8(h1, hs), vdupq_n_u8(0x10))));
+                st16_mul_sub(l0, d * sc[j], dmin * mn[j], y + 32 * j);
+                st16_mul_sub(l1, d * sc[j], dmin * mn[j], y + 32 * j + 16);
+            }
+        }
+    }
+}
+
+static void qtk_dequantize_row_iq4_xs_neon(const void *vx, float *y, int64_t n) {
+    const block_iq4_xs *x = vx;
+    const int8x16_t lut = vld1q_s8(qtk_kvalues_iq4nl);
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+            const uint8x16_t q = vld1q_u8(x[i].qs + 16 * ib);
+            const float dl = d * (ls - 32);
+            st16_mul(vqtbl1q_s8(lut, vandq_u8(q, vdupq_n_u8(0x0F))), dl, y + 32 * ib);
+            st16_mul(vqtbl1q_s8(lut, vshrq_n_u8(q, 4)), dl, y + 32 * ib + 16);
+        }
+    }
+}
+
+static void qtk_dequantize_row_tq2_0_neon(const void *vx, float *y, int64_t n) {
+    const block_tq2_0 *x = vx;
+    const uint8x16_t m3 = vdupq_n_u8(3);
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = h2f(x[i].d);
+        for (int c = 0; c < 2; ++c) {
+            const uint8x16_t q0 = vld1q_u8(x[i].qs + 32 * c), q1 = vld1q_u8(x[i].qs + 32 * c + 16);
+            for (int k = 0; k < 4; ++k) {
+                const int8x16_t shift = vdupq_n_s8((int8_t)(-2 * k));
+                st16_mul(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q0, shift), m3)), vdupq_n_s8(1)), d,
+                         y + 128 * c + 32 * k);
+                st16_mul(vsubq_s8(vreinterpretq_s8_u8(vandq_u8(vshlq_u8(q1, shift), m3)), vdupq_n_s8(1)), d,
+                         y + 128 * c + 32 * k + 16);
+            }
+        }
+    }
+}
+
+static void qtk_dequantize_row_tq1_0_neon(const void *vx, float *y, int64_t n) {
+    const block_tq1_0 *x = vx;
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    static const uint8_t hp[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
+    for (int64_t i = 0; i < n / QK_K; ++i, y += QK_K) {
+        const float d = h2f(x[i].d);
+        const uint8x16_t a0 = vld1q_u8(x[i].qs), a1 = vld1q_u8(x[i].qs + 16), b = vld1q_u8(x[i].qs + 32);
+        for (int k = 0; k < 5; ++k) {
+            st16_mul(trits16(a0, pow3[k]), d, y + 32 * k);
+            st16_mul(trits16(a1, pow3[k]), d, y + 32 * k + 16);
+            st16_mul(trits16(b, pow3[k]), d, y + 160 + 16 * k);
+        }
+        uint32_t qh4;
+        memcpy(&qh4, x[i].qh, 4);
+        const uint8x16_t q = vmulq_u8(vreinterpretq_u8_u32(vdupq_n_u32(qh4)), vld1q_u8(hp));
+        const uint8x8_t lo = vshrn_n_u16(vmull_u8(vget_low_u8(q), vdup_n_u8(3)), 8);
+        const uint8x8_t hi = vshrn_n_u16(vmull_u8(vget_high_u8(q), vdup_n_u8(3)), 8);
+        st16_mul(vsubq_s8(vreinterpretq_s8_u8(vcombine_u8(lo, hi)), vdupq_n_s8(1)), d, y + 240);
+    }
+}
+
 const qtk_kernels qtk_kernels_neon = {
     .name = "neon",
     .dequantize = {
-        /* types without an entry use the reference dequantizer */
         [QTK_TYPE_F16] = qtk_dequantize_row_f16_neon,
         [QTK_TYPE_BF16] = qtk_dequantize_row_bf16_neon,
         [QTK_TYPE_Q4_0] = qtk_dequantize_row_q4_0_neon,
@@ -792,6 +931,14 @@ const qtk_kernels qtk_kernels_neon = {
         [QTK_TYPE_Q4_K] = qtk_dequantize_row_q4_K_neon,
         [QTK_TYPE_Q6_K] = qtk_dequantize_row_q6_K_neon,
         [QTK_TYPE_IQ4_NL] = qtk_dequantize_row_iq4_nl_neon,
+        [QTK_TYPE_Q8_1] = qtk_dequantize_row_q8_1_neon,
+        [QTK_TYPE_Q8_K] = qtk_dequantize_row_q8_K_neon,
+        [QTK_TYPE_Q2_K] = qtk_dequantize_row_q2_K_neon,
+        [QTK_TYPE_Q3_K] = qtk_dequantize_row_q3_K_neon,
+        [QTK_TYPE_Q5_K] = qtk_dequantize_row_q5_K_neon,
+        [QTK_TYPE_IQ4_XS] = qtk_dequantize_row_iq4_xs_neon,
+        [QTK_TYPE_TQ1_0] = qtk_dequantize_row_tq1_0_neon,
+        [QTK_TYPE_TQ2_0] = qtk_dequantize_row_tq2_0_neon,
     },
     .vec_dot = {
         [QTK_TYPE_F32] = qtk_vec_dot_f32_neon,

@@ -104,6 +104,41 @@ int main(void) {
             free(w), free(x), free(d0), free(d1), free(o0), free(o1), free(q), free(a0), free(a1);
         }
     }
+    /* the activation formats' own dequantizers, on random bytes and on quantized rows */
+    {
+        const int act_types[] = {QTK_TYPE_Q8_1, QTK_TYPE_Q8_K};
+        for (int a = 0; a < 2; ++a) {
+            qtk_type_traits tr;
+            qtk_get_type_traits(act_types[a], &tr);
+            const int64_t n = 3 * 256, rows = 4, rb = n / tr.blck_size * tr.type_size;
+            uint8_t *q = malloc(rows * rb);
+            float *w = malloc(rows * n * 4), *d0 = malloc(rows * n * 4), *d1 = malloc(rows * n * 4);
+            for (int pass = 0; pass < 2; ++pass) {
+                if (pass == 0) {
+                    for (int64_t i = 0; i < rows * rb; ++i) {
+                        q[i] = (uint8_t)(urand() * 256);
+                    }
+                } else {
+                    for (int64_t i = 0; i < rows * n; ++i) {
+                        w[i] = nrand();
+                    }
+                    qtk_set_isa(QTK_ISA_REF);
+                    qtk_quantize(act_types[a], w, q, rows, n, NULL, NULL);
+                    uint8_t *q2 = malloc(rows * rb);
+                    qtk_set_isa(isa);
+                    qtk_quantize(act_types[a], w, q2, rows, n, NULL, NULL);
+                    check(memcmp(q, q2, rows * rb) == 0, "quantize", tr.name, 3);
+                    free(q2);
+                }
+                qtk_set_isa(QTK_ISA_REF);
+                qtk_dequantize(act_types[a], q, d0, rows, n);
+                qtk_set_isa(isa);
+                qtk_dequantize(act_types[a], q, d1, rows, n);
+                check(memcmp(d0, d1, rows * n * 4) == 0, pass ? "dequantize" : "dequantize random bytes", tr.name, 3);
+            }
+            free(q), free(w), free(d0), free(d1);
+        }
+    }
     /* activation quantizers on subnormal / huge / NaN rows */
     for (int kind = 0; kind < 3; ++kind) {
         const int64_t n = 512;
