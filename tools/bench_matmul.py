@@ -156,6 +156,43 @@ def nerr(a, b):
 
 # ---------------------------------------------------------------- dense
 
+def bench_in_cache(types, reps, ggml, rows=1024):
+    """Kernel speed: a rows x 4096 matrix that stays in L2/L3, one thread, best of `reps` (the
+    best run is robust to other processes on a shared machine). Includes each side's per-call
+    overhead (qtoolkit's Python wrapper: ~7 us)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(COLS).astype(np.float32)
+    out = []
+    for t in types:
+        w = make_weights(t, rows, COLS, rng)
+        g = GgmlMatmul(ggml, int(q.QuantType[t]), w, COLS, 1) if ggml is not None else None
+        if g is not None:
+            g.set(x[None, :])
+        tq, tg = [], []
+        for _ in range(reps):
+            tq.append(timed(lambda: q.matmul(w, t, x, threads=1), flush=False))
+            if g is not None:
+                tg.append(g.run_once())
+        row = {"type": t, "qtk_us": min(tq) * 1e6, "qtk_GBs": w.nbytes / min(tq) / 1e9}
+        if g is not None:
+            row["ggml_us"] = min(tg) * 1e6
+            g.close()
+        out.append(row)
+        print(f"  in-cache {t}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "type"), file=sys.stderr)
+    return out
+
+
+def report_in_cache(rows_out, rows=1024):
+    lines = [f"In-cache kernel speed: {rows} x {COLS} weights (L2/L3-resident), one token, one thread, best of "
+             "the runs; qtk/ggml = ggml time / qtoolkit time (above 1: qtoolkit faster).", "",
+             "| type | qtk us | qtk GB/s | ggml us | qtk/ggml |", "|---|---|---|---|---|"]
+    for r in rows_out:
+        g = r.get("ggml_us")
+        lines.append(f"| {r['type']} | {r['qtk_us']:.1f} | {r['qtk_GBs']:.1f} | "
+                     + (f"{g:.1f} | {g / r['qtk_us']:.2f} |" if g else "- | - |"))
+    return "\n".join(lines)
+
+
 def bench_dense(types, threads_list, reps, ggml, bw):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(COLS).astype(np.float32)
@@ -315,18 +352,23 @@ def main(argv=None):
     ap.add_argument("--no-moe", action="store_true")
     ap.add_argument("--no-ggml", action="store_true")
     ap.add_argument("--isa", help="force an instruction set (qtoolkit.set_isa)")
+    ap.add_argument("--in-cache", action="store_true",
+                    help="only the in-cache kernel comparison (1024 x 4096, 1 thread, best of --reps)")
     args = ap.parse_args(argv)
     if args.isa:
         q.set_isa(args.isa)
     threads_list = [int(t) for t in args.threads.split(",")]
     ggml = None if args.no_ggml else build_ggml()
+    types = [t.strip().upper() for t in args.types.split(",") if t.strip()]
+    if args.in_cache:
+        print(report_in_cache(bench_in_cache(types, max(args.reps, 50), ggml)))
+        return 0
     loads = [os.getloadavg()[0]]
     bw = {th: [] for th in threads_list}
     for _ in range(7):
         for th in threads_list:
             bw[th].append(q.memory_read_bandwidth(1 << 29, reps=1, threads=th))
     print(f"bandwidth: {bw}", file=sys.stderr)
-    types = [t.strip().upper() for t in args.types.split(",") if t.strip()]
     dense = bench_dense(types, threads_list, args.reps, ggml, bw)
     moe = [] if args.no_moe else bench_moe(threads_list, args.reps, ggml)
     loads.append(os.getloadavg()[0])
