@@ -255,6 +255,17 @@ static inline __m256i scale_pair(__m256i s16, int p) {
     return _mm256_shuffle_epi8(s16, ctrl);
 }
 
+/* Q8_K's 16 bsums times 16 int16 factors, summed pairwise: 8 int32 lanes */
+static inline __m256i bsums_madd(const int16_t *bsums, __m256i f16) {
+    return _mm256_madd_epi16(loadu256(bsums), f16);
+}
+
+static inline float hsum_f32x4(__m128 s) {
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 static inline int bsums_dot(const int16_t *bsums, __m128i lo_scales16, __m128i hi_scales16) {
     const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
     const __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
@@ -265,19 +276,16 @@ static void qtk_vec_dot_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
     const block_q2_K *x = vx;
     const block_q8_K *y = vy;
     const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
-        const uint8_t *sc = x[i].scales;
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-        const __m128i mins8 = _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F));
-        const int msum = bsums_dot(y[i].bsums, _mm_cvtepu8_epi16(mins8), _mm_cvtepu8_epi16(_mm_srli_si128(mins8, 8)));
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
         const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int h = 0; h < 2; ++h) {
             const __m256i q = loadu256(x[i].qs + 32 * h);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int k = 0; k < 4; ++k) {
                 const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
                 const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k));
@@ -286,9 +294,10 @@ static void qtk_vec_dot_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         }
         const float dy = y[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm += (dy * qtk_h2f(x[i].dmin)) * (float)msum;
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].dmin)),
+                               _mm256_cvtepi32_ps(bsums_madd(y[i].bsums, mins16)), accm);
     }
-    *s = hsum_f32x8(acc) - accm;
+    *s = hsum_f32x8(acc) - hsum_f32x8(accm);
 }
 
 /* The 16 six-bit Q3_K scales (minus 32) as int8. */
@@ -308,11 +317,9 @@ static void qtk_vec_dot_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const __m128i sc8 = q3_K_scales(x[i].scales);
-        const __m128i sc16a = _mm_cvtepi8_epi16(sc8);
-        const __m128i sc16b = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8));
         const __m256i s16 = scales_even_odd_epi8(sc8);
         /* level + 4 = low two bits + 4 * high bit, in 0..7; the 4 * sum(y) goes through bsums */
-        const int bsum = bsums_dot(y[i].bsums, sc16a, sc16b);
+        const __m256i corr = _mm256_slli_epi32(bsums_madd(y[i].bsums, _mm256_cvtepi8_epi16(sc8)), 2);
         const __m256i hm = loadu256(x[i].hmask);
         __m256i sumi = _mm256_setzero_si256();
         #pragma GCC unroll 8
@@ -327,7 +334,7 @@ static void qtk_vec_dot_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
             }
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(4 * bsum, 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, corr);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
@@ -342,13 +349,13 @@ static inline void k4_scales(const uint8_t *q, uint32_t u[4]) {
     u[3] = ((c >> 4) & 0x0F0F0F0Fu) | (((b >> 6) & 0x03030303u) << 4);
 }
 
-static inline int k4_min_sum(const uint32_t u[4], const int16_t *bsums) {
-    /* bsums pairs (2j, 2j+1) belong to sub-block j */
+/* The mins term of a Q4_K/Q5_K block: mins (bytes 8..15 of u) times the bsums pairs (2j, 2j+1)
+ * of sub-block j, as 4 int32 lanes. */
+static inline __m128i k4_min_madd(const uint32_t u[4], const int16_t *bsums) {
     const __m128i b0 = _mm_loadu_si128((const __m128i *)bsums);
     const __m128i b1 = _mm_loadu_si128((const __m128i *)(bsums + 8));
-    const __m128i pairs = _mm_hadd_epi16(b0, b1);
     const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));
-    return hsum_i32x4(_mm_madd_epi16(pairs, mins));
+    return _mm_madd_epi16(_mm_hadd_epi16(b0, b1), mins);
 }
 
 static void qtk_vec_dot_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -356,12 +363,11 @@ static void qtk_vec_dot_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
     const block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
         uint32_t u[4];
         k4_scales(x[i].scales, u);
         const uint8_t *sc = (const uint8_t *)u;
-        const int msum = k4_min_sum(u, y[i].bsums);
         __m256i sumi = _mm256_setzero_si256();
         #pragma GCC unroll 8
         for (int c = 0; c < 4; ++c) {
@@ -375,9 +381,9 @@ static void qtk_vec_dot_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         }
         const float dy = y[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm += (dy * qtk_h2f(x[i].dmin)) * (float)msum;
+        accm = _mm_fmadd_ps(_mm_set1_ps(dy * qtk_h2f(x[i].dmin)), _mm_cvtepi32_ps(k4_min_madd(u, y[i].bsums)), accm);
     }
-    *s = hsum_f32x8(acc) - accm;
+    *s = hsum_f32x8(acc) - hsum_f32x4(accm);
 }
 
 static void qtk_vec_dot_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
@@ -385,12 +391,11 @@ static void qtk_vec_dot_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
     const block_q8_K *y = vy;
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
-    float accm = 0.0f;
+    __m128 accm = _mm_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
         uint32_t u[4];
         k4_scales(x[i].scales, u);
         const uint8_t *sc = (const uint8_t *)u;
-        const int msum = k4_min_sum(u, y[i].bsums);
         const __m256i qh = loadu256(x[i].qh);
         __m256i sumi = _mm256_setzero_si256();
         #pragma GCC unroll 8
@@ -407,44 +412,45 @@ static void qtk_vec_dot_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, cons
         }
         const float dy = y[i].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm += (dy * qtk_h2f(x[i].dmin)) * (float)msum;
+        accm = _mm_fmadd_ps(_mm_set1_ps(dy * qtk_h2f(x[i].dmin)), _mm_cvtepi32_ps(k4_min_madd(u, y[i].bsums)), accm);
     }
-    *s = hsum_f32x8(acc) - accm;
+    *s = hsum_f32x8(acc) - hsum_f32x4(accm);
+}
+
+/* The four 6-bit level vectors of one half (128 elements) of a Q6_K block. */
+static inline void q6_K_levels4(const uint8_t *ql, const uint8_t *qhp, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i ql0 = loadu256(ql), ql1 = loadu256(ql + 32), qh = loadu256(qhp);
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x03)), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C)), 2));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, _mm256_set1_epi8(0x30)));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                           _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8((char)0xC0)), 2));
 }
 
 static void qtk_vec_dot_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / QK_K; ++i) {
-        const int8_t *sc = x[i].scales;
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)sc);
-        /* level = stored 6-bit value - 32: the 32 * sum(y) part goes through bsums */
-        const int bsum = bsums_dot(y[i].bsums, _mm_cvtepi8_epi16(sc8), _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8)));
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i s16 = scales_even_odd_epi8(sc8);
+        /* level = stored 6-bit value - 32: the 32 * sum(y) part goes through bsums */
+        const __m256i corr = _mm256_slli_epi32(bsums_madd(y[i].bsums, _mm256_cvtepi8_epi16(sc8)), 5);
         __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
+#pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = loadu256(x[i].ql + 64 * h);
-            const __m256i ql1 = loadu256(x[i].ql + 64 * h + 32);
-            const __m256i qh = loadu256(x[i].qh + 32 * h);
-            const __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
-            };
-            #pragma GCC unroll 8
+            __m256i q[4];
+            q6_K_levels4(x[i].ql + 64 * h, x[i].qh + 32 * h, q);
+            __m256i p[4];
+#pragma GCC unroll 4
             for (int k = 0; k < 4; ++k) {
-                const __m256i p16 = _mm256_maddubs_epi16(q[k], loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
+                p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], loadu256(y[i].qs + 128 * h + 32 * k)),
+                                         scale_pair(s16, 4 * h + k));
             }
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
         }
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(32 * bsum, 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, corr);
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
@@ -676,9 +682,10 @@ static void qtk_vec_dot4_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, con
     const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc[4];
-    float accm[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    __m128 accm[4];
     for (int t = 0; t < 4; ++t) {
         acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; ++i) {
         uint32_t u[4];
@@ -705,60 +712,49 @@ static void qtk_vec_dot4_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, con
         const float dx = qtk_h2f(x[i].d), dmin = qtk_h2f(x[i].dmin);
         for (int t = 0; t < 4; ++t) {
             const float dy = y[t][i].d;
-            const int msum = k4_min_sum(u, y[t][i].bsums);
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-            accm[t] += (dy * dmin) * (float)msum;
+            accm[t] = _mm_fmadd_ps(_mm_set1_ps(dy * dmin), _mm_cvtepi32_ps(k4_min_madd(u, y[t][i].bsums)), accm[t]);
         }
     }
     for (int t = 0; t < 4; ++t) {
-        s[t] = hsum_f32x8(acc[t]) - accm[t];
+        s[t] = hsum_f32x8(acc[t]) - hsum_f32x4(accm[t]);
     }
 }
 
 static void qtk_vec_dot4_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
     const block_q6_K *x = vx;
     const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
     __m256 acc[4];
     for (int t = 0; t < 4; ++t) {
         acc[t] = _mm256_setzero_ps();
     }
     for (int64_t i = 0; i < n / QK_K; ++i) {
         const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m128i sclo = _mm_cvtepi8_epi16(sc8), schi = _mm_cvtepi8_epi16(_mm_srli_si128(sc8, 8));
         const __m256i s16 = scales_even_odd_epi8(sc8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
         __m256i sumi[4];
         for (int t = 0; t < 4; ++t) {
             sumi[t] = _mm256_setzero_si256();
         }
 #pragma GCC unroll 2
         for (int h = 0; h < 2; ++h) {
-            const __m256i ql0 = loadu256(x[i].ql + 64 * h);
-            const __m256i ql1 = loadu256(x[i].ql + 64 * h + 32);
-            const __m256i qh = loadu256(x[i].qh + 32 * h);
-            const __m256i q[4] = {
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4)),
-            };
+            __m256i q[4];
+            q6_K_levels4(x[i].ql + 64 * h, x[i].qh + 32 * h, q);
 #pragma GCC unroll 4
-            for (int k = 0; k < 4; ++k) {
-                const __m256i sp = scale_pair(s16, 4 * h + k);
+            for (int t = 0; t < 4; ++t) {
+                __m256i p[4];
 #pragma GCC unroll 4
-                for (int t = 0; t < 4; ++t) {
-                    const __m256i p16 = _mm256_maddubs_epi16(q[k], loadu256(y[t][i].qs + 128 * h + 32 * k));
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sp));
+                for (int k = 0; k < 4; ++k) {
+                    p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], loadu256(y[t][i].qs + 128 * h + 32 * k)),
+                                             scale_pair(s16, 4 * h + k));
                 }
+                sumi[t] = _mm256_add_epi32(sumi[t],
+                                           _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
             }
         }
         const float dx = qtk_h2f(x[i].d);
         for (int t = 0; t < 4; ++t) {
-            const int bsum = bsums_dot(y[t][i].bsums, sclo, schi);
-            const __m256i si = _mm256_sub_epi32(sumi[t], _mm256_setr_epi32(32 * bsum, 0, 0, 0, 0, 0, 0, 0));
+            const __m256i si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(bsums_madd(y[t][i].bsums, sc16), 5));
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(si), acc[t]);
         }
     }
