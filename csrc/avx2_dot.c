@@ -820,6 +820,7 @@ const qtk_kernels qtk_kernels_avx2 = {
     .quantize_q8g = qtk_quantize_row_q8g_avx2,
     .quantize_act_q8_0 = qtk_quantize_act_q8_0_avx2,
     .quantize_act_q8_1 = qtk_quantize_act_q8_1_avx2,
+    .has_nonfinite = qtk_has_nonfinite_avx2,
     .vec_dot_custom = qtk_vec_dot_custom_q8g_avx2,
     .dequantize_custom = qtk_dequantize_custom_avx2,
 };

@@ -210,25 +210,31 @@ static void q8_1_row(const float *x, block_q8_1 *y, int64_t n, uint8_t *tail) {
     int64_t i = 0;
     for (; i + 8 <= nb; i += 8) {
         int8_t *qs[8];
-        float d[8], s[8];
+        float d[8];
         int sums[8];
         for (int b = 0; b < 8; ++b) {
             qs[b] = y[i + b].qs;
         }
-        if (!q8_blocks8(x + i * QK8_1, qs, d, sums)) {
-            qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], 8 * QK8_1, NULL);
-        } else {
-            for (int b = 0; b < 8; ++b) {
-                s[b] = sums[b] * d[b];
-            }
+        if (q8_blocks8(x + i * QK8_1, qs, d, sums)) {
+            /* s = (float)sum * d, as the reference */
+            const __m256 vd = _mm256_loadu_ps(d);
+            const __m256 vs = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sums)), vd);
+            const __m128i hdv = _mm256_cvtps_ph(vd, _MM_FROUND_TO_NEAREST_INT);
+            const __m128i hsv = _mm256_cvtps_ph(vs, _MM_FROUND_TO_NEAREST_INT);
             uint16_t hd[8], hs[8];
-            _mm_storeu_si128((__m128i *)hd, _mm256_cvtps_ph(_mm256_loadu_ps(d), _MM_FROUND_TO_NEAREST_INT));
-            _mm_storeu_si128((__m128i *)hs, _mm256_cvtps_ph(_mm256_loadu_ps(s), _MM_FROUND_TO_NEAREST_INT));
+            _mm_storeu_si128((__m128i *)hd, hdv);
+            _mm_storeu_si128((__m128i *)hs, hsv);
             for (int b = 0; b < 8; ++b) {
                 y[i + b].d = hd[b];
                 y[i + b].s = hs[b];
             }
+            if (tail) {
+                _mm256_storeu_ps((float *)(void *)(tail + 4 * i), _mm256_cvtph_ps(hdv));
+                _mm256_storeu_ps((float *)(void *)(tail + 4 * (nb + i)), _mm256_cvtph_ps(hsv));
+            }
+            continue;
         }
+        qtk_quantize_row_q8_1(x + i * QK8_1, &y[i], 8 * QK8_1, NULL);
         if (tail) {
             for (int b = 0; b < 8; ++b) {
                 const float dd = qtk_h2f(y[i + b].d), ss = qtk_h2f(y[i + b].s);
@@ -395,6 +401,25 @@ void qtk_quantize_row_q8g_avx2(const float *x, void *vy, int64_t n, int group) {
         memcpy(y, &d, 4);
         memcpy(y + 4, &sum, 4);
     }
+}
+
+/* Nonzero when x[0..n) holds a NaN or an infinity (all exponent bits set), as qtk_has_nonfinite. */
+int qtk_has_nonfinite_avx2(const float *x, int64_t n) {
+    const __m256i e = _mm256_set1_epi32(0x7f800000);
+    __m256i bad = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i a = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), e);
+        const __m256i b = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), e);
+        bad = _mm256_or_si256(bad, _mm256_or_si256(_mm256_cmpeq_epi32(a, e), _mm256_cmpeq_epi32(b, e)));
+    }
+    int any = !_mm256_testz_si256(bad, bad);
+    for (; i < n; ++i) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        any |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return any;
 }
 
 /* ---------------------------------------------------------------- dequantizers */

@@ -180,7 +180,7 @@ int qtk_custom_quantize(int bits, int group, int symmetric, const float *src, vo
     const int64_t nb = n_per_row / group;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
-        if (qtk_has_nonfinite(x, n_per_row)) {
+        if (qtk_kernels_active()->has_nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }

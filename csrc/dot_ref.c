@@ -525,6 +525,7 @@ const qtk_kernels qtk_kernels_ref = {
     .quantize_q8g = qtk_quantize_row_q8g_ref,
     .quantize_act_q8_0 = qtk_quantize_act_q8_0_ref,
     .quantize_act_q8_1 = qtk_quantize_act_q8_1_ref,
+    .has_nonfinite = qtk_has_nonfinite,
     .vec_dot_custom = qtk_vec_dot_custom_q8g_ref,
     .dequantize_custom = qtk_dequantize_custom_ref,
 };

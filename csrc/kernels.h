@@ -68,6 +68,7 @@ typedef struct {
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;
     qtk_quantize_act_fn quantize_act_q8_0, quantize_act_q8_1;   /* blocks + float tail */
+    int (*has_nonfinite)(const float *x, int64_t n);             /* any NaN/Inf (quantize's input check) */
     qtk_vec_dot_custom_fn vec_dot_custom;
     qtk_dequantize_custom_fn dequantize_custom;
 } qtk_kernels;

@@ -198,9 +198,10 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
     const qtk_quantize_row_fn quantize_row = dispatched_quantize(e, type);
+    int (*const nonfinite)(const float *, int64_t) = qtk_kernels_active()->has_nonfinite;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
-        if (qtk_has_nonfinite(x, n_per_row)) {
+        if (nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }

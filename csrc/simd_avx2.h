@@ -39,6 +39,8 @@ void qtk_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n);
 void qtk_quantize_row_q8g_avx2(const float *x, void *y, int64_t n, int group);
 void qtk_dequantize_custom_avx2(const qtk_custom_params *p, const void *x, float *y, int64_t n);
 
+int qtk_has_nonfinite_avx2(const float *x, int64_t n);
+
 /* CustomQuant levels of one group (n a multiple of 8) from its LSB-first bit stream into L. */
 void qtk_custom_unpack_avx2(const uint8_t *in, int n, int bits, uint8_t *L);
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import qtoolkit as q
+from qtoolkit import QtkValueError
 from qtoolkit import _clib
 from qtoolkit.matmul import _wtype
 
@@ -261,3 +262,15 @@ def test_gemv_equals_gemm_rows(isa):
         many = q.matmul(w, qtype, x)
         for t in (0, 17, 36):
             assert np.array_equal(q.matmul(w, qtype, x[t]), many[t])
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "F16", q.CustomQuant(4, 24)], ids=_ids(["Q8_0", "Q4_K", "F16", q.CustomQuant(4, 24)]))
+def test_quantize_still_refuses_nonfinite(isa, qtype):
+    """The dispatched NaN/Inf check of quantize finds a bad value at any position, tail included."""
+    n = 768
+    for pos in (0, 15, 16, 500, n - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            x = np.ones((3, n), np.float32)
+            x[2, pos] = bad
+            with pytest.raises(QtkValueError, match="row 2"):
+                q.quantize(x, qtype)
