@@ -39,6 +39,16 @@ void qtk_quantize_act_q8_1_avx2(const float *x, void *y, int64_t n);
 void qtk_quantize_row_q8g_avx2(const float *x, void *y, int64_t n, int group);
 void qtk_dequantize_custom_avx2(const qtk_custom_params *p, const void *x, float *y, int64_t n);
 
+/* four-token gemm kernels (avx2_gemm.c) */
+void qtk_vec_dot4_q4_0_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q8_0_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q4_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q6_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q2_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q3_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q5_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+
 int qtk_has_nonfinite_avx2(const float *x, int64_t n);
 
 /* CustomQuant levels of one group (n a multiple of 8) from its LSB-first bit stream into L. */
