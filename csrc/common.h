@@ -96,6 +96,26 @@ static inline float qtk_bf16_to_fp32(uint16_t b) {
     return qtk_bits_f32((uint32_t)b << 16);
 }
 
+/* C's float -> int conversion, defined for every input the way x86's cvttss2si performs it (and
+ * so the way ggml's files come out on x86): truncation toward zero, and INT32_MIN for NaN and for
+ * values outside the int32 range. A plain (int) cast is undefined there and differs on arm64, where
+ * it saturates; tiny subnormal scales make 1/d infinite, so the reference does meet such values. */
+static inline int32_t qtk_trunc_f2i(float f) {
+    if (!(f >= -2147483648.0f && f < 2147483648.0f)) {
+        return INT32_MIN;
+    }
+    return (int32_t)f;
+}
+
+/* lroundf (half away from zero) with the x86-64 glibc result for NaN and out-of-range values:
+ * INT64_MIN. */
+static inline int64_t qtk_lroundf(float f) {
+    if (!(f >= -9223372036854775808.0f && f < 9223372036854775808.0f)) {
+        return INT64_MIN;
+    }
+    return (int64_t)lroundf(f);
+}
+
 /* Round half to even, as ggml's nearest_int: adding 1.5*2^23 leaves the rounded integer in the
  * low mantissa bits. Valid for |f| < 2^22; outside that range it wraps exactly as ggml's does. */
 static inline int qtk_nearest_int(float f) {

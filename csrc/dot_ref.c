@@ -395,7 +395,7 @@ void qtk_quantize_row_q8g_ref(const float *x, void *vy, int64_t n, int group) {
         int8_t *qs = (int8_t *)(y + 8);
         int32_t sum = 0;
         for (int j = 0; j < group; ++j) {
-            qs[j] = (int8_t)(int)roundf(x[j] * id);
+            qs[j] = (int8_t)qtk_trunc_f2i(roundf(x[j] * id));
             sum += qs[j];
         }
         memcpy(y, &d, 4);

@@ -87,8 +87,8 @@ void qtk_quantize_row_q4_0(const float *x, void *vy, int64_t n, const float *qw)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = qtk_fp32_to_fp16(d);
         for (int j = 0; j < 16; ++j) {
-            const int8_t a = (int8_t)(int)(xb[j] * id + 8.5f);
-            const int8_t b = (int8_t)(int)(xb[j + 16] * id + 8.5f);
+            const int8_t a = (int8_t)qtk_trunc_f2i(xb[j] * id + 8.5f);
+            const int8_t b = (int8_t)qtk_trunc_f2i(xb[j + 16] * id + 8.5f);
             const uint8_t qa = (uint8_t)QTK_MIN(15, a);
             const uint8_t qb = (uint8_t)QTK_MIN(15, b);
             y[i].qs[j] = (uint8_t)(qa | (qb << 4));
@@ -138,8 +138,8 @@ void qtk_quantize_row_q4_1(const float *x, void *vy, int64_t n, const float *qw)
         y[i].d = qtk_fp32_to_fp16(d);
         y[i].m = qtk_fp32_to_fp16(min);
         for (int j = 0; j < 16; ++j) {
-            const int8_t a = (int8_t)(int)((xb[j] - min) * id + 0.5f);
-            const int8_t b = (int8_t)(int)((xb[j + 16] - min) * id + 0.5f);
+            const int8_t a = (int8_t)qtk_trunc_f2i((xb[j] - min) * id + 0.5f);
+            const int8_t b = (int8_t)qtk_trunc_f2i((xb[j + 16] - min) * id + 0.5f);
             const uint8_t qa = (uint8_t)QTK_MIN(15, a);
             const uint8_t qb = (uint8_t)QTK_MIN(15, b);
             y[i].qs[j] = (uint8_t)(qa | (qb << 4));
@@ -182,7 +182,7 @@ void qtk_quantize_row_q5_0(const float *x, void *vy, int64_t n, const float *qw)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = qtk_fp32_to_fp16(d);
         for (int j = 0; j < QK5_0; ++j) {
-            const int8_t q = (int8_t)(int)(xb[j] * id + 16.5f);
+            const int8_t q = (int8_t)qtk_trunc_f2i(xb[j] * id + 16.5f);
             L[j] = (uint8_t)QTK_MIN(31, q);
         }
         pack_q5(L, y[i].qs, y[i].qh);
@@ -232,7 +232,7 @@ void qtk_quantize_row_q5_1(const float *x, void *vy, int64_t n, const float *qw)
         y[i].d = qtk_fp32_to_fp16(d);
         y[i].m = qtk_fp32_to_fp16(min);
         for (int j = 0; j < QK5_1; ++j) {
-            L[j] = (uint8_t)(int)((xb[j] - min) * id + 0.5f);
+            L[j] = (uint8_t)qtk_trunc_f2i((xb[j] - min) * id + 0.5f);
         }
         pack_q5(L, y[i].qs, y[i].qh);
     }
@@ -272,7 +272,7 @@ void qtk_quantize_row_q8_0(const float *x, void *vy, int64_t n, const float *qw)
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = qtk_fp32_to_fp16(d);
         for (int j = 0; j < QK8_0; ++j) {
-            y[i].qs[j] = (int8_t)(int)roundf(xb[j] * id);
+            y[i].qs[j] = (int8_t)qtk_trunc_f2i(roundf(xb[j] * id));
         }
     }
 }
@@ -297,7 +297,7 @@ void qtk_quantize_row_q8_1(const float *x, void *vy, int64_t n, const float *qw)
         y[i].d = qtk_fp32_to_fp16(d);
         int sum = 0;
         for (int j = 0; j < QK8_1; ++j) {
-            y[i].qs[j] = (int8_t)(int)roundf(xb[j] * id);
+            y[i].qs[j] = (int8_t)qtk_trunc_f2i(roundf(xb[j] * id));
             sum += y[i].qs[j];
         }
         y[i].s = qtk_fp32_to_fp16(sum * d);

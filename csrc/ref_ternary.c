@@ -32,21 +32,21 @@ void qtk_quantize_row_tq1_0(const float *x, void *vy, int64_t n, const float *qw
         /* elements 0..159: element 32k + m is trit k of qs[m] */
         for (int m = 0; m < 32; ++m) {
             for (int k = 0; k < 5; ++k) {
-                t[k] = (int)lroundf(x[m + 32 * k] * id) + 1;
+                t[k] = (int)qtk_lroundf(x[m + 32 * k] * id) + 1;
             }
             y[i].qs[m] = pack_trits(t);
         }
         /* elements 160..239: element 160 + 16k + m is trit k of qs[32 + m] */
         for (int m = 0; m < 16; ++m) {
             for (int k = 0; k < 5; ++k) {
-                t[k] = (int)lroundf(x[160 + m + 16 * k] * id) + 1;
+                t[k] = (int)qtk_lroundf(x[160 + m + 16 * k] * id) + 1;
             }
             y[i].qs[32 + m] = pack_trits(t);
         }
         /* elements 240..255: element 240 + 4k + j is trit k of qh[j]; the fifth trit is 0 */
         for (int j = 0; j < 4; ++j) {
             for (int k = 0; k < 4; ++k) {
-                t[k] = (int)lroundf(x[240 + j + 4 * k] * id) + 1;
+                t[k] = (int)qtk_lroundf(x[240 + j + 4 * k] * id) + 1;
             }
             t[4] = 0;
             y[i].qh[j] = pack_trits(t);
@@ -96,7 +96,7 @@ void qtk_quantize_row_tq2_0(const float *x, void *vy, int64_t n, const float *qw
             for (int m = 0; m < 32; ++m) {
                 uint8_t q = 0;
                 for (int k = 0; k < 4; ++k) {
-                    const int t = (int)lroundf(x[128 * c + 32 * k + m] * id) + 1;
+                    const int t = (int)qtk_lroundf(x[128 * c + 32 * k + m] * id) + 1;
                     q = (uint8_t)(q + ((t & 3) << (2 * k)));
                 }
                 y[i].qs[32 * c + m] = q;

@@ -50,14 +50,15 @@ def read_version():
 def compile_args():
     args = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall", "-pthread"]
     if os.environ.get("QTK_SANITIZE") == "1":
-        args += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+        args += ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
+                 "-fno-omit-frame-pointer", "-O1", "-g"]
     return args
 
 
 def link_args():
     args = ["-lm", "-pthread"]
     if os.environ.get("QTK_SANITIZE") == "1":
-        args += ["-fsanitize=address,undefined"]
+        args += ["-fsanitize=address,undefined,float-cast-overflow"]
     return args
 
 

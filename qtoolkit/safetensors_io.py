@@ -97,9 +97,12 @@ class SafetensorsFile:
                 raise QtkFormatError(
                     f"{where}: data_offsets {offs!r} fall outside the data section ({data_size} bytes): the file is truncated or corrupt"
                 )
-            count = 1
+            count, nonzero = 1, 1
             for s in shape:
                 count *= s
+                nonzero *= max(s, 1)
+            if len(shape) > 8 or nonzero * DTYPES[dtype][0] > 2**62:
+                raise QtkFormatError(f"{where}: shape {shape} is too large to be a tensor")
             nbytes = count * DTYPES[dtype][0]
             if offs[1] - offs[0] != nbytes:
                 raise QtkFormatError(
@@ -144,8 +147,12 @@ class SafetensorsFile:
         return raw.astype(np.float32)
 
     def close(self) -> None:
+        """Unmap now if no array still views the data; otherwise the map goes with the last view."""
         if self._map is not None and not isinstance(self._map, bytes):
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:
+                pass
         self._map = None
 
 
