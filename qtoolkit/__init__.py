@@ -16,6 +16,7 @@ from .errors import (
     QtkValueError,
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
+from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
 
 __all__ = [
     "__version__",
@@ -26,6 +27,13 @@ __all__ = [
     "row_bytes",
     "quantize",
     "dequantize",
+    "matmul",
+    "moe_matmul",
+    "moe_ffn",
+    "active_isa",
+    "available_isas",
+    "set_isa",
+    "memory_read_bandwidth",
     "QtkError",
     "QtkValueError",
     "QtkTypeError",
