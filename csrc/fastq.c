@@ -1,15 +1,11 @@
-/* Choice of the quantizer variant: cpuid + xgetbv once (pthread_once), the QTK_ISA cap, and an
- * atomic current choice so that qtk_fastq_set_variant is safe while other threads quantize (each
- * qtk_quantize call reads the choice once and keeps it to its end). */
+/* Choice of the quantizer variant, once (pthread_once) from dispatch.c's CPU detection and QTK_ISA
+ * cap, and an atomic current choice so that qtk_fastq_set_variant / qtk_set_isa are safe while
+ * other threads quantize (each qtk_quantize call reads the choice once and keeps it to its end). */
 #include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "fastq.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
+#include "kernels.h"
+#include "qtk_matmul.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int supported_mask;
@@ -18,47 +14,20 @@ static int current = QTK_FASTQ_REF;
 
 static const char *const names[QTK_FASTQ_COUNT] = {"ref", "vec", "avx2"};
 
-#ifdef QTK_FASTQ_HAVE_AVX2
-/* AVX2 + FMA + F16C, and the OS saves YMM state. */
-static int cpu_has_avx2(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) {
-        return 0;
-    }
-    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
-    if (!(osxsave && avx && fma && f16c)) {
-        return 0;
-    }
-    unsigned xlo, xhi;
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    (void)xhi;
-    if ((xlo & 6u) != 6u) {
-        return 0;
-    }
-    if (__get_cpuid_max(0, NULL) < 7) {
-        return 0;
-    }
-    __cpuid_count(7, 0, a, b, c, d);
-    return (b >> 5) & 1;
-}
-#endif
 
+/* CPU detection and the QTK_ISA cap come from dispatch.c, the one owner of both. */
 static void detect(void) {
     int mask = (1 << QTK_FASTQ_REF) | (1 << QTK_FASTQ_VEC);
 #ifdef QTK_FASTQ_HAVE_AVX2
-    if (cpu_has_avx2()) {
+    if (qtk_isa_supported(QTK_ISA_AVX2)) {
         mask |= 1 << QTK_FASTQ_AVX2;
     }
 #endif
     supported_mask = mask;
-    const char *env = getenv("QTK_ISA");
-    if (env) {
-        if (strcmp(env, "ref") == 0) {
-            cap = QTK_FASTQ_REF;
-        } else if (strcmp(env, "scalar") == 0 || strcmp(env, "baseline") == 0 || strcmp(env, "vec") == 0) {
-            cap = QTK_FASTQ_VEC;
-        }
-        /* "avx2", "neon" and unknown values leave the best choice */
+    switch (qtk_isa_quantizer_cap()) {
+    case QTK_QUANT_CAP_REF: cap = QTK_FASTQ_REF; break;
+    case QTK_QUANT_CAP_BASELINE: cap = QTK_FASTQ_VEC; break;
+    default: cap = QTK_FASTQ_COUNT - 1; break;
     }
     int best = QTK_FASTQ_REF;
     for (int v = 0; v < QTK_FASTQ_COUNT; ++v) {
@@ -111,4 +80,13 @@ const qtk_fastq_table *qtk_fastq_active(void) {
 #endif
     default: return NULL;
     }
+}
+
+void qtk_fastq_follow_isa(int isa) {
+    ensure_init();
+    int want = isa == QTK_ISA_REF ? QTK_FASTQ_REF : isa == QTK_ISA_AVX2 ? QTK_FASTQ_AVX2 : QTK_FASTQ_VEC;
+    while (want > QTK_FASTQ_REF && !qtk_fastq_available(want)) {
+        --want;
+    }
+    __atomic_store_n(&current, want, __ATOMIC_RELEASE);
 }

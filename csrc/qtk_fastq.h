@@ -2,9 +2,10 @@
  *
  * Every variant writes the same bytes; they differ only in speed. The best one the CPU runs is
  * chosen once, at the first quantize call. The environment variable QTK_ISA caps the choice (it
- * can lower it, never raise it): "ref" = the portable reference row functions; "scalar",
- * "baseline" or "vec" = the lane code at the baseline ISA (SSE2 / NEON); "avx2" (or "neon") = no
- * cap below the best. qtk_fastq_set_variant forces a variant (for tests), within the same cap.
+ * can lower it, never raise it; dispatch.c owns it): "ref" = the portable reference row functions;
+ * "baseline" (or "scalar", "vec") = the lane code at the baseline ISA (SSE2 / NEON); "avx2" (or
+ * "neon") = no cap below the best. qtk_set_isa moves the quantizers along with the kernels;
+ * qtk_fastq_set_variant forces a variant (for tests), within the same cap.
  */
 #ifndef QTK_FASTQ_PUBLIC_H
 #define QTK_FASTQ_PUBLIC_H

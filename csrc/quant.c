@@ -2,6 +2,7 @@
 #include "common.h"
 #include "fastq.h"
 #include "iq_lattice.h"
+#include "kernels.h"
 #include "qtk.h"
 #include "qtk_iq.h"
 #include "ref.h"
@@ -211,6 +212,19 @@ static int iq_squares_overflow(const float *x, int64_t n) {
     return 0;
 }
 
+/* The activation formats have dispatched (SIMD) quantizers that give the reference's bits. */
+static qtk_quantize_row_fn dispatched_quantize(const type_entry *e, int type) {
+    const qtk_kernels *k = qtk_kernels_active();
+    switch (type) {
+    case QTK_TYPE_Q8_0: return k->quantize_q8_0;
+    case QTK_TYPE_Q8_1: return k->quantize_q8_1;
+    case QTK_TYPE_Q8_K: return k->quantize_q8_K;
+    case QTK_TYPE_F16: return k->quantize_f16;
+    case QTK_TYPE_BF16: return k->quantize_bf16;
+    default: return e->quantize_row;
+    }
+}
+
 int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                  const float *imatrix, int64_t *bad_row) {
     int status;
@@ -236,9 +250,12 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
     const float *qw = e->pub.uses_imatrix ? imatrix : NULL;
-    /* the fast variant, if one is selected and has this type: same bytes, checks fused (fastq.h) */
+    /* the fast variant, if one is selected and has this type: same bytes, checks fused (fastq.h);
+     * otherwise the dispatched row function (SIMD activation quantizers) or the reference */
     const qtk_fastq_table *fast = qtk_fastq_active();
     const qtk_fast_row_fn fast_row = fast ? fast->row[type] : NULL;
+    const qtk_quantize_row_fn quantize_row = dispatched_quantize(e, type);
+    int (*const nonfinite)(const float *, int64_t) = qtk_kernels_active()->has_nonfinite;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
         uint8_t *y = (uint8_t *)dst + r * row_bytes;
@@ -261,7 +278,7 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
             }
             continue;
         }
-        if (qtk_has_nonfinite(x, n_per_row)) {
+        if (nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }
@@ -273,7 +290,7 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
             }
             return QTK_E_OVERFLOW;
         }
-        e->quantize_row(x, y, n_per_row, qw);
+        quantize_row(x, y, n_per_row, qw);
         if (row_overflows(e, y, n_per_row / e->pub.blck_size)) {
             if (bad_row) {
                 *bad_row = r;
@@ -297,8 +314,10 @@ int qtk_dequantize(int type, const void *src, float *dst, int64_t nrows, int64_t
         return QTK_E_SHAPE;
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
+    const qtk_kernels *k = qtk_kernels_active();
+    const qtk_dequantize_row_fn dequantize_row = k->dequantize[type] ? k->dequantize[type] : e->dequantize_row;
     for (int64_t r = 0; r < nrows; ++r) {
-        e->dequantize_row((const char *)src + r * row_bytes, dst + r * n_per_row, n_per_row);
+        dequantize_row((const char *)src + r * row_bytes, dst + r * n_per_row, n_per_row);
     }
     return QTK_OK;
 }

@@ -16,6 +16,7 @@ from .errors import (
     QtkValueError,
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
+from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
 
 
 def convert(model_dir, out_path, qtype="Q4_K_M", **options):
@@ -23,6 +24,7 @@ def convert(model_dir, out_path, qtype="Q4_K_M", **options):
     from .converter.core import convert as _convert
 
     return _convert(model_dir, out_path, qtype, **options)
+
 
 __all__ = [
     "__version__",
@@ -34,6 +36,13 @@ __all__ = [
     "quantize",
     "dequantize",
     "convert",
+    "matmul",
+    "moe_matmul",
+    "moe_ffn",
+    "active_isa",
+    "available_isas",
+    "set_isa",
+    "memory_read_bandwidth",
     "QtkError",
     "QtkValueError",
     "QtkTypeError",
