@@ -16,6 +16,13 @@ from .errors import (
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
 
+
+def convert(model_dir, out_path, qtype="Q4_K_M", **options):
+    """Convert a Hugging Face model folder to a llama.cpp GGUF file; see :mod:`qtoolkit.converter`."""
+    from .converter.core import convert as _convert
+
+    return _convert(model_dir, out_path, qtype, **options)
+
 __all__ = [
     "__version__",
     "QuantType",
@@ -25,6 +32,7 @@ __all__ = [
     "row_bytes",
     "quantize",
     "dequantize",
+    "convert",
     "QtkError",
     "QtkValueError",
     "QtkTypeError",

@@ -19,6 +19,9 @@ from .errors import QtkError
 COMMANDS = {
     "info": ("qtoolkit.cli_info", "version, supported types and the machine's kernels"),
     "errors": ("qtoolkit.cli_errors", "quantize a tensor to every type and print the error table"),
+    "convert": ("qtoolkit.cli_convert", "convert a Hugging Face checkpoint to a GGUF file in one streaming pass"),
+    "quantize": ("qtoolkit.cli_quantize", "re-quantize an F32/F16/BF16 GGUF file with a llama-quantize preset"),
+    "inspect": ("qtoolkit.cli_inspect", "show a GGUF file's metadata, tensors, types and bits per weight"),
 }
 
 

@@ -1,0 +1,172 @@
+"""``qtoolkit.requantize``: an F32/F16/BF16 GGUF file to a llama-quantize preset, streaming.
+
+The input is read through the validating reader; the types come from the same
+:func:`qtoolkit.presets.plan_types` as ``convert``; metadata is copied (with ``general.file_type``
+and ``general.quantization_version`` set) and tensors are written in llama.cpp's file order.
+Tensors that are already quantized are refused unless ``allow_requantize``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from .errors import QtkFormatError, QtkValueError
+from .formats import QuantType, dequantize, quantize, type_info
+from .gguf_read import GGUFFile, TensorEntry
+from .gguf_stream import TensorOut, check_output, write_gguf
+from .presets import ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
+
+log = logging.getLogger(__name__)
+
+_FLOAT = (QuantType.F32, QuantType.F16, QuantType.BF16)
+_DROP_KEYS = {"general.file_type", "general.quantization_version", "split.no", "split.count", "split.tensors.count"}
+SLAB_ELEMENTS = 1 << 24
+
+
+def _first(v: Any) -> int:
+    if isinstance(v, np.ndarray):
+        return int(v.flat[0]) if v.size else 0
+    if isinstance(v, list):
+        return int(v[0]) if v else 0
+    return int(v or 0)
+
+
+def model_info(g: GGUFFile) -> ModelInfo:
+    arch = g.get("general.architecture")
+    if not isinstance(arch, str):
+        raise QtkFormatError(f"{g.path}: no general.architecture")
+    n_layer = _first(g.get(f"{arch}.block_count", 0))
+    n_head = _first(g.get(f"{arch}.attention.head_count", 0))
+    n_head_kv = _first(g.get(f"{arch}.attention.head_count_kv", n_head)) or n_head
+    n_expert = _first(g.get(f"{arch}.expert_count", 0))
+    return ModelInfo(arch, n_layer, n_head, n_head_kv, n_expert)
+
+
+def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, imatrix: Optional[str] = None,
+               tensor_types=(), output_tensor_type=None, token_embedding_type=None, pure: bool = False,
+               allow_requantize: bool = False, threads: Optional[int] = None, force: bool = False,
+               dry_run: bool = False, progress=None) -> Dict[str, Any]:
+    from .converter.core import _as_type, parse_tensor_types
+
+    preset = get_preset(qtype)
+    if not dry_run:
+        if not out_path:
+            raise QtkValueError("an output path is needed (or dry_run=True)")
+        if os.path.abspath(out_path) == os.path.abspath(in_path):
+            raise QtkValueError(f"{out_path}: the output cannot be the input file")
+        check_output(out_path, force)
+    t0 = time.perf_counter()
+    g = GGUFFile(in_path)
+    try:
+        minfo = model_info(g)
+        entries = {t.name: t for t in g.tensors}
+        specs = []
+        for t in g.tensors:
+            try:
+                cur = QuantType(t.type_id)
+            except ValueError:
+                raise QtkFormatError(f"{in_path}: tensor {t.name} has type {t.type_name}, which qtoolkit cannot read") from None
+            specs.append(TensorSpec(t.name, t.ne, cur))
+        popts = PlanOptions(
+            output_tensor_type=_as_type(output_tensor_type, "--output-tensor-type") if output_tensor_type else None,
+            token_embedding_type=_as_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None,
+            tensor_types=parse_tensor_types(tensor_types), pure=pure, has_imatrix=imatrix is not None,
+        )
+        types = plan_types(specs, preset, minfo, popts)
+        im = None
+        if imatrix:
+            from .imatrix import load_imatrix
+
+            im = load_imatrix(imatrix)
+        outs: List[TensorOut] = []
+        rows = []
+        for name in file_order(types):
+            e = entries[name]
+            src = QuantType(e.type_id)
+            dst = types[name]
+            w = None
+            if dst != src:
+                if src not in _FLOAT and not allow_requantize:
+                    raise QtkValueError(
+                        f"{in_path}: tensor {name} is already {src.name}; re-quantizing loses quality "
+                        "(pass --allow-requantize to do it anyway)"
+                    )
+                if im is not None and type_info(dst).is_quantized:
+                    n_mat = e.ne[2] if len(e.ne) > 2 else 1
+                    try:
+                        w = im.weights(name, e.ne[0], n_mat)
+                    except QtkFormatError:
+                        if name != "token_embd.weight":
+                            raise
+                if w is None and requires_imatrix(name, dst, preset):
+                    raise QtkValueError(f"tensor {name} would be {dst.name} in a {preset.name} file, which needs an importance matrix")
+            outs.append(TensorOut(name, e.ne, dst, _producer(g, e, src, dst, w, threads)))
+            rows.append({"name": name, "ne": list(e.ne), "from": src.name, "type": dst.name,
+                         "bytes": outs[-1].nbytes, "elements": e.n_elements})
+        md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
+              if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
+        md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", 2, 4, None)]
+        if im is not None:
+            md += [("quantize.imatrix.file", os.path.basename(im.path), 8, None),
+                   ("quantize.imatrix.entries_count", len(im.entries), 4, None),
+                   ("quantize.imatrix.chunks_count", int(im.chunk_count), 4, None)]
+            if im.datasets:
+                md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
+        report = _report(in_path, out_path, preset, rows, dry_run)
+        if dry_run:
+            return report
+        report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=force, progress=progress)
+        report["seconds"] = round(time.perf_counter() - t0, 3)
+        return report
+    finally:
+        g.close()
+
+
+def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, threads):
+    def produce() -> Iterator[np.ndarray]:
+        data = g.data(e)
+        if src == dst:
+            step = max(1, (1 << 26) // max(1, data.shape[-1]))
+            flat = data.reshape(-1, data.shape[-1])
+            for r in range(0, flat.shape[0], step):
+                yield np.array(flat[r:r + step])
+            g.release(e)
+            return
+        n_mat = e.ne[2] if len(e.ne) > 2 else 1
+        rows_per_mat = e.ne[1] if len(e.ne) > 1 else 1
+        flat = data.reshape(n_mat * rows_per_mat, -1)
+        step = max(1, SLAB_ELEMENTS // e.ne[0])
+        for m in range(n_mat):
+            wm = w[m] if w is not None else None
+            for r in range(0, rows_per_mat, step):
+                stop = min(rows_per_mat, r + step)
+                block = np.ascontiguousarray(flat[m * rows_per_mat + r: m * rows_per_mat + stop])
+                x = dequantize(block, src, threads=threads)
+                if not np.isfinite(x).all():
+                    raise QtkValueError(f"{g.path}: tensor {e.name} has NaN or Inf values (matrix {m}, rows {r}..{stop})")
+                if len(e.ne) == 1:
+                    x = x.reshape(-1)
+                yield quantize(x, dst, imatrix=wm, threads=threads)
+        g.release(e)
+    return produce
+
+
+def _report(in_path, out_path, preset, rows, dry_run) -> Dict[str, Any]:
+    by_type: Dict[str, Dict[str, Any]] = {}
+    for r in rows:
+        a = by_type.setdefault(r["type"], {"tensors": 0, "elements": 0, "bytes": 0})
+        a["tensors"] += 1
+        a["elements"] += r["elements"]
+        a["bytes"] += r["bytes"]
+    for a in by_type.values():
+        a["bpw"] = round(8.0 * a["bytes"] / a["elements"], 4) if a["elements"] else 0.0
+    tb = sum(r["bytes"] for r in rows)
+    te = sum(r["elements"] for r in rows)
+    return {"input": in_path, "output": out_path, "dry_run": dry_run, "preset": preset.name, "file_type": preset.ftype,
+            "tensors": rows, "by_type": by_type,
+            "totals": {"tensors": len(rows), "elements": te, "bytes": tb, "bpw": round(8.0 * tb / te, 4) if te else 0.0}}
