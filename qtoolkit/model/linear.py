@@ -1,0 +1,148 @@
+"""The model's one weight abstraction: a linear layer (``x @ W.T``) and a stack of experts.
+
+Every matrix product of the forward pass goes through :class:`Linear` or :class:`Experts`, so the
+kernel behind them can change without touching the model code:
+
+* float32 weights (the Hugging Face reference, F32 GGUF tensors) use numpy's BLAS;
+* quantized / F16 / BF16 weights use the C dequant-matmul kernels (``qtoolkit.matmul`` for a
+  gemm or gemv, ``qtoolkit.moe_ffn`` for a whole MoE feed-forward in one call), which keep the
+  weights in their quantized bytes and quantize the activations to Q8_0 / Q8_1 / Q8_K on the fly,
+  as llama.cpp does on a CPU.
+
+TEMPORARY (until the SIMD kernels are on main): when this build of qtoolkit has no ``matmul``,
+quantized weights are dequantized to float32 the first time a layer runs and kept (numpy matmul
+after that). That path exists for development only: it holds whole layers in float32 and skips the
+activation quantization, so it neither saves memory nor matches llama.cpp's rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..formats import QuantType, dequantize
+
+log = logging.getLogger(__name__)
+
+_FLOAT_TYPES = (QuantType.F32,)
+
+
+def kernels_available() -> bool:
+    """True when this build has the C dequant-matmul kernels (``qtoolkit.matmul``)."""
+    return _matmul() is not None
+
+
+def _matmul():
+    try:
+        from .. import matmul as m  # noqa: F401  (the simd branch's module)
+    except ImportError:
+        return None
+    return m
+
+
+class Linear:
+    """``y = x @ W.T (+ b)`` for a weight of ``rows`` outputs and ``cols`` inputs.
+
+    ``data``: float32 ``[rows, cols]`` or the raw bytes of a GGUF tensor ``[rows, row_bytes]``
+    (uint8) of ``qtype``. ``threads`` is passed to the kernel (None: one per core)."""
+
+    __slots__ = ("data", "qtype", "bias", "rows", "cols", "threads", "_f32", "_mm")
+
+    def __init__(self, data: np.ndarray, qtype: QuantType, cols: int, bias: Optional[np.ndarray] = None,
+                 threads: Optional[int] = None):
+        self.qtype = QuantType(qtype)
+        self.cols = int(cols)
+        self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        self.threads = threads
+        if self.qtype == QuantType.F32:
+            data = np.asarray(data)
+            if data.dtype == np.uint8:
+                data = data.view(np.float32)
+            data = data.reshape(-1, self.cols)
+        self.data = data
+        self.rows = int(data.shape[0])
+        self._f32 = data if self.qtype == QuantType.F32 else None
+        self._mm = None if self.qtype == QuantType.F32 else _matmul()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self._f32 is None and self._mm is None:
+            self._f32 = _dequantize_all(self.data, self.qtype, self.cols)  # TEMPORARY, see module doc
+        if self._f32 is not None:
+            y = x @ self._f32.T
+        else:
+            y = self._mm.matmul(self.data, self.qtype, x, threads=self.threads)
+        if self.bias is not None:
+            y += self.bias
+        return y
+
+    def rows_f32(self, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of W as float32 (the embedding lookup: only those rows are decoded)."""
+        if self._f32 is not None:
+            return self._f32[ids]
+        return dequantize(np.ascontiguousarray(self.data[ids]), self.qtype, threads=1).reshape(len(ids), self.cols)
+
+
+class Experts:
+    """A stack of SwiGLU experts: ``out[t] = Σ_j w[t, j] · down_e(silu(gate_e x_t) ⊙ up_e x_t)``,
+    ``e = ids[t, j]``. ``gate``/``up``: ``[E, ff, ·]``, ``down``: ``[E, n_embd, ·]``."""
+
+    def __init__(self, gate: np.ndarray, up: np.ndarray, down: np.ndarray, qtypes: Sequence[QuantType],
+                 n_embd: int, n_ff: int, threads: Optional[int] = None):
+        self.qtypes = tuple(QuantType(q) for q in qtypes)
+        self.n_embd, self.n_ff = int(n_embd), int(n_ff)
+        self.threads = threads
+        mats = []
+        for data, q in zip((gate, up, down), self.qtypes):
+            if q == QuantType.F32 and np.asarray(data).dtype == np.uint8:
+                data = np.asarray(data).view(np.float32)
+            mats.append(data)
+        self.gate, self.up, self.down = mats
+        if self.qtypes[0] == QuantType.F32 and self.gate.ndim == 3:
+            self.gate = self.gate.reshape(self.gate.shape[0], self.n_ff, self.n_embd)
+            self.up = self.up.reshape(self.up.shape[0], self.n_ff, self.n_embd)
+            self.down = self.down.reshape(self.down.shape[0], self.n_embd, self.n_ff)
+        self.n_expert = int(self.gate.shape[0])
+        all_f32 = all(q == QuantType.F32 for q in self.qtypes)
+        self._mm = None if all_f32 else _matmul()
+        self._f32 = (self.gate, self.up, self.down) if all_f32 else None
+
+    def __call__(self, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        if self._mm is not None:
+            return self._mm.moe_ffn(self.gate, self.up, self.down, self.qtypes, x, ids, weights, threads=self.threads)
+        if self._f32 is None:  # TEMPORARY, see module doc
+            self._f32 = tuple(_dequantize_all(m, q, c) for m, q, c in
+                              zip((self.gate, self.up, self.down), self.qtypes, (self.n_embd, self.n_embd, self.n_ff)))
+        return _moe_numpy(self._f32, x, ids, weights)
+
+
+def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Float32 experts with numpy: the tokens routed to one expert form one gemm."""
+    gate, up, down = mats
+    T, k = ids.shape
+    out = np.zeros((T, down.shape[1]), dtype=np.float32)
+    flat = ids.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    bounds = np.searchsorted(flat[order], np.arange(gate.shape[0] + 1))
+    ys = np.empty((T * k, down.shape[1]), dtype=np.float32)
+    for e in range(gate.shape[0]):
+        sel = order[bounds[e]:bounds[e + 1]]
+        if sel.size == 0:
+            continue
+        xe = x[sel // k]
+        g = xe @ gate[e].T
+        h = (g / (np.float32(1) + np.exp(-g))) * (xe @ up[e].T)
+        ys[sel] = h @ down[e].T
+    ys = ys.reshape(T, k, -1) * weights[:, :, None].astype(np.float32)
+    for j in range(k):  # j = 0..k-1 in order, as the kernel sums
+        out += ys[:, j]
+    return out
+
+
+def _dequantize_all(data: np.ndarray, qtype: QuantType, cols: int) -> np.ndarray:
+    """TEMPORARY development path: a whole quantized tensor as float32."""
+    log.debug("dequantizing a %s tensor of shape %s to float32 (no matmul kernels in this build)",
+              qtype.name, data.shape)
+    lead = data.shape[:-1]
+    return dequantize(np.ascontiguousarray(data), qtype).reshape(*lead, cols)
