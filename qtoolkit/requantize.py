@@ -134,7 +134,9 @@ def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, th
             step = max(1, (1 << 26) // max(1, data.shape[-1]))
             flat = data.reshape(-1, data.shape[-1])
             for r in range(0, flat.shape[0], step):
-                yield np.array(flat[r:r + step])
+                piece = np.array(flat[r:r + step])
+                g.release(e)
+                yield piece
             g.release(e)
             return
         n_mat = e.ne[2] if len(e.ne) > 2 else 1
@@ -151,7 +153,9 @@ def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, th
                     raise QtkValueError(f"{g.path}: tensor {e.name} has NaN or Inf values (matrix {m}, rows {r}..{stop})")
                 if len(e.ne) == 1:
                     x = x.reshape(-1)
-                yield quantize(x, dst, imatrix=wm, threads=threads)
+                q = quantize(x, dst, imatrix=wm, threads=threads)
+                g.release(e)  # keep mapped pages from piling up within a tensor
+                yield q
         g.release(e)
     return produce
 

@@ -55,6 +55,12 @@ sys.exit(rc)
 """
 
 
+def best(n, cmd, env=None):
+    """The fastest of n runs (and the largest peak RSS seen)."""
+    runs = [run(cmd, env) for _ in range(max(1, n))]
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
 def run(cmd, env=None):
     """(seconds, peak RSS MiB) of a child process."""
     t0 = time.perf_counter()
@@ -83,12 +89,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--llama-cpp-src", default=os.environ.get("LLAMA_CPP_SRC", "/work/ext/llama_cpp_python-0.3.36/vendor/llama.cpp"))
     ap.add_argument("--skip-llama", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="run each step N times and keep the fastest (noisy machines)")
     args = ap.parse_args(argv)
 
     work = args.work or tempfile.mkdtemp(prefix="qtk-bench-")
     os.makedirs(work, exist_ok=True)
     model = os.path.join(work, "model")
-    results = {"size": args.size, "threads": args.threads}
+    results = {"size": args.size, "threads": args.threads, "repeat": args.repeat}
     try:
         if not os.path.exists(os.path.join(model, "config.json")):
             gen = [sys.executable, "-c",
@@ -104,8 +111,8 @@ def main(argv=None) -> int:
         out = os.path.join(work, "qtk-q4km.gguf")
         warm(model)
         env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        t, rss = run([sys.executable, "-m", "qtoolkit", "convert", model, "-o", out, "--type", "Q4_K_M", "--quiet",
-                      "--force", "--threads", str(args.threads)], env=env)
+        t, rss = best(args.repeat, [sys.executable, "-m", "qtoolkit", "convert", model, "-o", out, "--type", "Q4_K_M",
+                                    "--quiet", "--force", "--threads", str(args.threads)], env=env)
         results["qtoolkit"] = {"seconds": round(t, 2), "peak_rss_mib": round(rss, 1), "out_bytes": os.path.getsize(out)}
         print(f"qtoolkit convert -> Q4_K_M: {t:7.1f} s, peak RSS {rss:7.0f} MiB")
         os.remove(out)
@@ -117,9 +124,9 @@ def main(argv=None) -> int:
             f16 = os.path.join(work, "llama-f16.gguf")
             q = os.path.join(work, "llama-q4km.gguf")
             warm(model)
-            t1, r1 = run([sys.executable, "-c", LLAMA_CONVERT_WRAPPER, script, model, "--outtype", "f16",
-                          "--outfile", f16])
-            t2, r2 = run([sys.executable, "-c", LLAMA_QUANTIZE, f16, q, str(args.threads)])
+            t1, r1 = best(args.repeat, [sys.executable, "-c", LLAMA_CONVERT_WRAPPER, script, model, "--outtype", "f16",
+                                        "--outfile", f16])
+            t2, r2 = best(args.repeat, [sys.executable, "-c", LLAMA_QUANTIZE, f16, q, str(args.threads)])
             results["llama_cpp"] = {"convert_f16_seconds": round(t1, 2), "convert_f16_peak_rss_mib": round(r1, 1),
                                     "quantize_seconds": round(t2, 2), "quantize_peak_rss_mib": round(r2, 1),
                                     "seconds": round(t1 + t2, 2), "peak_rss_mib": round(max(r1, r2), 1),

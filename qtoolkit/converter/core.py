@@ -33,7 +33,7 @@ from .tokenizer import load_vocab
 log = logging.getLogger(__name__)
 
 QUANTIZATION_VERSION = 2
-SLAB_ELEMENTS = 1 << 24  # rows are converted and quantized in slabs of about this many weights
+SLAB_ELEMENTS = 1 << 20  # rows are converted and quantized in slabs of about this many weights (4 MB of f32)
 
 
 @dataclass
@@ -238,7 +238,7 @@ def _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im) -> List[Tuple[str
 # -- producing tensor data -------------------------------------------------------------------
 
 
-def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str, threads: Optional[int]) -> Iterator[np.ndarray]:
+def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str) -> Iterator[np.ndarray]:
     """The part's rows as float32 slabs (2-D), or the whole 1-D tensor."""
     raw = ckpt.raw(part.source)
     dtype = ckpt.info(part.source).dtype
@@ -276,16 +276,85 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str, threads: Optional[int
         yield x
 
 
-def _producer(plan: Plan, pt: PlannedTensor, threads: Optional[int]):
+def _slabs(plan: Plan, pt: PlannedTensor) -> Iterator[Tuple[int, np.ndarray]]:
+    """(matrix index, float32 slab) in output order."""
+    for e, part in enumerate(pt.out.parts):
+        for x in _rows_f32(plan.checkpoint, part, pt.out.name):
+            yield e, x
+
+
+def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
+    """Run ``items`` one step ahead on a helper thread, so reading, widening and checking the next
+    slab overlaps the quantization of this one. Errors are re-raised in order."""
+    import queue
+    import threading
+
+    q: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((done, None))
+        except BaseException as exc:  # handed to the consumer
+            q.put((None, exc))
+
+    t = threading.Thread(target=work, name="qtk-prefetch", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, exc = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)
+
+
+def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):
+    """The tensor's bytes, in order. Slabs are quantized concurrently, one slab per worker (each
+    single-threaded), with at most ``threads + 1`` in flight: no barrier between slabs, so a
+    worker that the OS delays does not hold the others up."""
+    from collections import deque
+
     def produce() -> Iterator[np.ndarray]:
         out = pt.out
         if out.const is not None:
-            yield quantize(np.ascontiguousarray(out.const, dtype=np.float32), pt.type, threads=threads)
+            yield quantize(np.ascontiguousarray(out.const, dtype=np.float32), pt.type, threads=1)
             return
-        for e, part in enumerate(out.parts):
-            w = pt.imatrix[e] if pt.imatrix is not None else None
-            for x in _rows_f32(plan.checkpoint, part, out.name, threads):
-                yield quantize(x, pt.type, imatrix=w, threads=threads)
+        inflight: "deque" = deque()
+
+        def done(item):
+            fut, e = item
+            q = fut.result()
+            plan.checkpoint.release(out.parts[e].source)  # keep mapped pages from piling up
+            return q
+
+        try:
+            for e, x in _prefetched(_slabs(plan, pt), depth=threads + 1):
+                w = pt.imatrix[e] if pt.imatrix is not None else None
+                inflight.append((pool.submit(quantize, x, pt.type, w, 1), e))
+                del x
+                while len(inflight) > threads:
+                    yield done(inflight.popleft())
+            while inflight:
+                yield done(inflight.popleft())
+        finally:
+            for fut, _ in inflight:
+                fut.cancel()
+        for part in out.parts:
             plan.checkpoint.release(part.source)
     return produce
 
@@ -348,8 +417,18 @@ def convert(model_dir: str, out_path: Optional[str], qtype: str = "Q4_K_M", **op
         report = _report(plan, out_path, opts.dry_run)
         if opts.dry_run:
             return report
-        outs = [TensorOut(pt.out.name, pt.out.ne, pt.type, _producer(plan, pt, opts.threads)) for pt in plan.tensors]
-        size = write_gguf(out_path, plan.arch.gguf_arch, plan.metadata, outs, force=opts.force, progress=opts.progress)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..formats import default_threads
+
+        threads = opts.threads if opts.threads is not None else default_threads()
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise QtkValueError(f"threads must be a positive integer, got {threads!r}")
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qtk-convert") as pool:
+            outs = [TensorOut(pt.out.name, pt.out.ne, pt.type, _producer(plan, pt, pool, threads))
+                    for pt in plan.tensors]
+            size = write_gguf(out_path, plan.arch.gguf_arch, plan.metadata, outs, force=opts.force,
+                              progress=opts.progress)
         report["file_bytes"] = size
         report["seconds"] = round(time.perf_counter() - t0, 3)
         return report
