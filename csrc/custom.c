@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "kernels.h"
 #include "qtk.h"
 #include "ref.h"
 #include "search.h"
@@ -49,21 +50,6 @@ static void pack_bits(const uint8_t *L, int n, int bits, uint8_t *out) {
             acc >>= 8;
             have -= 8;
         }
-    }
-}
-
-static void unpack_bits(const uint8_t *in, int n, int bits, uint8_t *L) {
-    const uint32_t mask = (1u << bits) - 1u;
-    uint32_t acc = 0;
-    int have = 0, pos = 0;
-    for (int i = 0; i < n; ++i) {
-        while (have < bits) {
-            acc |= (uint32_t)in[pos++] << have;
-            have += 8;
-        }
-        L[i] = (uint8_t)(acc & mask);
-        acc >>= bits;
-        have -= bits;
     }
 }
 
@@ -194,7 +180,7 @@ int qtk_custom_quantize(int bits, int group, int symmetric, const float *src, vo
     const int64_t nb = n_per_row / group;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
-        if (qtk_has_nonfinite(x, n_per_row)) {
+        if (qtk_kernels_active()->has_nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }
@@ -233,29 +219,10 @@ int qtk_custom_dequantize(int bits, int group, int symmetric, const void *src, f
     }
     int64_t block_bytes;
     qtk_custom_block_bytes(bits, group, symmetric, &block_bytes);
-    const int64_t nblocks = nrows * (n_per_row / group);
-    const int half = 1 << (bits - 1);
-    uint8_t L[QTK_SEARCH_MAX_N];
-    for (int64_t b = 0; b < nblocks; ++b) {
-        const uint8_t *block = (const uint8_t *)src + b * block_bytes;
-        float *y = dst + b * group;
-        qtk_half dh;
-        memcpy(&dh, block, 2);
-        const float d = qtk_fp16_to_fp32(dh);
-        if (symmetric) {
-            unpack_bits(block + 2, group, bits, L);
-            for (int i = 0; i < group; ++i) {
-                y[i] = d * (L[i] - half);
-            }
-        } else {
-            qtk_half mh;
-            memcpy(&mh, block + 2, 2);
-            const float m = qtk_fp16_to_fp32(mh);
-            unpack_bits(block + 4, group, bits, L);
-            for (int i = 0; i < group; ++i) {
-                y[i] = d * L[i] + m;
-            }
-        }
-    }
+    const qtk_custom_params p = {bits, group, symmetric ? 1 : 0, (int)block_bytes};
+    const qtk_kernels *k = qtk_kernels_active();
+    const qtk_dequantize_custom_fn fn = k->dequantize_custom ? k->dequantize_custom : qtk_dequantize_custom_ref;
+    /* rows are whole groups, so the tensor is one long row of groups */
+    fn(&p, src, dst, nrows * n_per_row);
     return QTK_OK;
 }

@@ -1,5 +1,6 @@
 /* The traits table (indexed by GGUF type id) and the tensor-level quantize/dequantize calls. */
 #include "common.h"
+#include "kernels.h"
 #include "qtk.h"
 #include "ref.h"
 
@@ -165,6 +166,19 @@ static int row_overflows(const type_entry *e, const uint8_t *row, int64_t nblock
     return 0;
 }
 
+/* The activation formats have dispatched (SIMD) quantizers that give the reference's bits. */
+static qtk_quantize_row_fn dispatched_quantize(const type_entry *e, int type) {
+    const qtk_kernels *k = qtk_kernels_active();
+    switch (type) {
+    case QTK_TYPE_Q8_0: return k->quantize_q8_0;
+    case QTK_TYPE_Q8_1: return k->quantize_q8_1;
+    case QTK_TYPE_Q8_K: return k->quantize_q8_K;
+    case QTK_TYPE_F16: return k->quantize_f16;
+    case QTK_TYPE_BF16: return k->quantize_bf16;
+    default: return e->quantize_row;
+    }
+}
+
 int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                  const float *imatrix, int64_t *bad_row) {
     int status;
@@ -183,16 +197,18 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
         return status;
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
+    const qtk_quantize_row_fn quantize_row = dispatched_quantize(e, type);
+    int (*const nonfinite)(const float *, int64_t) = qtk_kernels_active()->has_nonfinite;
     for (int64_t r = 0; r < nrows; ++r) {
         const float *x = src + r * n_per_row;
-        if (qtk_has_nonfinite(x, n_per_row)) {
+        if (nonfinite(x, n_per_row)) {
             if (bad_row) {
                 *bad_row = r;
             }
             return QTK_E_NONFINITE;
         }
         uint8_t *y = (uint8_t *)dst + r * row_bytes;
-        e->quantize_row(x, y, n_per_row, e->pub.uses_imatrix ? imatrix : NULL);
+        quantize_row(x, y, n_per_row, e->pub.uses_imatrix ? imatrix : NULL);
         if (row_overflows(e, y, n_per_row / e->pub.blck_size)) {
             if (bad_row) {
                 *bad_row = r;
@@ -216,8 +232,10 @@ int qtk_dequantize(int type, const void *src, float *dst, int64_t nrows, int64_t
         return QTK_E_SHAPE;
     }
     const int64_t row_bytes = n_per_row / e->pub.blck_size * e->pub.type_size;
+    const qtk_kernels *k = qtk_kernels_active();
+    const qtk_dequantize_row_fn dequantize_row = k->dequantize[type] ? k->dequantize[type] : e->dequantize_row;
     for (int64_t r = 0; r < nrows; ++r) {
-        e->dequantize_row((const char *)src + r * row_bytes, dst + r * n_per_row, n_per_row);
+        dequantize_row((const char *)src + r * row_bytes, dst + r * n_per_row, n_per_row);
     }
     return QTK_OK;
 }

@@ -15,6 +15,7 @@ from .errors import (
     QtkValueError,
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
+from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
 
 
 def convert(model_dir, out_path, qtype="Q4_K_M", **options):
@@ -59,6 +60,13 @@ __all__ = [
     "load",
     "perplexity",
     "compare",
+    "matmul",
+    "moe_matmul",
+    "moe_ffn",
+    "active_isa",
+    "available_isas",
+    "set_isa",
+    "memory_read_bandwidth",
     "QtkError",
     "QtkValueError",
     "QtkTypeError",

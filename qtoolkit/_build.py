@@ -48,7 +48,7 @@ def read_version():
 
 
 def compile_args():
-    args = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall"]
+    args = ["-O2", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing", "-Wall", "-pthread"]
     if os.environ.get("QTK_SANITIZE") == "1":
         args += ["-fsanitize=address,undefined,float-cast-overflow", "-fno-sanitize-recover=all",
                  "-fno-omit-frame-pointer", "-O1", "-g"]
@@ -56,7 +56,7 @@ def compile_args():
 
 
 def link_args():
-    args = ["-lm"]
+    args = ["-lm", "-pthread"]
     if os.environ.get("QTK_SANITIZE") == "1":
         args += ["-fsanitize=address,undefined,float-cast-overflow"]
     return args
@@ -64,9 +64,11 @@ def link_args():
 
 ffibuilder = FFI()
 ffibuilder.cdef(read_cdef())
+PUBLIC_HEADERS = sorted(f for f in os.listdir(CSRC) if f.startswith("qtk") and f.endswith(".h"))
+
 ffibuilder.set_source(
     "qtoolkit._native",
-    '#include "qtk.h"\n',
+    "".join('#include "%s"\n' % h for h in PUBLIC_HEADERS),
     sources=[os.path.join("csrc", s) for s in C_SOURCES],
     include_dirs=[CSRC],
     define_macros=[("QTK_VERSION", '"%s"' % read_version())],

@@ -205,3 +205,153 @@ def custom_dequantize_rows(bits, group, symmetric, data, out) -> None:
         ),
         "CustomQuant dequantize",
     )
+
+
+# -- instruction sets and matmul -----------------------------------------------------------
+
+def isa_names() -> list:
+    """Every ISA name this build knows, lowest first."""
+    return [ffi.string(lib.qtk_isa_name(i)).decode() for i in range(lib.QTK_ISA_COUNT)]
+
+
+def _isa_id(name: str) -> int:
+    names = isa_names()
+    if not isinstance(name, str) or name.lower() not in names:
+        raise QtkValueError(f"unknown instruction set {name!r}; known: {', '.join(names)}")
+    return names.index(name.lower())
+
+
+def active_isa() -> str:
+    return ffi.string(lib.qtk_isa_name(lib.qtk_active_isa())).decode()
+
+
+def available_isas() -> list:
+    return [n for i, n in enumerate(isa_names()) if lib.qtk_isa_available(i)]
+
+
+def supported_isas() -> list:
+    return [n for i, n in enumerate(isa_names()) if lib.qtk_isa_supported(i)]
+
+
+def set_isa(name: str) -> None:
+    isa = _isa_id(name)
+    status = lib.qtk_set_isa(isa)
+    if status == lib.QTK_E_UNSUPPORTED:
+        why = "capped by QTK_ISA" if lib.qtk_isa_supported(isa) else "not supported by this CPU or build"
+        raise QtkNotImplementedError(f"instruction set {name!r} is not available ({why}); available: {', '.join(available_isas())}")
+    _check(status, f"set_isa({name!r})")
+
+
+def wtype(type_id: int = 0, custom=None):
+    """A ``qtk_wtype`` for a GGUF type id, or for CustomQuant parameters (bits, group, symmetric)."""
+    wt = ffi.new("qtk_wtype *")
+    if custom is not None:
+        wt.type = lib.QTK_TYPE_CUSTOM
+        wt.bits, wt.group, wt.symmetric = int(custom[0]), int(custom[1]), int(bool(custom[2]))
+    else:
+        wt.type = int(type_id)
+    return wt
+
+
+def wtype_row_bytes(wt, n: int) -> int:
+    out = ffi.new("int64_t *")
+    _check(lib.qtk_wtype_row_bytes(wt, n, out), "matmul weight type")
+    return int(out[0])
+
+
+def activation_row_bytes(wt, n: int) -> int:
+    out = ffi.new("int64_t *")
+    _check(lib.qtk_activation_row_bytes(wt, n, out), "matmul weight type")
+    return int(out[0])
+
+
+def _fptr(a):
+    return ffi.from_buffer("float[]", a)
+
+
+def _fout(a):
+    return ffi.from_buffer("float[]", a, require_writable=True)
+
+
+def matmul(wt, w: np.ndarray, x: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """out[t, r] = row r of w (uint8 [rows, row_bytes]) . x[t] (float32 [tokens, n])."""
+    _require(w, np.uint8, 2, "w")
+    _require(x, np.float32, 2, "x")
+    _require(out, np.float32, 2, "out", writable=True)
+    rows, tokens, n = w.shape[0], x.shape[0], x.shape[1]
+    if w.shape[1] != wtype_row_bytes(wt, n) or out.shape != (tokens, rows):
+        raise QtkValueError(f"matmul shapes do not agree: w {w.shape}, x {x.shape}, out {out.shape}")
+    _check(lib.qtk_matmul(wt, ffi.from_buffer(w), rows, n, _fptr(x), tokens, _fout(out), int(threads)), "matmul")
+
+
+def moe_matmul(wt, w: np.ndarray, x: np.ndarray, ids: np.ndarray, out: np.ndarray, threads: int) -> None:
+    _require(w, np.uint8, 3, "w")
+    _require(x, np.float32, 2, "x")
+    _require(ids, np.int32, 2, "expert_ids")
+    _require(out, np.float32, 3, "out", writable=True)
+    n_experts, rows = w.shape[0], w.shape[1]
+    tokens, n = x.shape
+    k = ids.shape[1]
+    if w.shape[2] != wtype_row_bytes(wt, n) or ids.shape[0] != tokens or out.shape != (tokens, k, rows):
+        raise QtkValueError(f"moe_matmul shapes do not agree: w {w.shape}, x {x.shape}, expert_ids {ids.shape}")
+    _check(
+        lib.qtk_moe_matmul(wt, ffi.from_buffer(w), n_experts, rows, n, _fptr(x), tokens,
+                           ffi.from_buffer("int32_t[]", ids), k, _fout(out), int(threads)),
+        "moe_matmul",
+    )
+
+
+def moe_ffn(wts, gate, up, down, x, ids, weights, out, threads: int) -> None:
+    for a, name in ((gate, "gate"), (up, "up"), (down, "down")):
+        _require(a, np.uint8, 3, name)
+    _require(x, np.float32, 2, "x")
+    _require(ids, np.int32, 2, "expert_ids")
+    _require(weights, np.float32, 2, "expert_weights")
+    _require(out, np.float32, 2, "out", writable=True)
+    n_experts, n_ff = gate.shape[0], gate.shape[1]
+    tokens, n_embd = x.shape
+    k = ids.shape[1]
+    ok = (
+        up.shape[:2] == (n_experts, n_ff) and down.shape[:2] == (n_experts, n_embd)
+        and gate.shape[2] == wtype_row_bytes(wts[0], n_embd) and up.shape[2] == wtype_row_bytes(wts[1], n_embd)
+        and down.shape[2] == wtype_row_bytes(wts[2], n_ff)
+        and ids.shape == (tokens, k) and weights.shape == (tokens, k) and out.shape == (tokens, n_embd)
+    )
+    if not ok:
+        raise QtkValueError(
+            f"moe_ffn shapes do not agree: gate {gate.shape}, up {up.shape}, down {down.shape}, x {x.shape}, "
+            f"expert_ids {ids.shape}, expert_weights {weights.shape}"
+        )
+    _check(
+        lib.qtk_moe_ffn(wts[0], wts[1], wts[2], ffi.from_buffer(gate), ffi.from_buffer(up), ffi.from_buffer(down),
+                        n_experts, n_ff, n_embd, _fptr(x), tokens, ffi.from_buffer("int32_t[]", ids),
+                        _fptr(weights), k, _fout(out), int(threads)),
+        "moe_ffn",
+    )
+
+
+def quantize_activation(wt, x: np.ndarray) -> np.ndarray:
+    """One activation row in the companion format of the weight type (for tests)."""
+    _require(x, np.float32, 1, "x")
+    nbytes = activation_row_bytes(wt, x.shape[0])
+    y = np.empty(nbytes, dtype=np.uint8)
+    _check(lib.qtk_quantize_activation(wt, _fptr(x), x.shape[0], ffi.from_buffer(y, require_writable=True), nbytes),
+           "quantize activation")
+    return y
+
+
+def vec_dot(wt, n: int, w_row: np.ndarray, y: np.ndarray) -> float:
+    """The active dot kernel on one weight row and one quantized activation row (for tests)."""
+    _require(w_row, np.uint8, 1, "w_row")
+    _require(y, np.uint8, 1, "y")
+    if w_row.shape[0] != wtype_row_bytes(wt, n) or y.shape[0] != activation_row_bytes(wt, n):
+        raise QtkValueError("vec_dot: row lengths do not match n")
+    out = ffi.new("float *")
+    _check(lib.qtk_vec_dot(wt, n, ffi.from_buffer(w_row), ffi.from_buffer(y), out), "vec_dot")
+    return float(out[0])
+
+
+def read_bandwidth(nbytes: int, reps: int, threads: int) -> float:
+    out = ffi.new("double *")
+    _check(lib.qtk_read_bandwidth(int(nbytes), int(reps), int(threads), out), "read_bandwidth")
+    return float(out[0])

@@ -1,11 +1,13 @@
-"""``qtoolkit info``: version and the types this build can quantize."""
+"""``qtoolkit info``: version, the machine's kernels (instruction sets) and the types this build handles."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from . import __version__
 from .formats import QuantType, type_info, _clib
+from .matmul import active_isa, available_isas
 
 
 def add_arguments(parser) -> None:
@@ -22,7 +24,16 @@ def collect() -> dict:
             "bits_per_weight": round(info.bits_per_weight, 4), "quantize": t.can_quantize,
             "dequantize": t.can_dequantize, "uses_imatrix": t.uses_imatrix,
         })
-    return {"version": __version__, "types": types}
+    return {
+        "version": __version__,
+        "isa": {
+            "active": active_isa(),
+            "available": available_isas(),
+            "supported": _clib.supported_isas(),
+            "env_QTK_ISA": os.environ.get("QTK_ISA"),
+        },
+        "types": types,
+    }
 
 
 def run(args) -> int:
@@ -31,6 +42,10 @@ def run(args) -> int:
         print(json.dumps(data))
         return 0
     print(f"qtoolkit {data['version']}")
+    isa = data["isa"]
+    print(f"kernels: {isa['active']} (available: {', '.join(isa['available'])}; "
+          f"CPU and build support: {', '.join(isa['supported'])}"
+          + (f"; QTK_ISA={isa['env_QTK_ISA']}" if isa["env_QTK_ISA"] else "") + ")")
     print(f"{'type':8s} {'id':>3s} {'block':>5s} {'bytes':>5s} {'bpw':>7s}  quantize  dequantize  imatrix")
     for t in data["types"]:
         print(

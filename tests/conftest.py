@@ -64,3 +64,28 @@ def checkpoints(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+# -- instruction sets ------------------------------------------------------------------------
+
+import qtoolkit  # noqa: E402
+from qtoolkit import _clib  # noqa: E402
+
+ALL_ISAS = _clib.isa_names()
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    """Runs a test once per ISA this build knows (ref, avx2, neon), with that ISA's kernels active;
+    skips, with the reason, those the CPU, the build or QTK_ISA rule out."""
+    name = request.param
+    if name not in qtoolkit.available_isas():
+        if name in _clib.supported_isas():
+            pytest.skip(f"{name} is capped by QTK_ISA={os.environ.get('QTK_ISA')}")
+        pytest.skip(f"{name} is not supported by this CPU or build")
+    before = qtoolkit.active_isa()
+    qtoolkit.set_isa(name)
+    try:
+        yield name
+    finally:
+        qtoolkit.set_isa(before)

@@ -1,0 +1,351 @@
+/* AVX2 gemm micro-kernels: one weight row against four activation rows, so a prompt decodes each
+ * weight block once per four tokens. Each mirrors its single-row kernel in avx2_dot.c operation for
+ * operation per token (integer sums may be added in another order, which is exact; the float
+ * operations per token are the same), so s[t] has exactly the bits of the single-row call and a
+ * token's result never depends on the tokens it is batched with (tests/test_kernels.py checks it).
+ */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include "simd_avx2.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+
+#include "common.h"
+#include "simd_x86.h"
+
+void qtk_vec_dot4_q4_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q4_0 *x = vx;
+    const int64_t nb = n / QK4_0;
+    const block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc0[4], acc1[4];
+    float corr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int t = 0; t < 4; ++t) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const float dx0 = qtk_h2f(x[i].d), dx1 = qtk_h2f(x[i + 1].d);
+        const __m256i q0 = nibbles32(x[i].qs), q1 = nibbles32(x[i + 1].qs);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            const float d0 = dx0 * YD(y[t], nb, i), d1 = dx1 * YD(y[t], nb, i + 1);
+            const __m256i p0 = dot_u8s8(q0, loadu256(y[t][i].qs));
+            const __m256i p1 = dot_u8s8(q1, loadu256(y[t][i + 1].qs));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(d1), _mm256_cvtepi32_ps(p1), acc1[t]);
+            corr[t] += d0 * YS(y[t], nb, i) + d1 * YS(y[t], nb, i + 1);
+        }
+    }
+    for (; i < nb; ++i) {
+        const float dx0 = qtk_h2f(x[i].d);
+        const __m256i q0 = nibbles32(x[i].qs);
+        for (int t = 0; t < 4; ++t) {
+            const float d0 = dx0 * YD(y[t], nb, i);
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(d0), _mm256_cvtepi32_ps(dot_u8s8(q0, loadu256(y[t][i].qs))), acc0[t]);
+            corr[t] += d0 * YS(y[t], nb, i);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(_mm256_add_ps(acc0[t], acc1[t])) - 8.0f * corr[t];
+    }
+}
+
+void qtk_vec_dot4_q8_0_q8_0_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q8_0 *x = vx;
+    const int64_t nb = n / QK8_0;
+    const block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc0[4], acc1[4];
+    for (int t = 0; t < 4; ++t) {
+        acc0[t] = acc1[t] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+        const float dx0 = qtk_h2f(x[i].d), dx1 = qtk_h2f(x[i + 1].d);
+        const __m256i x0 = loadu256(x[i].qs), x1 = loadu256(x[i + 1].qs);
+        const __m256i ax0 = _mm256_sign_epi8(x0, x0), ax1 = _mm256_sign_epi8(x1, x1);
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            const __m256i p0 = dot_u8s8(ax0, _mm256_sign_epi8(loadu256(y[t][i].qs), x0));
+            const __m256i p1 = dot_u8s8(ax1, _mm256_sign_epi8(loadu256(y[t][i + 1].qs), x1));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * YD(y[t], nb, i)), _mm256_cvtepi32_ps(p0), acc0[t]);
+            acc1[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx1 * YD(y[t], nb, i + 1)), _mm256_cvtepi32_ps(p1), acc1[t]);
+        }
+    }
+    for (; i < nb; ++i) {
+        const float dx0 = qtk_h2f(x[i].d);
+        const __m256i x0 = loadu256(x[i].qs), ax0 = _mm256_sign_epi8(x0, x0);
+        for (int t = 0; t < 4; ++t) {
+            const __m256i p0 = dot_u8s8(ax0, _mm256_sign_epi8(loadu256(y[t][i].qs), x0));
+            acc0[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx0 * YD(y[t], nb, i)), _mm256_cvtepi32_ps(p0), acc0[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(_mm256_add_ps(acc0[t], acc1[t]));
+    }
+}
+
+void qtk_vec_dot4_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q4_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[4];
+    __m128 accm[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        uint32_t u[4];
+        k4_scales(x[i].scales, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m256i q = loadu256(x[i].qs + 32 * c);
+            const __m256i lo = _mm256_and_si256(q, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            const __m256i slo = _mm256_set1_epi16(sc[2 * c]), shi = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y[t][i].qs + 64 * c));
+                const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y[t][i].qs + 64 * c + 32));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, slo));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, shi));
+            }
+        }
+        const float dx = qtk_h2f(x[i].d), dmin = qtk_h2f(x[i].dmin);
+        for (int t = 0; t < 4; ++t) {
+            const float dy = y[t][i].d;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm_fmadd_ps(_mm_set1_ps(dy * dmin), _mm_cvtepi32_ps(k4_min_madd(u, y[t][i].bsums)), accm[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]) - hsum_f32x4(accm[t]);
+    }
+}
+
+void qtk_vec_dot4_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q6_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i s16 = scales_even_odd_epi8(sc8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            __m256i q[4];
+            q6_K_levels4(x[i].ql + 64 * h, x[i].qh + 32 * h, q);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                __m256i p[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; ++k) {
+                    p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], loadu256(y[t][i].qs + 128 * h + 32 * k)),
+                                             scale_pair(s16, 4 * h + k));
+                }
+                sumi[t] = _mm256_add_epi32(sumi[t],
+                                           _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+            }
+        }
+        const float dx = qtk_h2f(x[i].d);
+        for (int t = 0; t < 4; ++t) {
+            const __m256i si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(bsums_madd(y[t][i].bsums, sc16), 5));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(si), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]);
+    }
+}
+
+
+void qtk_vec_dot4_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q2_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc[4], accm[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = accm[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+        const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+                const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                const __m256i sp = scale_pair(s16, 4 * h + k);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; ++t) {
+                    const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[t][i].qs + 128 * h + 32 * k));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sp));
+                }
+            }
+        }
+        const float dx = qtk_h2f(x[i].d), dmin = qtk_h2f(x[i].dmin);
+        for (int t = 0; t < 4; ++t) {
+            const float dy = y[t][i].d;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dmin), _mm256_cvtepi32_ps(bsums_madd(y[t][i].bsums, mins16)),
+                                      accm[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]) - hsum_f32x8(accm[t]);
+    }
+}
+
+void qtk_vec_dot4_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q3_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const __m128i sc8 = q3_K_scales(x[i].scales);
+        const __m256i s16 = scales_even_odd_epi8(sc8);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+        const __m256i hm = loadu256(x[i].hmask);
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = loadu256(x[i].qs + 32 * h);
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; ++k) {
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
+                const __m256i qk = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
+                const __m256i sp = scale_pair(s16, 4 * h + k);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; ++t) {
+                    const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[t][i].qs + 128 * h + 32 * k));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sp));
+                }
+            }
+        }
+        const float dx = qtk_h2f(x[i].d);
+        for (int t = 0; t < 4; ++t) {
+            const __m256i si = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(bsums_madd(y[t][i].bsums, sc16), 2));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(si), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]);
+    }
+}
+
+void qtk_vec_dot4_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_q5_K *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256 acc[4];
+    __m128 accm[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+        accm[t] = _mm_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        uint32_t u[4];
+        k4_scales(x[i].scales, u);
+        const uint8_t *sc = (const uint8_t *)u;
+        const __m256i qh = loadu256(x[i].qh);
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+            const __m256i q = loadu256(x[i].qs + 32 * c);
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+            const __m256i slo = _mm256_set1_epi16(sc[2 * c]), shi = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y[t][i].qs + 64 * c));
+                const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y[t][i].qs + 64 * c + 32));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(plo, slo));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(phi, shi));
+            }
+        }
+        const float dx = qtk_h2f(x[i].d), dmin = qtk_h2f(x[i].dmin);
+        for (int t = 0; t < 4; ++t) {
+            const float dy = y[t][i].d;
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dy * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+            accm[t] = _mm_fmadd_ps(_mm_set1_ps(dy * dmin), _mm_cvtepi32_ps(k4_min_madd(u, y[t][i].bsums)), accm[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]) - hsum_f32x4(accm[t]);
+    }
+}
+
+void qtk_vec_dot4_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const block_iq4_xs *x = vx;
+    const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i lut = iq4_lut();
+    __m256 acc[4];
+    for (int t = 0; t < 4; ++t) {
+        acc[t] = _mm256_setzero_ps();
+    }
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const uint16_t sh = x[i].scales_h;
+        __m256i sumi[4];
+        for (int t = 0; t < 4; ++t) {
+            sumi[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 4
+        for (int ib = 0; ib < QK_K / 32; ib += 2) {
+            const int ls0 = ((x[i].scales_l[ib / 2] & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
+            const int ls1 = ((x[i].scales_l[ib / 2] >> 4) | (((sh >> (2 * ib + 2)) & 3) << 4)) - 32;
+            const __m256i q0 = _mm256_shuffle_epi8(lut, nibbles32(x[i].qs + 16 * ib));
+            const __m256i q1 = _mm256_shuffle_epi8(lut, nibbles32(x[i].qs + 16 * ib + 16));
+            const __m256i a0 = _mm256_sign_epi8(q0, q0), a1 = _mm256_sign_epi8(q1, q1);
+            const __m256i l0 = _mm256_set1_epi16((short)ls0), l1 = _mm256_set1_epi16((short)ls1);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                const __m256i p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(loadu256(y[t][i].qs + 32 * ib), q0));
+                const __m256i p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(loadu256(y[t][i].qs + 32 * ib + 32), q1));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p0, l0));
+                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p1, l1));
+            }
+        }
+        const float dx = qtk_h2f(x[i].d);
+        for (int t = 0; t < 4; ++t) {
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(y[t][i].d * dx), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        s[t] = hsum_f32x8(acc[t]);
+    }
+}
+
+#pragma GCC pop_options
+
+#endif

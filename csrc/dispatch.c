@@ -1,0 +1,155 @@
+/* Run-time choice of the kernel table: cpuid + xgetbv on x86-64 (AVX2, FMA, F16C and the OS
+ * saving YMM state), NEON always on arm64. Detection runs once (pthread_once); the active table
+ * is an atomic pointer, so qtk_set_isa is safe while other threads run kernels: each call reads
+ * the pointer once and keeps that table to its end.
+ *
+ * QTK_ISA (ref, avx2, neon) caps the choice: it can lower it, never raise it above what the CPU
+ * supports; an unknown value is ignored.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "qtk_matmul.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define QTK_X86 1
+#endif
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int supported_mask;   /* bit per ISA: build + CPU */
+static int cap = QTK_ISA_COUNT - 1;
+static const qtk_kernels *active_table = &qtk_kernels_ref;
+static int active_isa = QTK_ISA_REF;
+
+static const char *const isa_names[QTK_ISA_COUNT] = {"ref", "avx2", "neon"};
+
+#ifdef QTK_X86
+static int cpu_has_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) {
+        return 0;
+    }
+    const int osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, fma = (c >> 12) & 1, f16c = (c >> 29) & 1;
+    if (!(osxsave && avx && fma && f16c)) {
+        return 0;
+    }
+    unsigned xlo, xhi;
+    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+    (void)xhi;
+    if ((xlo & 6u) != 6u) {   /* the OS saves XMM and YMM state */
+        return 0;
+    }
+    if (__get_cpuid_max(0, NULL) < 7) {
+        return 0;
+    }
+    __cpuid_count(7, 0, a, b, c, d);
+    return (b >> 5) & 1;      /* AVX2 */
+}
+#endif
+
+static const qtk_kernels *table_of(int isa) {
+    switch (isa) {
+#ifdef QTK_X86
+    case QTK_ISA_AVX2: return &qtk_kernels_avx2;
+#endif
+#if defined(__aarch64__)
+    case QTK_ISA_NEON: return &qtk_kernels_neon;
+#endif
+    default: return &qtk_kernels_ref;
+    }
+}
+
+static void detect(void) {
+    int mask = 1 << QTK_ISA_REF;
+#ifdef QTK_X86
+    if (cpu_has_avx2()) {
+        mask |= 1 << QTK_ISA_AVX2;
+    }
+#endif
+#if defined(__aarch64__)
+    mask |= 1 << QTK_ISA_NEON;
+#endif
+    supported_mask = mask;
+    const char *env = getenv("QTK_ISA");
+    if (env) {
+        for (int i = 0; i < QTK_ISA_COUNT; ++i) {
+            if (strcmp(env, isa_names[i]) == 0) {
+                cap = i;
+            }
+        }
+    }
+    int best = QTK_ISA_REF;
+    for (int i = 0; i < QTK_ISA_COUNT; ++i) {
+        if ((mask >> i) & 1 && i <= cap) {
+            best = i;
+        }
+    }
+    __atomic_store_n(&active_isa, best, __ATOMIC_RELEASE);
+    __atomic_store_n(&active_table, table_of(best), __ATOMIC_RELEASE);
+}
+
+static void ensure_init(void) {
+    pthread_once(&init_once, detect);
+}
+
+const char *qtk_isa_name(int isa) {
+    return isa >= 0 && isa < QTK_ISA_COUNT ? isa_names[isa] : NULL;
+}
+
+int qtk_isa_supported(int isa) {
+    ensure_init();
+    return isa >= 0 && isa < QTK_ISA_COUNT && ((supported_mask >> isa) & 1);
+}
+
+int qtk_isa_available(int isa) {
+    return qtk_isa_supported(isa) && isa <= cap;
+}
+
+int qtk_active_isa(void) {
+    ensure_init();
+    return __atomic_load_n(&active_isa, __ATOMIC_ACQUIRE);
+}
+
+int qtk_set_isa(int isa) {
+    ensure_init();
+    if (isa < 0 || isa >= QTK_ISA_COUNT) {
+        return QTK_E_ARG;
+    }
+    if (!qtk_isa_available(isa)) {
+        return QTK_E_UNSUPPORTED;
+    }
+    __atomic_store_n(&active_table, table_of(isa), __ATOMIC_RELEASE);
+    __atomic_store_n(&active_isa, isa, __ATOMIC_RELEASE);
+    return QTK_OK;
+}
+
+const qtk_kernels *qtk_kernels_active(void) {
+    ensure_init();
+    return __atomic_load_n(&active_table, __ATOMIC_ACQUIRE);
+}
+
+int qtk_vec_dot_type(int type) {
+    switch (type) {
+    case QTK_TYPE_F32: return QTK_TYPE_F32;
+    case QTK_TYPE_F16: return QTK_TYPE_F32;   /* ggml uses F16; see kernels.h */
+    case QTK_TYPE_BF16: return QTK_TYPE_BF16;
+    case QTK_TYPE_Q4_0:
+    case QTK_TYPE_Q5_0:
+    case QTK_TYPE_Q8_0:
+    case QTK_TYPE_IQ4_NL: return QTK_TYPE_Q8_0;
+    case QTK_TYPE_Q4_1:
+    case QTK_TYPE_Q5_1: return QTK_TYPE_Q8_1;
+    case QTK_TYPE_Q2_K:
+    case QTK_TYPE_Q3_K:
+    case QTK_TYPE_Q4_K:
+    case QTK_TYPE_Q5_K:
+    case QTK_TYPE_Q6_K:
+    case QTK_TYPE_IQ4_XS:
+    case QTK_TYPE_TQ1_0:
+    case QTK_TYPE_TQ2_0: return QTK_TYPE_Q8_K;
+    default: return -1;
+    }
+}
