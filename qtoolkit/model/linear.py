@@ -35,11 +35,12 @@ def kernels_available() -> bool:
 
 
 def _matmul():
-    try:
-        from .. import matmul as m  # noqa: F401  (the simd branch's module)
+    import importlib
+
+    try:  # the module, not the function qtoolkit.matmul that shadows it as an attribute
+        return importlib.import_module("qtoolkit.matmul")
     except ImportError:
         return None
-    return m
 
 
 class Linear:
