@@ -52,9 +52,13 @@ class KVCache:
 
 
 def rms_norm(x: np.ndarray, w: Optional[np.ndarray], eps: float) -> np.ndarray:
-    ms = np.mean(np.square(x, dtype=np.float32), axis=-1, keepdims=True, dtype=np.float32)
-    y = x * (np.float32(1.0) / np.sqrt(ms + np.float32(eps)))
-    return y * w if w is not None else y
+    """``x / sqrt(mean(x²) + eps) ⊙ w`` over the last axis, in float32."""
+    ss = np.add.reduce(x * x, axis=-1, keepdims=True)
+    scale = np.float32(1.0) / np.sqrt(ss * np.float32(1.0 / x.shape[-1]) + np.float32(eps))
+    y = x * scale
+    if w is not None:
+        y *= w
+    return y
 
 
 def silu(x: np.ndarray) -> np.ndarray:
@@ -92,30 +96,36 @@ class Model:
         return KVCache(self.hp, n_ctx)
 
     def _rope_tables(self, end: int):
-        n, cos, sin = self._rope_cache
+        """cos and signed-sin tables [positions, n_rot] laid out for ``x·C + partner(x)·S``."""
+        n, C, S = self._rope_cache
         if end > n:
             n = max(end, 2 * n, 64)
             ang = np.arange(n, dtype=np.float64)[:, None] * self._inv_freq[None, :]
-            cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-            self._rope_cache = (n, cos, sin)
-        return cos, sin
+            c, s = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+            if self.hp.rope_neox:      # pairs (i, i + n_rot/2)
+                C, S = np.concatenate([c, c], axis=1), np.concatenate([-s, s], axis=1)
+            else:                      # pairs (2i, 2i + 1)
+                C = np.repeat(c, 2, axis=1)
+                S = np.stack([-s, s], axis=2).reshape(n, -1)
+            self._rope_cache = (n, C, S)
+        return C, S
 
     def _rope(self, x: np.ndarray, start: int) -> np.ndarray:
-        """Rotate ``x`` [T, heads, hd] in place for positions start..start+T-1."""
+        """``x`` [T, heads, hd] rotated for positions start..start+T-1 (a new array)."""
         T = x.shape[0]
-        cos, sin = self._rope_tables(start + T)
-        c = cos[start:start + T, None, :]
-        s = sin[start:start + T, None, :]
+        C, S = self._rope_tables(start + T)
+        C = C[start:start + T, None, :]
+        S = S[start:start + T, None, :]
         r = self.hp.n_rot
+        xr = x[..., :r]
         if self.hp.rope_neox:
-            a, b = x[..., : r // 2].copy(), x[..., r // 2: r].copy()
-            x[..., : r // 2] = a * c - b * s
-            x[..., r // 2: r] = a * s + b * c
+            partner = np.concatenate([xr[..., r // 2:], xr[..., : r // 2]], axis=-1)
         else:
-            a, b = x[..., 0:r:2].copy(), x[..., 1:r:2].copy()
-            x[..., 0:r:2] = a * c - b * s
-            x[..., 1:r:2] = a * s + b * c
-        return x
+            partner = xr.reshape(*xr.shape[:-1], r // 2, 2)[..., ::-1].reshape(xr.shape)
+        out = xr * C + partner * S
+        if r < x.shape[-1]:
+            out = np.concatenate([out, x[..., r:]], axis=-1)
+        return out
 
     # -- the pass ----------------------------------------------------------------------------
     def forward(self, tokens, cache: Optional[KVCache] = None, logits_from: int = 0,
@@ -160,8 +170,8 @@ class Model:
             q = rms_norm(q, L.q_norm, hp.eps)
         if L.k_norm is not None:
             k = rms_norm(k, L.k_norm, hp.eps)
-        q = self._rope(np.ascontiguousarray(q), p0)
-        k = self._rope(np.ascontiguousarray(k), p0)
+        q = self._rope(q, p0)
+        k = self._rope(k, p0)
         S = p0 + T
         cache.k[il, :, p0:S] = k.transpose(1, 0, 2)
         cache.v[il, :, p0:S] = v.transpose(1, 0, 2)
@@ -189,21 +199,13 @@ class Model:
         """(expert ids int32 [T, k] by decreasing probability, their weights float32 [T, k])."""
         hp = self.hp
         logits = L.router(h)
-        logits -= logits.max(axis=-1, keepdims=True)
-        p = np.exp(logits)
+        p = np.exp(logits - logits.max(axis=-1, keepdims=True))
         p /= p.sum(axis=-1, keepdims=True)
-        k = hp.n_expert_used
-        if k < hp.n_expert:
-            top = np.argpartition(-p, k - 1, axis=-1)[:, :k]
-        else:
-            top = np.broadcast_to(np.arange(k), p.shape).copy()
+        top = np.argsort(-p, axis=-1, kind="stable")[:, :hp.n_expert_used]
         w = np.take_along_axis(p, top, axis=-1)
-        order = np.argsort(-w, axis=-1, kind="stable")
-        top = np.take_along_axis(top, order, axis=-1).astype(np.int32)
-        w = np.take_along_axis(w, order, axis=-1)
         if hp.norm_topk:
-            w = w / np.maximum(w.sum(axis=-1, keepdims=True), np.float32(6.103515625e-5))
-        return top, np.ascontiguousarray(w, dtype=np.float32)
+            w /= np.maximum(w.sum(axis=-1, keepdims=True), np.float32(6.103515625e-5))
+        return top.astype(np.int32), w
 
     def _moe(self, L: Layer, h: np.ndarray, trace) -> np.ndarray:
         ids, w = self.route(L, h)

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import QtkValueError
 from ..formats import QuantType, dequantize
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,17 @@ _FLOAT_TYPES = (QuantType.F32,)
 
 def kernels_available() -> bool:
     """True when this build has the C dequant-matmul kernels (``qtoolkit.matmul``)."""
-    return _matmul() is not None
+    from .. import _clib
+
+    return hasattr(_clib, "BoundMatmul")
 
 
-def _matmul():
-    import importlib
-
-    try:  # the module, not the function qtoolkit.matmul that shadows it as an attribute
-        return importlib.import_module("qtoolkit.matmul")
-    except ImportError:
-        return None
+def _nthreads(threads: Optional[int]) -> int:
+    if threads is None:
+        return 0  # the kernels' pool: one thread per available core
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise QtkValueError(f"threads must be a positive integer or None, got {threads!r}")
+    return int(threads)
 
 
 class Linear:
@@ -49,7 +51,7 @@ class Linear:
     ``data``: float32 ``[rows, cols]`` or the raw bytes of a GGUF tensor ``[rows, row_bytes]``
     (uint8) of ``qtype``. ``threads`` is passed to the kernel (None: one per core)."""
 
-    __slots__ = ("data", "qtype", "bias", "rows", "cols", "threads", "_f32", "_mm")
+    __slots__ = ("data", "qtype", "bias", "rows", "cols", "threads", "_f32", "_mm", "_nthreads")
 
     def __init__(self, data: np.ndarray, qtype: QuantType, cols: int, bias: Optional[np.ndarray] = None,
                  threads: Optional[int] = None):
@@ -65,15 +67,21 @@ class Linear:
         self.data = data
         self.rows = int(data.shape[0])
         self._f32 = data if self.qtype == QuantType.F32 else None
-        self._mm = None if self.qtype == QuantType.F32 else _matmul()
+        self._mm = None
+        if self.qtype != QuantType.F32 and kernels_available():
+            from .._clib import BoundMatmul
+
+            self._mm = BoundMatmul(int(self.qtype), np.ascontiguousarray(data), self.cols)
+        self._nthreads = _nthreads(threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        if self._f32 is None and self._mm is None:
-            self._f32 = _dequantize_all(self.data, self.qtype, self.cols)  # TEMPORARY, see module doc
-        if self._f32 is not None:
-            y = x @ self._f32.T
+        """``x``: float32 ``[tokens, cols]`` -> ``[tokens, rows]``."""
+        if self._mm is not None:
+            y = self._mm(np.ascontiguousarray(x, dtype=np.float32), self._nthreads)
         else:
-            y = self._mm.matmul(self.data, self.qtype, x, threads=self.threads)
+            if self._f32 is None:
+                self._f32 = _dequantize_all(self.data, self.qtype, self.cols)  # TEMPORARY, see module doc
+            y = x @ self._f32.T
         if self.bias is not None:
             y += self.bias
         return y
@@ -106,12 +114,19 @@ class Experts:
             self.down = self.down.reshape(self.down.shape[0], self.n_embd, self.n_ff)
         self.n_expert = int(self.gate.shape[0])
         all_f32 = all(q == QuantType.F32 for q in self.qtypes)
-        self._mm = None if all_f32 else _matmul()
         self._f32 = (self.gate, self.up, self.down) if all_f32 else None
+        self._mm = None
+        if not all_f32 and kernels_available():
+            from .._clib import BoundMoeFFN
+
+            self._mm = BoundMoeFFN([int(q) for q in self.qtypes], *(np.ascontiguousarray(m).view(np.uint8)
+                                   for m in (self.gate, self.up, self.down)), self.n_embd, self.n_ff)
+        self._nthreads = _nthreads(threads)
 
     def __call__(self, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``x`` float32 ``[T, n_embd]``, ``ids`` int32 and ``weights`` float32 ``[T, k]`` -> ``[T, n_embd]``."""
         if self._mm is not None:
-            return self._mm.moe_ffn(self.gate, self.up, self.down, self.qtypes, x, ids, weights, threads=self.threads)
+            return self._mm(np.ascontiguousarray(x, dtype=np.float32), ids, weights, self._nthreads)
         if self._f32 is None:  # TEMPORARY, see module doc
             self._f32 = tuple(_dequantize_all(m, q, c) for m, q, c in
                               zip((self.gate, self.up, self.down), self.qtypes, (self.n_embd, self.n_embd, self.n_ff)))

@@ -73,7 +73,7 @@ class _HFSource(_Source):
         else:
             mats = []
             for part in out.parts:
-                slabs = list(self._rows_f32(self.plan.checkpoint, part, name, self.threads))
+                slabs = list(self._rows_f32(self.plan.checkpoint, part, name))
                 mats.append(slabs[0] if len(slabs) == 1 else np.concatenate(slabs, axis=0))
                 self.plan.checkpoint.release(part.source)
             arr = mats[0] if len(out.shape) < 3 else np.stack(mats)
