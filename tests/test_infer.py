@@ -167,12 +167,13 @@ def test_compare_quantized(fixture_gguf, heldout):
 
 
 def test_router_agreement_counts_set_overlap():
-    from qtoolkit.model.evaluate import compare  # noqa: F401  (the formula below is compare's)
+    from qtoolkit.model.evaluate import router_overlap
 
-    eb = np.array([[0, 1], [2, 3], [4, 5]])
-    eq = np.array([[1, 0], [2, 7], [6, 7]])
-    inter = (eb[:, :, None] == eq[:, None, :]).any(axis=2).sum(axis=1)
-    assert list(inter / 2) == [1.0, 0.5, 0.0]
+    eb = np.array([[0, 1], [2, 3], [4, 5], [1, 6]])
+    eq = np.array([[1, 0], [2, 7], [6, 7], [1, 6]])
+    assert router_overlap(eb, eq).tolist() == [1.0, 0.5, 0.0, 1.0]
+    top8 = np.arange(8)[None, :]
+    assert router_overlap(top8, top8[:, ::-1]).tolist() == [1.0]
 
 
 # -- generate and CLI ----------------------------------------------------------------------------
@@ -243,3 +244,42 @@ def test_cli_errors_are_clean(capsys, tmp_path):
     bad.write_bytes(b"NOTGGUF" + b"\0" * 100)
     assert main(["perplexity", str(bad), "-f", HELDOUT]) == 1
     assert "not a GGUF file" in capsys.readouterr().err
+
+
+# -- the linear-layer abstraction on the kernels --------------------------------------------------
+
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "Q6_K", "IQ4_XS", "F16"])
+def test_linear_is_the_kernel(qtype):
+    """Linear on quantized bytes = qtoolkit.matmul bit for bit (gemm and gemv), weights never decoded."""
+    from qtoolkit.model.linear import Linear
+
+    rng = np.random.default_rng(1)
+    W = rng.standard_normal((96, 512)).astype(np.float32)
+    w = qtoolkit.quantize(W, qtype)
+    lin = Linear(w, qtoolkit.QuantType[qtype], 512, threads=1)
+    x = rng.standard_normal((7, 512)).astype(np.float32)
+    assert np.array_equal(lin(x), qtoolkit.matmul(w, qtype, x, threads=1))
+    assert np.array_equal(lin(x[3:4])[0], qtoolkit.matmul(w, qtype, x[3], threads=1))
+    assert lin._f32 is None
+    with pytest.raises(qtoolkit.QtkValueError):
+        lin(x[:, :256])
+
+
+def test_experts_are_the_fused_kernel():
+    from qtoolkit.model.linear import Experts
+
+    rng = np.random.default_rng(2)
+    E, D, F = 6, 256, 512
+    gate = qtoolkit.quantize(rng.standard_normal((E, F, D)).astype(np.float32) * 0.1, "Q4_K")
+    up = qtoolkit.quantize(rng.standard_normal((E, F, D)).astype(np.float32) * 0.1, "Q4_K")
+    down = qtoolkit.quantize(rng.standard_normal((E, D, F)).astype(np.float32) * 0.1, "Q6_K")
+    types = [qtoolkit.QuantType.Q4_K, qtoolkit.QuantType.Q4_K, qtoolkit.QuantType.Q6_K]
+    ex = Experts(gate, up, down, types, D, F, threads=1)
+    x = rng.standard_normal((5, D)).astype(np.float32)
+    ids = rng.integers(0, E, (5, 2)).astype(np.int32)
+    ids[:, 1] = (ids[:, 0] + 1) % E
+    wts = rng.random((5, 2)).astype(np.float32)
+    want = qtoolkit.moe_ffn(gate, up, down, ("Q4_K", "Q4_K", "Q6_K"), x, ids, wts, threads=1)
+    assert np.array_equal(ex(x, ids, wts), want)
+    with pytest.raises(qtoolkit.QtkValueError):
+        ex(x, ids + E, wts)

@@ -128,6 +128,12 @@ def perplexity(model: Union[str, Model], file: Optional[str] = None, text: Optio
     }
 
 
+def router_overlap(base_ids: np.ndarray, quant_ids: np.ndarray) -> np.ndarray:
+    """|top-k(base) ∩ top-k(quant)| / k per position, from two [T, k] arrays of distinct expert ids."""
+    k = base_ids.shape[1]
+    return (base_ids[:, :, None] == quant_ids[:, None, :]).any(axis=2).sum(axis=1) / k
+
+
 def _percentile(sorted_vals: np.ndarray, q: float) -> float:
     return float(np.percentile(sorted_vals, q)) if sorted_vals.size else float("nan")
 
@@ -155,7 +161,6 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
     n_chunk = chunk_plan(len(tokens), ctx, chunks)
     first = ctx // 2
     moe = mb.hp.is_moe and mq.hp.is_moe and (mb.hp.n_expert, mb.hp.n_expert_used) == (mq.hp.n_expert, mq.hp.n_expert_used)
-    k = mb.hp.n_expert_used
     router_sum = np.zeros(mb.hp.n_layer) if moe else None
     router_n = 0
     kld_all: List[np.ndarray] = []
@@ -185,9 +190,7 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
             n_scored += pb.shape[0]
         if moe:
             for il, (eb, eq) in enumerate(zip(tb["experts"], tq["experts"])):
-                # |top-k(base) ∩ top-k(quant)| / k per position: the sets hold distinct ids
-                inter = (eb[:, :, None] == eq[:, None, :]).any(axis=2).sum(axis=1)
-                router_sum[il] += float(inter.sum()) / k
+                router_sum[il] += float(router_overlap(eb, eq).sum())
             router_n += chunk.size
         if progress is not None:
             progress(c + 1, n_chunk, {"kld": float(np.concatenate(kld_all).mean()),

@@ -4,37 +4,22 @@ Every matrix product of the forward pass goes through :class:`Linear` or :class:
 kernel behind them can change without touching the model code:
 
 * float32 weights (the Hugging Face reference, F32 GGUF tensors) use numpy's BLAS;
-* quantized / F16 / BF16 weights use the C dequant-matmul kernels (``qtoolkit.matmul`` for a
-  gemm or gemv, ``qtoolkit.moe_ffn`` for a whole MoE feed-forward in one call), which keep the
-  weights in their quantized bytes and quantize the activations to Q8_0 / Q8_1 / Q8_K on the fly,
-  as llama.cpp does on a CPU.
-
-TEMPORARY (until the SIMD kernels are on main): when this build of qtoolkit has no ``matmul``,
-quantized weights are dequantized to float32 the first time a layer runs and kept (numpy matmul
-after that). That path exists for development only: it holds whole layers in float32 and skips the
-activation quantization, so it neither saves memory nor matches llama.cpp's rounding.
+* quantized / F16 / BF16 weights use the C dequant-matmul kernels (``qtk_matmul``: a gemm for a
+  chunk of tokens, a gemv for one; ``qtk_moe_ffn``: a whole MoE feed-forward in one call), which
+  keep the weights in their quantized bytes and quantize the activations to Q8_0 / Q8_1 / Q8_K on
+  the fly, as llama.cpp does on a CPU. Each weight is bound to its kernel once
+  (``_clib.BoundMatmul`` / ``_clib.BoundMoeFFN``), so a call checks only the activation.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Optional, Sequence
 
 import numpy as np
 
+from .._clib import BoundMatmul, BoundMoeFFN
 from ..errors import QtkValueError
 from ..formats import QuantType, dequantize
-
-log = logging.getLogger(__name__)
-
-_FLOAT_TYPES = (QuantType.F32,)
-
-
-def kernels_available() -> bool:
-    """True when this build has the C dequant-matmul kernels (``qtoolkit.matmul``)."""
-    from .. import _clib
-
-    return hasattr(_clib, "BoundMatmul")
 
 
 def _nthreads(threads: Optional[int]) -> int:
@@ -68,9 +53,7 @@ class Linear:
         self.rows = int(data.shape[0])
         self._f32 = data if self.qtype == QuantType.F32 else None
         self._mm = None
-        if self.qtype != QuantType.F32 and kernels_available():
-            from .._clib import BoundMatmul
-
+        if self.qtype != QuantType.F32:
             self._mm = BoundMatmul(int(self.qtype), np.ascontiguousarray(data), self.cols)
         self._nthreads = _nthreads(threads)
 
@@ -79,8 +62,6 @@ class Linear:
         if self._mm is not None:
             y = self._mm(np.ascontiguousarray(x, dtype=np.float32), self._nthreads)
         else:
-            if self._f32 is None:
-                self._f32 = _dequantize_all(self.data, self.qtype, self.cols)  # TEMPORARY, see module doc
             y = x @ self._f32.T
         if self.bias is not None:
             y += self.bias
@@ -116,9 +97,7 @@ class Experts:
         all_f32 = all(q == QuantType.F32 for q in self.qtypes)
         self._f32 = (self.gate, self.up, self.down) if all_f32 else None
         self._mm = None
-        if not all_f32 and kernels_available():
-            from .._clib import BoundMoeFFN
-
+        if not all_f32:
             self._mm = BoundMoeFFN([int(q) for q in self.qtypes], *(np.ascontiguousarray(m).view(np.uint8)
                                    for m in (self.gate, self.up, self.down)), self.n_embd, self.n_ff)
         self._nthreads = _nthreads(threads)
@@ -127,14 +106,11 @@ class Experts:
         """``x`` float32 ``[T, n_embd]``, ``ids`` int32 and ``weights`` float32 ``[T, k]`` -> ``[T, n_embd]``."""
         if self._mm is not None:
             return self._mm(np.ascontiguousarray(x, dtype=np.float32), ids, weights, self._nthreads)
-        if self._f32 is None:  # TEMPORARY, see module doc
-            self._f32 = tuple(_dequantize_all(m, q, c) for m, q, c in
-                              zip((self.gate, self.up, self.down), self.qtypes, (self.n_embd, self.n_embd, self.n_ff)))
         return _moe_numpy(self._f32, x, ids, weights)
 
 
 def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Float32 experts with numpy: the tokens routed to one expert form one gemm."""
+    """Float32 experts (the Hugging Face reference) with numpy: the tokens routed to one expert form one gemm."""
     gate, up, down = mats
     T, k = ids.shape
     out = np.zeros((T, down.shape[1]), dtype=np.float32)
@@ -155,10 +131,3 @@ def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.
         out += ys[:, j]
     return out
 
-
-def _dequantize_all(data: np.ndarray, qtype: QuantType, cols: int) -> np.ndarray:
-    """TEMPORARY development path: a whole quantized tensor as float32."""
-    log.debug("dequantizing a %s tensor of shape %s to float32 (no matmul kernels in this build)",
-              qtype.name, data.shape)
-    lead = data.shape[:-1]
-    return dequantize(np.ascontiguousarray(data), qtype).reshape(*lead, cols)

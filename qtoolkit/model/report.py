@@ -52,7 +52,12 @@ def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str,
         layers = res["router_agree_layers"]
         fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(layers) + 3), 4))
         ax.bar(np.arange(len(layers)), layers, color="#ed7d31")
-        ax.set_ylim(min(0.5, min(layers) - 0.05), 1.0)
+        low = min(layers)
+        ax.set_ylim(max(0.0, low - max(0.01, 0.5 * (1.0 - low))), 1.0)
+        ax.set_xticks(np.arange(0, len(layers), max(1, len(layers) // 24)))
+        if len(layers) <= 16:
+            for i, a in enumerate(layers):
+                ax.text(i, a, f"{100 * a:.2f}%", ha="center", va="bottom", fontsize=8)
         ax.set_xlabel("layer")
         ax.set_ylabel("mean |top-k(base) ∩ top-k(quant)| / k")
         ax.set_title("router agreement per MoE layer")
