@@ -75,3 +75,14 @@ def test_perplexity_and_kld_equal_llama_cpp(ftype, files, tokens, llama_base):
     cmp = qtoolkit.compare(files["F32"], files[ftype], text=text, ctx=CTX, chunks=CHUNKS)
     assert cmp["ppl_quant"] == pytest.approx(ours["ppl"], rel=1e-9)
     assert abs(cmp["kld_mean"] / kld_ref - 1) < 0.05, (cmp["kld_mean"], kld_ref)
+
+
+def test_runs_a_file_made_by_llama_cpp(files, tokens, tmp_path):
+    """A GGUF written by llama.cpp's own quantizer (llama_model_quantize from our F32 file) loads and
+    evaluates like our conversion of the same preset (the bytes are the same, so the figures are)."""
+    toks, text = tokens
+    theirs = str(tmp_path / "llama-Q4_K_M.gguf")
+    llama_ref.quantize_file(files["F32"], theirs, 15)  # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    a = qtoolkit.perplexity(theirs, text=text, ctx=256, chunks=2)
+    b = qtoolkit.perplexity(files["Q4_K_M"], text=text, ctx=256, chunks=2)
+    assert a["file_type"] == "Q4_K_M" and a["ppl"] == b["ppl"]
