@@ -283,3 +283,15 @@ def test_experts_are_the_fused_kernel():
     assert np.array_equal(ex(x, ids, wts), want)
     with pytest.raises(qtoolkit.QtkValueError):
         ex(x, ids + E, wts)
+
+
+def test_attention_in_query_blocks_equals_one_block(monkeypatch, heldout):
+    """Long prompts compute attention scores per block of queries; the result does not change."""
+    from qtoolkit.model import forward
+
+    m = qtoolkit.load(FIXTURE)
+    ids = m.tokenizer.encode(heldout[:3000])[:300]
+    whole = m.forward(ids)
+    monkeypatch.setattr(forward, "ATTN_BLOCK_ELEMENTS", 4 * 300 * 37)  # blocks of 37 queries
+    blocked = m.forward(ids)
+    assert np.abs(blocked - whole).max() / np.abs(whole).max() < 1e-5

@@ -16,6 +16,9 @@ from .hparams import HParams
 from .linear import Experts, Linear
 
 
+ATTN_BLOCK_ELEMENTS = 1 << 24  # attention scores computed per block of queries: at most 64 MiB
+
+
 class Layer:
     """The tensors of one block; attributes that an architecture lacks stay None."""
 
@@ -178,17 +181,23 @@ class Model:
         K = cache.k[il, :, :S]                       # [Hkv, S, hd]
         V = cache.v[il, :, :S]
         g = H // Hkv
-        qg = q.transpose(1, 0, 2).reshape(Hkv, g * T, hd)   # query head j uses KV head j // g
-        scores = np.matmul(qg, K.transpose(0, 2, 1)).reshape(Hkv, g, T, S)
-        scores *= self._kq_scale
-        if T > 1:
-            # query t (position p0 + t) sees keys 0 .. p0 + t
-            mask = np.arange(S)[None, :] > (p0 + np.arange(T))[:, None]
-            scores[:, :, mask] = -np.inf
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out = np.matmul(scores.reshape(Hkv, g * T, S), V).reshape(Hkv, g, T, hdv)
+        qg = q.transpose(1, 0, 2).reshape(Hkv, g, T, hd)   # query head j uses KV head j // g
+        out = np.empty((Hkv, g, T, hdv), dtype=np.float32)
+        # queries in blocks so that the scores stay below ATTN_BLOCK_ELEMENTS floats (long prompts)
+        step = max(1, min(T, ATTN_BLOCK_ELEMENTS // max(1, H * S)))
+        for t0 in range(0, T, step):
+            t1 = min(T, t0 + step)
+            n = t1 - t0
+            scores = np.matmul(qg[:, :, t0:t1].reshape(Hkv, g * n, hd), K.transpose(0, 2, 1)).reshape(Hkv, g, n, S)
+            scores *= self._kq_scale
+            if p0 + t0 + 1 < S:
+                # query t (position p0 + t) sees keys 0 .. p0 + t
+                mask = np.arange(S)[None, :] > (p0 + np.arange(t0, t1))[:, None]
+                scores[:, :, mask] = -np.inf
+            scores -= scores.max(axis=-1, keepdims=True)
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            out[:, :, t0:t1] = np.matmul(scores.reshape(Hkv, g * n, S), V).reshape(Hkv, g, n, hdv)
         out = out.transpose(2, 0, 1, 3).reshape(T, H * hdv)
         return L.wo(out)
 
