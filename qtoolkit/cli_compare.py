@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_perplexity import add_eval_arguments
+from .cli_perplexity import add_eval_arguments, one_blas_thread_for_gguf
 
 
 def add_arguments(parser) -> None:
@@ -42,6 +42,7 @@ def run(args) -> int:
         from .model.report import _pyplot
 
         _pyplot()
+    one_blas_thread_for_gguf(args.base, args.quant)
     bar = None if (args.quiet or args.json) else ChunkBar("compare")
     try:
         res = compare(args.base, args.quant, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads,

@@ -15,7 +15,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from .cli_perplexity import one_blas_thread_for_gguf
     from .model.generate import generate
+
+    one_blas_thread_for_gguf(args.model)
 
     def echo(piece: str) -> None:
         sys.stdout.write(piece)

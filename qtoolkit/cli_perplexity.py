@@ -14,6 +14,17 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def one_blas_thread_for_gguf(*paths) -> None:
+    """All models are GGUF files: their matrices run on the kernels' pool, so numpy's OpenBLAS
+    (attention only) gets one thread instead of competing with it (see qtoolkit/model/blas.py)."""
+    import os
+
+    if all(not os.path.isdir(p) for p in paths):
+        from .model.blas import set_blas_threads
+
+        set_blas_threads(1)
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="GGUF file or Hugging Face model folder")
     add_eval_arguments(parser)
@@ -23,6 +34,7 @@ def run(args) -> int:
     from .cli_progress import ChunkBar
     from .model.evaluate import perplexity
 
+    one_blas_thread_for_gguf(args.model)
     bar = None if (args.quiet or args.json) else ChunkBar("perplexity")
     try:
         res = perplexity(args.model, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar)

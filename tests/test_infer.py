@@ -295,3 +295,9 @@ def test_attention_in_query_blocks_equals_one_block(monkeypatch, heldout):
     monkeypatch.setattr(forward, "ATTN_BLOCK_ELEMENTS", 4 * 300 * 37)  # blocks of 37 queries
     blocked = m.forward(ids)
     assert np.abs(blocked - whole).max() / np.abs(whole).max() < 1e-5
+
+
+def test_blas_threads_can_be_limited():
+    from qtoolkit.model.blas import set_blas_threads
+
+    assert set_blas_threads(1) in (True, False)  # False only where numpy's BLAS is not OpenBLAS

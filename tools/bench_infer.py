@@ -11,6 +11,7 @@ Models:
 
 Timings are the best of --repeat runs (the machine is shared; the best run is the least disturbed).
 Decode feeds a fixed token sequence one token at a time through the KV cache (both sides).
+numpy's OpenBLAS gets one thread (it competes with the kernels' pool otherwise).
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default=os.path.join(REPO, ".bench"))
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
-    for k in THREADS_ENV:
-        os.environ.setdefault(k, str(args.threads))
+    for k in THREADS_ENV:  # numpy's BLAS only runs attention here: one thread, see qtoolkit/model/blas.py
+        os.environ.setdefault(k, "1")
 
     rows = []
     for kind in (["fixture", "a3b"] if args.model == "both" else [args.model]):
