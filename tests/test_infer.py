@@ -301,3 +301,21 @@ def test_blas_threads_can_be_limited():
     from qtoolkit.model.blas import set_blas_threads
 
     assert set_blas_threads(1) in (True, False)  # False only where numpy's BLAS is not OpenBLAS
+
+
+def test_gguf_tokenizer_defaults_follow_llama_cpp(tmp_path):
+    """Without tokenizer.ggml.add_bos_token, llama.cpp adds BOS for the llama-bpe family only; an
+    unknown or missing pre-tokenizer is refused rather than guessed."""
+    from qtoolkit.gguf_read import GGUFFile
+    from qtoolkit.model.tokenizer import Tokenizer
+
+    gguf = str(tmp_path / "t.gguf")
+    qtoolkit.convert(FIXTURE, gguf, "Q8_0")
+    with GGUFFile(gguf) as f:
+        md = {k: kv.value for k, kv in f.kv.items()}
+    md.pop("tokenizer.ggml.add_bos_token", None)
+    assert Tokenizer.from_gguf_metadata(md, "x").add_bos is False                      # qwen2
+    assert Tokenizer.from_gguf_metadata(dict(md, **{"tokenizer.ggml.pre": "llama3"}), "x").add_bos is True
+    for pre in ("default", "no-such-pre"):
+        with pytest.raises(qtoolkit.QtkNotImplementedError, match="pre-tokenizer"):
+            Tokenizer.from_gguf_metadata(dict(md, **{"tokenizer.ggml.pre": pre}), "x")

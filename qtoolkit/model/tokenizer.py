@@ -19,9 +19,16 @@ from ..errors import QtkFormatError, QtkNotImplementedError
 
 # token types of tokenizer.ggml.token_type
 _CONTROL, _USER_DEFINED = 3, 4
-# llama.cpp pre-tokenizer names that share a regex with another name
-_ALIASES = {"llama3": "llama-bpe", "llama-v3": "llama-bpe", "deepseek-r1-qwen": "qwen2", "default": "gpt-2"}
+# llama.cpp pre-tokenizer names that select the same pre-tokenizer as another name (llama-vocab.cpp)
+_ALIASES = {
+    **{n: "llama-bpe" for n in ("llama3", "llama-v3", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2",
+                               "jina-v5-nano")},
+    **{n: "qwen2" for n in ("deepseek-r1-qwen", "kormo", "f2llmv2")},
+    **{n: "gpt-2" for n in ("phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
+                            "modern-bert")},
+}
 _IGNORE_MERGES = {"llama-bpe"}  # llama.cpp matches whole words against the vocabulary first for these
+_ADDS_BOS = {"llama-bpe"}       # llama.cpp adds BOS for these when tokenizer.ggml.add_bos_token is absent
 
 
 def _require_tokenizers():
@@ -71,7 +78,7 @@ class Tokenizer:
             raise QtkFormatError(f"{where}: tokenizer.ggml.tokens / tokenizer.ggml.merges are missing or empty")
         types = md.get("tokenizer.ggml.token_type")
         types = [int(t) for t in types] if types is not None else [1] * len(tokens)
-        pre = str(md.get("tokenizer.ggml.pre") or "default")
+        pre = str(md.get("tokenizer.ggml.pre") or "default")  # llama.cpp's name for a missing key
         pre = _ALIASES.get(pre, pre)
         by_name = {name: rx for rx, name in KNOWN_REGEXES.items()}
         if pre not in by_name:
@@ -107,7 +114,7 @@ class Tokenizer:
             tk.add_tokens(user)
         bos = md.get("tokenizer.ggml.bos_token_id")
         eos = md.get("tokenizer.ggml.eos_token_id")
-        add_bos = md.get("tokenizer.ggml.add_bos_token", False)  # llama.cpp's default for BPE
+        add_bos = md.get("tokenizer.ggml.add_bos_token", pre in _ADDS_BOS)  # llama.cpp's default otherwise
         return cls(tk, bool(add_bos), None if bos is None else int(bos), None if eos is None else int(eos))
 
     # -- use -----------------------------------------------------------------------------------
