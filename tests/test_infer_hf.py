@@ -28,6 +28,8 @@ CASES = {
     "llama-rope-llama3": dict(arch="llama", rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                                           "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
     "qwen3-untied": dict(arch="qwen3", tied=False),
+    "qwen3moe-fused-experts": dict(arch="qwen3moe", fused_experts=True),
+    "llama-2-shards-f16": dict(arch="llama", shards=2, dtype="f16"),
 }
 
 
