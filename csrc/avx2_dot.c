@@ -10,8 +10,12 @@
 #include "kernels.h"
 #include "simd_avx2.h"
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 
 #include "common.h"
 #include "simd_x86.h"
@@ -517,7 +521,11 @@ static void qtk_vec_dot_custom_q8g_avx2(const qtk_custom_params *p, int64_t n, f
     *s = sum;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 const qtk_kernels qtk_kernels_avx2 = {
     .name = "avx2",
@@ -550,6 +558,10 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_Q3_K] = qtk_vec_dot4_q3_K_q8_K_avx2,
         [QTK_TYPE_Q5_K] = qtk_vec_dot4_q5_K_q8_K_avx2,
         [QTK_TYPE_IQ4_XS] = qtk_vec_dot4_iq4_xs_q8_K_avx2,
+        [QTK_TYPE_Q4_1] = qtk_vec_dot4_q4_1_q8_1_avx2,
+        [QTK_TYPE_Q5_0] = qtk_vec_dot4_q5_0_q8_0_avx2,
+        [QTK_TYPE_Q5_1] = qtk_vec_dot4_q5_1_q8_1_avx2,
+        [QTK_TYPE_IQ4_NL] = qtk_vec_dot4_iq4_nl_q8_0_avx2,
     },
     .vec_dot = {
         [QTK_TYPE_F32] = qtk_vec_dot_f32_avx2,

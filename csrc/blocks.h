@@ -138,6 +138,59 @@ typedef struct {
 } block_tq2_0;
 static_assert(sizeof(block_tq2_0) == 66, "block_tq2_0 size");
 
+/* The sub-3-bit codebook ("grid") formats. Each group of 8 (IQ3: 4) elements stores an index into
+ * a fixed grid (iq_grids.h); signs are stored apart (IQ2/IQ3) or folded into the grid (IQ1). */
+
+typedef struct {
+    qtk_half d;
+    uint16_t qs[QK_K / 8];     /* per 32: u32 of 4 grid indices, u32 of 4x7 sign bits + 4-bit scale */
+} block_iq2_xxs;
+static_assert(sizeof(block_iq2_xxs) == 66, "block_iq2_xxs size");
+
+typedef struct {
+    qtk_half d;
+    uint16_t qs[QK_K / 8];     /* 9-bit grid index | 7-bit sign index << 9 */
+    uint8_t scales[QK_K / 32]; /* 4-bit scale per 16 */
+} block_iq2_xs;
+static_assert(sizeof(block_iq2_xs) == 74, "block_iq2_xs size");
+
+typedef struct {
+    qtk_half d;
+    uint8_t qs[QK_K / 4];      /* 32 low index bytes, then 32 sign bytes */
+    uint8_t qh[QK_K / 32];     /* 2 high index bits per group of 8 */
+    uint8_t scales[QK_K / 32]; /* 4-bit scale per 16 */
+} block_iq2_s;
+static_assert(sizeof(block_iq2_s) == 82, "block_iq2_s size");
+
+typedef struct {
+    qtk_half d;
+    uint8_t qs[3 * QK_K / 8];  /* 64 grid index bytes, then 8 u32 of 4x7 sign bits + 4-bit scale */
+} block_iq3_xxs;
+static_assert(sizeof(block_iq3_xxs) == 98, "block_iq3_xxs size");
+
+typedef struct {
+    qtk_half d;
+    uint8_t qs[QK_K / 4];      /* low 8 bits of the 9-bit grid indices */
+    uint8_t qh[QK_K / 32];     /* high index bits, one per group of 4 */
+    uint8_t signs[QK_K / 8];   /* one sign bit per element */
+    uint8_t scales[QK_K / 64]; /* 4-bit scale per 32 */
+} block_iq3_s;
+static_assert(sizeof(block_iq3_s) == 110, "block_iq3_s size");
+
+typedef struct {
+    qtk_half d;
+    uint8_t qs[QK_K / 8];      /* low 8 bits of the 11-bit grid indices */
+    uint16_t qh[QK_K / 32];    /* per 32: 4x3 high index bits, 3-bit scale, delta sign (bit 15) */
+} block_iq1_s;
+static_assert(sizeof(block_iq1_s) == 50, "block_iq1_s size");
+
+typedef struct {
+    uint8_t qs[QK_K / 8];      /* low 8 bits of the 11-bit grid indices */
+    uint8_t qh[QK_K / 16];     /* per 8: 3 high index bits + delta sign bit (a nibble) */
+    uint8_t scales[QK_K / 32]; /* 4 u16: 4x3-bit scales per 16, and one nibble of the fp16 d each */
+} block_iq1_m;
+static_assert(sizeof(block_iq1_m) == 56, "block_iq1_m size");
+
 /* The non-linear 4-bit codebook shared by IQ4_NL and IQ4_XS. */
 extern const int8_t qtk_kvalues_iq4nl[16];
 

@@ -3,8 +3,15 @@
  * is an atomic pointer, so qtk_set_isa is safe while other threads run kernels: each call reads
  * the pointer once and keeps that table to its end.
  *
- * QTK_ISA (ref, avx2, neon) caps the choice: it can lower it, never raise it above what the CPU
- * supports; an unknown value is ignored.
+ * This file is the one owner of CPU detection and of the QTK_ISA variable, for the kernel table
+ * and for the quantizer variants (fastq.c) alike. QTK_ISA caps the choice: it can lower it, never
+ * raise it above what the CPU supports:
+ *   ref                       portable reference kernels and quantizers
+ *   baseline (scalar, vec)    no run-time CPU feature: reference kernels on x86 (NEON on arm64,
+ *                             which every arm64 CPU has), the quantizers' lane code at the
+ *                             build's baseline (SSE2 / NEON)
+ *   avx2, neon                at most that instruction set
+ * An unknown value is ignored (the Python layer logs a warning about it).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -23,6 +30,8 @@ static int supported_mask;   /* bit per ISA: build + CPU */
 static int cap = QTK_ISA_COUNT - 1;
 static const qtk_kernels *active_table = &qtk_kernels_ref;
 static int active_isa = QTK_ISA_REF;
+
+static int quantizer_cap = QTK_QUANT_CAP_NONE;
 
 static const char *const isa_names[QTK_ISA_COUNT] = {"ref", "avx2", "neon"};
 
@@ -75,9 +84,18 @@ static void detect(void) {
     supported_mask = mask;
     const char *env = getenv("QTK_ISA");
     if (env) {
+        if (strcmp(env, "baseline") == 0 || strcmp(env, "scalar") == 0 || strcmp(env, "vec") == 0) {
+#if defined(__aarch64__)
+            cap = QTK_ISA_NEON;
+#else
+            cap = QTK_ISA_REF;
+#endif
+            quantizer_cap = QTK_QUANT_CAP_BASELINE;
+        }
         for (int i = 0; i < QTK_ISA_COUNT; ++i) {
             if (strcmp(env, isa_names[i]) == 0) {
                 cap = i;
+                quantizer_cap = i == QTK_ISA_REF ? QTK_QUANT_CAP_REF : QTK_QUANT_CAP_NONE;
             }
         }
     }
@@ -123,7 +141,13 @@ int qtk_set_isa(int isa) {
     }
     __atomic_store_n(&active_table, table_of(isa), __ATOMIC_RELEASE);
     __atomic_store_n(&active_isa, isa, __ATOMIC_RELEASE);
+    qtk_fastq_follow_isa(isa);   /* the quantizers follow: ref -> ref, avx2 -> avx2, neon -> lane code */
     return QTK_OK;
+}
+
+int qtk_isa_quantizer_cap(void) {
+    ensure_init();
+    return quantizer_cap;
 }
 
 const qtk_kernels *qtk_kernels_active(void) {

@@ -97,4 +97,10 @@ void qtk_quantize_row_q8g_ref(const float *x, void *y, int64_t n, int group);
 void qtk_vec_dot_custom_q8g_ref(const qtk_custom_params *p, int64_t n, float *s, const void *x, const void *y);
 void qtk_dequantize_custom_ref(const qtk_custom_params *p, const void *x, float *y, int64_t n);
 
+/* Shared with the quantizer variants (fastq.c): the QTK_ISA cap on them, and following an
+ * explicit qtk_set_isa. */
+enum { QTK_QUANT_CAP_REF = 0, QTK_QUANT_CAP_BASELINE = 1, QTK_QUANT_CAP_NONE = 2 };
+int qtk_isa_quantizer_cap(void);
+void qtk_fastq_follow_isa(int isa);
+
 #endif

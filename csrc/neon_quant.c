@@ -19,6 +19,13 @@ static inline int has_nan(const float *x, int n) {
     return vmaxvq_u32(bad) != 0;
 }
 
+/* roundf then the reference's float-to-int conversion (qtk_trunc_f2i: x86 semantics), so NaN and
+ * values outside the int32 range become INT32_MIN; vcvtaq alone would saturate them. */
+static inline int32x4_t cvta_x86(float32x4_t v) {
+    const uint32x4_t in_range = vcaltq_f32(v, vdupq_n_f32(2147483648.0f));   /* |v| < 2^31, false for NaN */
+    return vbslq_s32(in_range, vcvtaq_s32_f32(v), vdupq_n_s32(INT32_MIN));
+}
+
 /* One block of 32: the levels (truncated to int8 like the reference's cast) and d; returns the
  * sum of the stored levels. */
 static inline int q8_block32_neon(const float *x, int8_t *qs, float *d_out) {
@@ -32,8 +39,8 @@ static inline int q8_block32_neon(const float *x, int8_t *qs, float *d_out) {
     const float id = d ? 1.0f / d : 0.0f;
     int16x8_t w[4];
     for (int k = 0; k < 4; ++k) {
-        const int32x4_t a = vcvtaq_s32_f32(vmulq_n_f32(v[2 * k], id));
-        const int32x4_t b = vcvtaq_s32_f32(vmulq_n_f32(v[2 * k + 1], id));
+        const int32x4_t a = cvta_x86(vmulq_n_f32(v[2 * k], id));
+        const int32x4_t b = cvta_x86(vmulq_n_f32(v[2 * k + 1], id));
         w[k] = vcombine_s16(vmovn_s32(a), vmovn_s32(b));
     }
     const int8x16_t q0 = vcombine_s8(vmovn_s16(w[0]), vmovn_s16(w[1]));

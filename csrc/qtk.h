@@ -86,7 +86,9 @@ int qtk_get_type_traits(int type, qtk_type_traits *out);
  * imatrix: NULL, or n_per_row non-negative finite weights (one per column), used by the
  * types that use them exactly as ggml_quantize_chunk would. On QTK_E_NONFINITE, *bad_row (if not
  * NULL) receives the index of the first row holding a NaN or Inf; on QTK_E_OVERFLOW, the first row
- * whose stored scale (or, for F16/BF16, value) overflowed to infinity. */
+ * whose stored scale (or, for F16/BF16, value) overflowed to infinity, or, for the IQ codebook types
+ * (IQ1_*, IQ2_*, IQ3_*), holding a magnitude of 2^60 or more. IQ2_XXS, IQ2_XS and IQ1_S return
+ * QTK_E_IMATRIX when imatrix is NULL. */
 int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                  const float *imatrix, int64_t *bad_row);
 

@@ -36,6 +36,27 @@ QTK_DECLARE_ROW_FNS(iq4_nl)
 QTK_DECLARE_ROW_FNS(iq4_xs)
 QTK_DECLARE_ROW_FNS(tq1_0)
 QTK_DECLARE_ROW_FNS(tq2_0)
+QTK_DECLARE_ROW_FNS(iq2_xxs)
+QTK_DECLARE_ROW_FNS(iq2_xs)
+QTK_DECLARE_ROW_FNS(iq2_s)
+QTK_DECLARE_ROW_FNS(iq3_xxs)
+QTK_DECLARE_ROW_FNS(iq3_s)
+QTK_DECLARE_ROW_FNS(iq1_s)
+QTK_DECLARE_ROW_FNS(iq1_m)
+
+/* IQ1_M keeps its fp16 scale in four nibbles: the assembled value (ref_iq1.c). */
+uint16_t qtk_iq1_m_scale(const void *block);
+
+/* Reference dot products of the IQ types with a Q8_K activation row (dot_iq_ref.c):
+ * s[0] = dot(x, y) over n elements. */
+#define QTK_DECLARE_IQ_DOT(name) void qtk_vec_dot_##name##_q8_K_ref(int64_t n, float *s, const void *x, const void *y);
+QTK_DECLARE_IQ_DOT(iq2_xxs)
+QTK_DECLARE_IQ_DOT(iq2_xs)
+QTK_DECLARE_IQ_DOT(iq2_s)
+QTK_DECLARE_IQ_DOT(iq3_xxs)
+QTK_DECLARE_IQ_DOT(iq3_s)
+QTK_DECLARE_IQ_DOT(iq1_s)
+QTK_DECLARE_IQ_DOT(iq1_m)
 
 /* Shared checks (quant.c). */
 int qtk_has_nonfinite(const float *x, int64_t n);          /* any NaN/Inf in x[0..n) */

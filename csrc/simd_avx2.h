@@ -48,6 +48,10 @@ void qtk_vec_dot4_q2_K_q8_K_avx2(int64_t n, float *s, const void *x, const void 
 void qtk_vec_dot4_q3_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_q5_K_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q4_1_q8_1_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q5_0_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_q5_1_q8_1_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
 
 int qtk_has_nonfinite_avx2(const float *x, int64_t n);
 

@@ -8,6 +8,8 @@ these wrappers from a thread pool.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -15,6 +17,7 @@ import numpy as np
 from ._version import __version__
 from .errors import (
     QtkError,
+    QtkImatrixRequiredError,
     QtkMemoryError,
     QtkNotImplementedError,
     QtkValueError,
@@ -36,6 +39,13 @@ if _built_version != __version__:
     )
 
 OK = lib.QTK_OK
+
+# QTK_ISA is read once by the C core, which cannot report a misspelling: say it here.
+_ISA_WORDS = ("ref", "baseline", "scalar", "vec", "avx2", "neon")
+if os.environ.get("QTK_ISA") and os.environ["QTK_ISA"] not in _ISA_WORDS:
+    logging.getLogger("qtoolkit").warning(
+        "QTK_ISA=%s is not one of %s; it is ignored", os.environ["QTK_ISA"], ", ".join(_ISA_WORDS)
+    )
 
 
 def _status_error(status: int, what: str) -> QtkError:
@@ -81,6 +91,25 @@ def type_traits(type_id: int) -> Optional[TypeTraits]:
     return _traits_cache[type_id]
 
 
+def requires_imatrix(type_id: int) -> bool:
+    """True for the types ggml quantizes only with importance weights (IQ2_XXS, IQ2_XS, IQ1_S)."""
+    out = ffi.new("int *")
+    _check(lib.qtk_type_requires_imatrix(int(type_id), out), f"type id {type_id}")
+    return bool(out[0])
+
+
+def imatrix_required_error(type_name: str) -> QtkImatrixRequiredError:
+    """The error for quantizing to `type_name` without an importance matrix."""
+    name = type_name.upper()
+    return QtkImatrixRequiredError(
+        f"{name} needs an importance matrix (imatrix): ggml defines {name} only with importance "
+        "weights. Compute one with 'qtoolkit imatrix' (or llama.cpp's llama-imatrix) and pass it: "
+        "--imatrix FILE on 'qtoolkit convert', imatrix=... in Python. Types that work without one: "
+        "IQ2_S, IQ3_XXS, IQ3_S, IQ1_M, Q2_K, Q3_K and up.",
+        qtype=name,
+    )
+
+
 def _implemented(type_id: int, dequant: bool = False) -> TypeTraits:
     traits = type_traits(type_id)
     if traits is None:
@@ -114,7 +143,7 @@ def _check_imatrix(imatrix, n_per_row: int):
     return ffi.from_buffer("float[]", imatrix)
 
 
-def _raise_quantize(status: int, bad_row: int, row0: int, what: str) -> None:
+def _raise_quantize(status: int, bad_row: int, row0: int, what: str, missing_imatrix_type: str = "") -> None:
     if status == lib.QTK_E_NONFINITE:
         raise QtkValueError(
             f"{what}: row {row0 + bad_row} holds NaN or Inf; clean the weights first "
@@ -126,6 +155,8 @@ def _raise_quantize(status: int, bad_row: int, row0: int, what: str) -> None:
             "float scale (it would store Inf); use F32 or a format without an fp16 min/scale"
         )
     if status == lib.QTK_E_IMATRIX:
+        if missing_imatrix_type:
+            raise imatrix_required_error(missing_imatrix_type)
         raise QtkValueError(f"{what}: importance weights must be finite and non-negative")
     _check(status, what)
 
@@ -142,13 +173,16 @@ def quantize_rows(type_id: int, x: np.ndarray, out: np.ndarray, imatrix=None, ro
     if out.shape != (rows, n // blck * size):
         raise QtkValueError(f"out has shape {out.shape}, expected {(rows, n // blck * size)}")
     qw = _check_imatrix(imatrix, n)
+    if imatrix is None and requires_imatrix(type_id):
+        raise imatrix_required_error(traits.name)
     bad = ffi.new("int64_t *", -1)
     status = lib.qtk_quantize(
         int(type_id), ffi.from_buffer("float[]", x), ffi.from_buffer(out, require_writable=True),
         rows, n, qw, bad,
     )
     if status != OK:
-        _raise_quantize(status, int(bad[0]), row0, f"quantize to {traits.name}")
+        _raise_quantize(status, int(bad[0]), row0, f"quantize to {traits.name}",
+                        traits.name if imatrix is None else "")
 
 
 def dequantize_rows(type_id: int, data: np.ndarray, out: np.ndarray) -> None:
@@ -205,6 +239,86 @@ def custom_dequantize_rows(bits, group, symmetric, data, out) -> None:
         ),
         "CustomQuant dequantize",
     )
+
+
+# ---------------------------------------------------------------- quantizer variants (fastq)
+
+
+def quantizer_variants() -> dict:
+    """{name: available} for every quantizer variant: "ref" (the portable reference row
+    functions), "vec" (lane code at the baseline ISA), "avx2". Available = built, run by this CPU,
+    and not above the QTK_ISA cap. All variants write identical bytes."""
+    return {
+        ffi.string(lib.qtk_fastq_name(v)).decode(): bool(lib.qtk_fastq_available(v))
+        for v in range(lib.QTK_FASTQ_COUNT)
+    }
+
+
+def quantizer_variant() -> str:
+    """Name of the quantizer variant in use."""
+    return ffi.string(lib.qtk_fastq_name(lib.qtk_fastq_variant())).decode()
+
+
+def quantizer_variant_supported(name: str) -> bool:
+    """Whether this build and CPU can run the variant (the QTK_ISA cap not considered)."""
+    return bool(lib.qtk_fastq_supported(_variant_id(name)))
+
+
+def _variant_id(name: str) -> int:
+    for v in range(lib.QTK_FASTQ_COUNT):
+        if ffi.string(lib.qtk_fastq_name(v)).decode() == name:
+            return v
+    raise QtkValueError(f"unknown quantizer variant {name!r}")
+
+
+def set_quantizer_variant(name: str) -> None:
+    """Force a quantizer variant for the whole process (tests, benchmarks)."""
+    status = lib.qtk_fastq_set_variant(_variant_id(name))
+    if status == lib.QTK_E_UNSUPPORTED:
+        raise QtkNotImplementedError(f"quantizer variant {name!r} is not available here (CPU or QTK_ISA)")
+    _check(status, "set quantizer variant")
+
+
+# -- the IQ codebook formats (tables and reference dot products, for tests and tools) ----------
+
+
+def iq_grid(type_id: int) -> np.ndarray:
+    """The codebook of an IQ type as int16 [entries, width] (IQ1_S and IQ1_M share one)."""
+    entries, width = ffi.new("int64_t *"), ffi.new("int64_t *")
+    _check(lib.qtk_iq_grid(int(type_id), ffi.NULL, 0, entries, width), f"grid of type {type_id}")
+    out = np.empty((int(entries[0]), int(width[0])), dtype=np.int16)
+    _check(lib.qtk_iq_grid(int(type_id), ffi.from_buffer("int16_t[]", out, require_writable=True), out.size,
+                           entries, width), f"grid of type {type_id}")
+    return out
+
+
+def iq_ksigns() -> np.ndarray:
+    """The 128 sign patterns of IQ2_XXS / IQ2_XS / IQ3_XXS."""
+    out = np.empty(128, dtype=np.uint8)
+    _check(lib.qtk_iq_ksigns(ffi.from_buffer(out, require_writable=True), out.size), "ksigns")
+    return out
+
+
+def iq1_delta() -> float:
+    out = ffi.new("float *")
+    _check(lib.qtk_iq1_delta(out), "IQ1 delta")
+    return float(out[0])
+
+
+def iq_vec_dot_ref(type_id: int, w_row: np.ndarray, y_row: np.ndarray, n: int) -> float:
+    """Reference dot product of one IQ row (uint8 bytes) with one Q8_K activation row (uint8 bytes)."""
+    _require(w_row, np.uint8, 1, "w_row")
+    _require(y_row, np.uint8, 1, "y_row")
+    traits = _implemented(type_id)
+    q8k = type_traits(15)
+    if n % traits.block_size or w_row.size != n // traits.block_size * traits.type_size:
+        raise QtkValueError(f"w_row has {w_row.size} bytes, not one {traits.name} row of {n}")
+    if y_row.size != n // q8k.block_size * q8k.type_size:
+        raise QtkValueError(f"y_row has {y_row.size} bytes, not one q8_K row of {n}")
+    out = ffi.new("float *")
+    _check(lib.qtk_iq_vec_dot_ref(int(type_id), n, ffi.from_buffer(w_row), ffi.from_buffer(y_row), out),
+           f"dot {traits.name} x q8_K")
+    return float(out[0])
 
 
 # -- instruction sets and matmul -----------------------------------------------------------

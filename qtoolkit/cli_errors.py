@@ -18,8 +18,8 @@ from .errors import QtkFileNotFoundError, QtkValueError
 from .formats import CustomQuant, QuantType, dequantize, quantize, type_info
 
 DEFAULT_TYPES = [
-    "Q2_K", "Q3_K", "TQ2_0", "IQ4_XS", "IQ4_NL", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K",
-    "Q6_K", "Q8_0", "F16", "BF16",
+    "IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "Q2_K", "IQ3_XXS", "IQ3_S", "Q3_K", "TQ2_0", "IQ4_XS",
+    "IQ4_NL", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0", "F16", "BF16",
 ]
 DEFAULT_CUSTOM = [CustomQuant(2, 32), CustomQuant(3, 64), CustomQuant(4, 64), CustomQuant(5, 64), CustomQuant(6, 128)]
 
@@ -27,7 +27,7 @@ DEFAULT_CUSTOM = [CustomQuant(2, 32), CustomQuant(3, 64), CustomQuant(4, 64), Cu
 def add_arguments(parser) -> None:
     parser.add_argument("path", help=".npy, .safetensors, or a model directory")
     parser.add_argument("--tensor", help="tensor name inside a .safetensors file or model directory")
-    parser.add_argument("--types", help="comma-separated types (default: every 2-8 bit ggml type plus F16/BF16)")
+    parser.add_argument("--types", help="comma-separated types (default: every 1-8 bit ggml type plus F16/BF16)")
     parser.add_argument("--custom", action="store_true", help="also list a few CustomQuant bit-widths")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -79,6 +79,9 @@ def error_table(x: np.ndarray, types, threads=None):
         info = type_info(t)
         if x.shape[1] % info.block_size:
             rows.append({"type": info.name, "bpw": info.bits_per_weight, "skipped": f"row length not a multiple of {info.block_size}"})
+            continue
+        if info.requires_imatrix:
+            rows.append({"type": info.name, "bpw": info.bits_per_weight, "skipped": "needs an importance matrix"})
             continue
         t0 = time.perf_counter()
         q = quantize(x, t, threads=threads)

@@ -23,6 +23,7 @@ def collect() -> dict:
             "name": q.name, "id": int(q), "block_size": info.block_size, "type_size": info.type_size,
             "bits_per_weight": round(info.bits_per_weight, 4), "quantize": t.can_quantize,
             "dequantize": t.can_dequantize, "uses_imatrix": t.uses_imatrix,
+            "requires_imatrix": info.requires_imatrix,
         })
     return {
         "version": __version__,
@@ -50,6 +51,6 @@ def run(args) -> int:
     for t in data["types"]:
         print(
             f"{t['name']:8s} {t['id']:3d} {t['block_size']:5d} {t['type_size']:5d} {t['bits_per_weight']:7.4f}  "
-            f"{'yes' if t['quantize'] else '-':8s}  {'yes' if t['dequantize'] else '-':10s}  {'yes' if t['uses_imatrix'] else '-'}"
+            f"{'yes' if t['quantize'] else '-':8s}  {'yes' if t['dequantize'] else '-':10s}  {'required' if t['requires_imatrix'] else 'yes' if t['uses_imatrix'] else '-'}"
         )
     return 0

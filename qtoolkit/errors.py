@@ -10,6 +10,17 @@ class QtkValueError(QtkError, ValueError):
     """An argument or an input value is wrong (shape, dtype, NaN/Inf, unknown name...)."""
 
 
+class QtkImatrixRequiredError(QtkValueError):
+    """The quantization type needs an importance matrix (imatrix) and none was given.
+
+    ggml defines IQ2_XXS, IQ2_XS and IQ1_S only with importance weights. ``qtype`` is the type's
+    name (e.g. ``"IQ2_XXS"``); callers that know the tensor catch this to name it."""
+
+    def __init__(self, message: str, qtype: str = ""):
+        super().__init__(message)
+        self.qtype = qtype
+
+
 class QtkTypeError(QtkError, TypeError):
     """An argument has the wrong Python type."""
 

@@ -152,6 +152,7 @@ class TypeInfo:
     bits_per_weight: float
     is_quantized: bool
     uses_imatrix: bool     # importance weights change the result
+    requires_imatrix: bool = False  # quantizing needs importance weights (IQ2_XXS, IQ2_XS, IQ1_S)
 
 
 def resolve(qtype: QType) -> Union[QuantType, CustomQuant]:
@@ -194,7 +195,8 @@ def type_info(qtype: QType) -> TypeInfo:
     t = _clib.type_traits(int(q))
     if t is None:  # pragma: no cover - QuantType and the C table list the same ids
         raise QtkValueError(f"type {q.name} is missing from the C traits table")
-    return TypeInfo(q.name, t.block_size, t.type_size, 8.0 * t.type_size / t.block_size, t.is_quantized, t.uses_imatrix)
+    return TypeInfo(q.name, t.block_size, t.type_size, 8.0 * t.type_size / t.block_size, t.is_quantized, t.uses_imatrix,
+                    _clib.requires_imatrix(int(q)))
 
 
 def _quantized_shape(shape, q) -> Tuple[int, ...]:

@@ -36,7 +36,8 @@ def test_type_sizes_match_gguf():
 
 
 def test_every_issue_type_is_implemented():
-    wanted = "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS TQ1_0 TQ2_0"
+    wanted = ("F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q8_1 Q2_K Q3_K Q4_K Q5_K Q6_K Q8_K IQ4_NL IQ4_XS TQ1_0 TQ2_0 "
+              "IQ2_XXS IQ2_XS IQ2_S IQ3_XXS IQ3_S IQ1_S IQ1_M")
     assert {t.name for t in IMPLEMENTED} == set(wanted.split())
 
 
@@ -65,7 +66,7 @@ def test_type_info_bits_per_weight():
 def test_shape_rule_matches_gguf(t):
     info = type_info(t)
     x = np.random.default_rng(0).standard_normal((2, 3, 512)).astype(np.float32)
-    q = quantize(x, t)
+    q = quantize(x, t, imatrix=np.ones(512, np.float32) if info.requires_imatrix else None)
     assert q.dtype == np.uint8
     assert q.shape == (2, 3, 512 // info.block_size * info.type_size)
     if t != QuantType.Q8_1:

@@ -256,7 +256,7 @@ def test_matmul_hypothesis(isa, qtype, rows, tokens, nblocks, wkind, xkind, seed
 def test_gemv_equals_gemm_rows(isa):
     """A token computed alone (gemv) and inside a prompt (blocked gemm) gives the same bits."""
     rng = np.random.default_rng(7)
-    for qtype in ("Q4_K", "Q8_0", "IQ4_NL", "Q6_K", "Q4_0", "Q2_K", "Q3_K", "Q5_K", "IQ4_XS"):
+    for qtype in ("Q4_K", "Q8_0", "IQ4_NL", "Q6_K", "Q4_0", "Q2_K", "Q3_K", "Q5_K", "IQ4_XS", "Q4_1", "Q5_0", "Q5_1"):
         w = q.quantize(weights(rng, 300, 512), qtype)
         x = rng.standard_normal((37, 512)).astype(np.float32)
         many = q.matmul(w, qtype, x)

@@ -1,6 +1,7 @@
 """Quantize / dequantize speed per type, side by side in one run: qtoolkit vs ggml vs gguf-py.
 
-    python tools/bench_quant.py [--rows 256] [--cols 4096] [--repeat 3] [--threads 1]
+    python tools/bench_quant.py [--rows 256] [--cols 4096] [--repeat 3] [--threads 1] [--imatrix]
+                                [--types q4_k,q2_k] [--variant ref|vec|avx2]
 
 MB/s are megabytes of float32 input (quantize) or output (dequantize) per second, best of
 --repeat runs. ggml is llama-cpp-python's libggml (ggml_quantize_chunk, one call over the whole
@@ -15,14 +16,25 @@ import argparse
 import sys
 import time
 
+import os
+
 import numpy as np
 
-import qtoolkit
-from qtoolkit import QuantType as T
-from qtoolkit import ggml_ref
+# measure this checkout's build, not whatever qtoolkit is installed elsewhere
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import qtoolkit  # noqa: E402
+from qtoolkit import QuantType as T  # noqa: E402
+from qtoolkit import ggml_ref  # noqa: E402
 
 TYPES = [T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K, T.IQ4_NL, T.IQ4_XS,
          T.TQ1_0, T.TQ2_0, T.F16, T.BF16]
+
+
+def _variant() -> str:
+    from qtoolkit import _clib
+
+    return _clib.quantizer_variant()
 
 
 def best_time(fn, repeat):
@@ -34,6 +46,37 @@ def best_time(fn, repeat):
     return best
 
 
+def paired(g, x, w, types, n, mb) -> int:
+    """Alternate qtoolkit and ggml n times per type on one thread; CPU time of this thread."""
+    import statistics
+
+    if not g:
+        print("--paired needs ggml (llama-cpp-python)")
+        return 1
+    print(f"input {x.shape[0]}x{x.shape[1]} f32 ({mb:.1f} MB), paired x{n}, 1 thread, CPU time, "
+          f"imatrix={'yes' if w is not None else 'no'}, quantizer={_variant()}")
+    head = f"{'type':7s} | {'qtoolkit MB/s':>13s} {'ggml MB/s':>10s} {'median ratio':>12s} {'same':>5s}"
+    print(head)
+    print("-" * len(head))
+    for t in types:
+        if w is None and qtoolkit.type_info(t).requires_imatrix:   # (ggml would abort)
+            print(f"{t.name:7s} | needs importance weights: run with --imatrix")
+            continue
+        ours, theirs = [], []
+        same = np.array_equal(qtoolkit.quantize(x, t, imatrix=w, threads=1), g.quantize_chunk(int(t), x, w))
+        for _ in range(n):
+            t0 = time.thread_time()
+            qtoolkit.quantize(x, t, imatrix=w, threads=1)
+            ours.append(mb / max(time.thread_time() - t0, 1e-9))
+            t0 = time.thread_time()
+            g.quantize_chunk(int(t), x, w)
+            theirs.append(mb / max(time.thread_time() - t0, 1e-9))
+        ratio = statistics.median(a / b for a, b in zip(ours, theirs))
+        print(f"{t.name:7s} | {statistics.median(ours):13.1f} {statistics.median(theirs):10.1f} {ratio:11.2f}x "
+              f"{'yes' if same else 'NO':>5s}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=256)
@@ -42,7 +85,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--imatrix", action="store_true", help="quantize with importance weights")
     ap.add_argument("--types", help="comma-separated subset")
+    ap.add_argument("--variant", help="force a quantizer variant: ref, vec or avx2 (default: the best available)")
+    ap.add_argument("--paired", type=int, metavar="N",
+                    help="1 thread, qtoolkit vs ggml only: alternate the two N times, timing CPU time of the "
+                         "calling thread (robust on a shared machine), and report medians and the median ratio")
     args = ap.parse_args(argv)
+    if args.variant:
+        from qtoolkit import _clib
+
+        _clib.set_quantizer_variant(args.variant)
 
     import gguf
 
@@ -52,13 +103,18 @@ def main(argv=None) -> int:
     w = (rng.uniform(0, 2, args.cols) ** 2).astype(np.float32) if args.imatrix else None
     mb = x.nbytes / 1e6
     types = [T[t.strip().upper()] for t in args.types.split(",")] if args.types else TYPES
+    if args.paired:
+        return paired(g, x, w, types, args.paired, mb)
     print(f"input {args.rows}x{args.cols} f32 ({mb:.1f} MB), threads={args.threads}, imatrix={'yes' if w is not None else 'no'}, "
-          f"ggml={'llama-cpp-python' if g else 'not installed'}")
+          f"ggml={'llama-cpp-python' if g else 'not installed'}, quantizer={_variant()}")
     head = f"{'type':7s} | {'quantize MB/s':>13s} {'ggml':>8s} {'x ggml':>7s} {'gguf-py':>8s} {'x gguf':>7s} {'same':>5s} |"
     head += f" {'dequant MB/s':>12s} {'ggml':>8s} {'x ggml':>7s} {'gguf-py':>8s} {'x gguf':>7s}"
     print(head)
     print("-" * len(head))
     for t in types:
+        if w is None and qtoolkit.type_info(t).requires_imatrix:
+            print(f"{t.name:7s} | needs importance weights: run with --imatrix")
+            continue
         ours_q = qtoolkit.quantize(x, t, imatrix=w, threads=args.threads)
         tq = best_time(lambda: qtoolkit.quantize(x, t, imatrix=w, threads=args.threads), args.repeat)
         gt = gguf.GGMLQuantizationType(int(t))

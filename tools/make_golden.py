@@ -21,6 +21,9 @@ from qtoolkit import ggml_ref
 
 TYPES = [T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0, T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K,
          T.IQ4_NL, T.IQ4_XS, T.TQ1_0, T.TQ2_0]
+# the codebook types; ggml asserts (kills the process) on the first three without importance weights
+IQ_TYPES = [T.IQ2_XXS, T.IQ2_XS, T.IQ2_S, T.IQ3_XXS, T.IQ3_S, T.IQ1_S, T.IQ1_M]
+IMATRIX_REQUIRED = {T.IQ2_XXS, T.IQ2_XS, T.IQ1_S}
 # the activation formats have no ggml_quantize_chunk path; their reference is quantize_row_*_ref
 ACTIVATION_TYPES = [T.Q8_0, T.Q8_1, T.Q8_K]
 
@@ -41,6 +44,25 @@ def inputs(rng):
     return {k: v.astype(np.float32) for k, v in sets.items()}
 
 
+def iq_edge_inputs(rng):
+    """Cases the IQ searches treat specially, with an importance matrix holding zeros."""
+    rows, n = 8, 512
+    x = rng.standard_normal((rows, n))
+    x[0, 32:64] = 0.0                                        # an all-zero sub-block (IQ3_S slot quirk)
+    x[0, 320:336] = 0.0                                      # an all-zero 16 (IQ2_XS/IQ2_S/IQ1_M)
+    x[1] = rng.choice([-1.0, 0.0, 0.0, 0.5, 2.0], n)         # ties: the IQ1 sorts keep element order
+    x[2] = np.repeat(rng.uniform(-3, 3, n // 32), 32)        # constant per 32
+    x[3] = rng.standard_t(1.2, n).clip(-1e3, 1e3)            # heavy tails
+    x[4] *= 3e3                                              # large, with finite fp16 scales
+    x[5] *= 1e-6                                             # small
+    x[6, :256] *= np.repeat(10.0 ** rng.uniform(-13, -6, 8), 32)  # around the groups' zero thresholds
+    x[7, rng.random(n) < 0.9] = 0.0                          # sparse
+    w = rng.uniform(0.0, 2.0, n) ** 3
+    w[rng.random(n) < 0.25] = 0.0
+    w[96:128] = 0.0                                          # a sub-block without importance
+    return x.astype(np.float32), w.astype(np.float32)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/data/ggml_golden.npz")
@@ -56,11 +78,19 @@ def main(argv=None) -> int:
         imatrix = (rng.uniform(0.0, 2.0, x.shape[1]) ** 3).astype(np.float32)
         data[f"x/{name}"] = x
         data[f"imatrix/{name}"] = imatrix
-        for t in TYPES:
-            data[f"q/{t.name}/{name}/plain"] = g.quantize_chunk(int(t), x, None)
+        for t in TYPES + IQ_TYPES:
+            if t not in IMATRIX_REQUIRED:
+                data[f"q/{t.name}/{name}/plain"] = g.quantize_chunk(int(t), x, None)
             data[f"q/{t.name}/{name}/imatrix"] = g.quantize_chunk(int(t), x, imatrix)
         for t in ACTIVATION_TYPES:
             data[f"act/{t.name}/{name}"] = g.from_float_ref(int(t), x.ravel())
+    x, imatrix = iq_edge_inputs(np.random.default_rng(args.seed + 1))
+    data["x/iqedge"] = x
+    data["imatrix/iqedge"] = imatrix
+    for t in IQ_TYPES:
+        if t not in IMATRIX_REQUIRED:
+            data[f"q/{t.name}/iqedge/plain"] = g.quantize_chunk(int(t), x, None)
+        data[f"q/{t.name}/iqedge/imatrix"] = g.quantize_chunk(int(t), x, imatrix)
     import llama_cpp
 
     data["meta/source"] = np.array(f"ggml from llama-cpp-python {llama_cpp.__version__}")

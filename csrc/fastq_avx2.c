@@ -1,0 +1,30 @@
+/* The fast quantizers inside an AVX2/FMA/F16C target region (x86-64). The source is the same
+ * as fastq_vec.c's; -ffp-contract=off still applies, so no multiply and add are fused (checked by
+ * tools/check_no_fma.sh). Chosen at run time only on CPUs that have AVX2, FMA and F16C. */
+#include "common.h"
+#include "fastq.h"
+#include "ref.h"
+#include "search.h"
+
+#ifdef QTK_FASTQ_HAVE_AVX2
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#include "fastq_lanes.h"
+
+#define FQ_TABLE qtk_fastq_table_avx2
+#define FQ_TABLE_NAME "avx2"
+#include "fastq_body.inc"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif
