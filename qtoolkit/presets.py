@@ -58,7 +58,22 @@ PRESETS: Dict[str, Preset] = {p.name: p for p in [
     Preset("Q3_K_S", 11, Q.Q3_K, "3.41G, +1.6321 ppl"),
     Preset("Q2_K", 10, Q.Q2_K, "2.96G, +3.5199 ppl"),
     Preset("Q2_K_S", 21, Q.Q2_K, "2.96G, +3.1836 ppl (needs an imatrix)"),
+    # importance-matrix codebook types (the low-bit ones refuse to run without an imatrix)
+    Preset("IQ3_M", 27, Q.IQ3_S, "3.66 bpw quantization mix"),
+    Preset("IQ3_S", 26, Q.IQ3_S, "3.44 bpw quantization"),
+    Preset("IQ3_XS", 22, Q.IQ3_S, "3.3 bpw quantization (needs an imatrix)"),
+    Preset("IQ3_XXS", 23, Q.IQ3_XXS, "3.06 bpw quantization (needs an imatrix)"),
+    Preset("IQ2_M", 29, Q.IQ2_S, "2.7 bpw quantization (needs an imatrix)"),
+    Preset("IQ2_S", 28, Q.IQ2_XS, "2.5 bpw quantization (needs an imatrix)"),
+    Preset("IQ2_XS", 20, Q.IQ2_XS, "2.31 bpw quantization (needs an imatrix)"),
+    Preset("IQ2_XXS", 19, Q.IQ2_XXS, "2.06 bpw quantization (needs an imatrix)"),
+    Preset("IQ1_M", 31, Q.IQ1_M, "1.75 bpw quantization (needs an imatrix)"),
+    Preset("IQ1_S", 24, Q.IQ1_S, "1.56 bpw quantization (needs an imatrix)"),
+    Preset("TQ2_0", 37, Q.TQ2_0, "2.06 bpw ternarization"),
+    Preset("TQ1_0", 36, Q.TQ1_0, "1.69 bpw ternarization"),
 ]}
+MAIN_PRESETS = [name for name in PRESETS if not name.startswith(("IQ1", "IQ2", "IQ3", "TQ"))]
+_IQ_LOW = ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M")  # presets with their own rule block
 ALIASES = {"Q4_K": "Q4_K_M", "Q5_K": "Q5_K_M", "Q3_K": "Q3_K_M"}
 
 
@@ -202,15 +217,57 @@ def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: Mod
             return opts.output_tensor_type
         if falcon or ne[0] % type_info(t).block_size:
             return Q.Q8_0
+        if p in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
+            return Q.Q5_K
         return t if t == Q.Q8_0 else Q.Q6_K
 
     if cat == "token_embd":
-        return opts.token_embedding_type if opts.token_embedding_type is not None else t
+        if opts.token_embedding_type is not None:
+            return opts.token_embedding_type
+        if p in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
+            return Q.Q2_K
+        if p in ("IQ2_S", "IQ2_M", "IQ3_XXS"):
+            return Q.IQ3_S
+        if p in ("TQ1_0", "TQ2_0"):
+            return Q.Q4_K
+        return t
+
+    if p in _IQ_LOW:
+        # the lowest-bit presets have a rule block of their own; note that it counts ffn_down
+        # tensors (not layers) even for MoE models, and counts no ffn_gate/ffn_up
+        iq2s = p in ("IQ2_S", "IQ2_M")
+        if cat == "attn_v":
+            st.i_attention_wv += 1
+            if model.n_gqa >= 4 or model.n_expert >= 4:
+                return Q.Q4_K
+            return Q.IQ3_S if iq2s else Q.Q2_K
+        if moe8 and cat == "attn_k":
+            return Q.Q4_K
+        if cat == "ffn_down":
+            i = st.i_ffn["ffn_down"]
+            st.i_ffn["ffn_down"] += 1
+            if i < st.n_layer // 8:
+                return Q.IQ3_S if iq2s else Q.Q2_K
+            return t
+        if cat == "attn_output":
+            if moe8:
+                return Q.Q5_K
+            if p in ("IQ1_S", "IQ1_M"):
+                return Q.IQ2_XXS
+            if iq2s:
+                return Q.IQ3_S
+        return t
 
     if cat == "attn_v":
         if p == "Q2_K":
             t = Q.Q4_K if model.n_gqa >= 4 else Q.Q3_K
         elif p == "Q2_K_S" and model.n_gqa >= 4:
+            t = Q.Q4_K
+        elif p == "IQ3_XXS":
+            t = Q.Q4_K if model.n_gqa >= 4 else (Q.IQ3_S if not opts.has_imatrix else Q.IQ3_XXS)
+        elif p in ("IQ3_XS", "IQ3_S") and model.n_gqa >= 4:
+            t = Q.Q4_K
+        elif p == "IQ3_M":
             t = Q.Q4_K
         elif p == "Q3_K_M":
             t = Q.Q5_K if st.i_attention_wv < 2 else Q.Q4_K
@@ -230,10 +287,12 @@ def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: Mod
         return t
 
     if cat == "attn_k":
-        return Q.Q8_0 if moe8 else t
+        if moe8:
+            return Q.Q8_0
+        return {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(p, t)
 
     if cat == "attn_q":
-        return t
+        return {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(p, t)
 
     if cat in ("ffn_down", "ffn_gate", "ffn_up"):
         # dense models: a running count per category; MoE: the layer number in the name
@@ -243,14 +302,20 @@ def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: Mod
         n = st.n_layer
         st.i_ffn[cat] += 1
         if cat != "ffn_down":
+            if p == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
+                t = Q.IQ3_XXS
             return t
         if p == "Q2_K":
             t = Q.Q3_K
         elif p == "Q2_K_S":
             if i < n // 8:
                 t = Q.Q4_K
+        elif p == "IQ3_XXS" and not opts.has_imatrix:
+            t = Q.Q4_K if i < n // 8 else Q.Q3_K
         elif p == "Q3_K_M":
             t = Q.Q5_K if i < n // 16 else (Q.Q4_K if not falcon or use_more_bits(i, n) else Q.Q3_K)
+        elif p == "IQ3_M" and (i < n // 8 or (moe8 and use_more_bits(i, n))):
+            t = Q.Q4_K
         elif p == "Q3_K_L":
             t = Q.Q4_K if falcon else Q.Q5_K
         elif p == "Q4_K_M":
@@ -271,10 +336,11 @@ def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: Mod
     if cat == "attn_output":
         if not falcon:
             if moe8:
-                if p in ("Q2_K", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ4_XS"):
+                if p in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S",
+                         "IQ3_M", "IQ4_XS"):
                     t = Q.Q5_K
             else:
-                t = {"Q2_K": Q.Q3_K, "Q3_K_M": Q.Q4_K, "Q3_K_L": Q.Q5_K}.get(p, t)
+                t = {"Q2_K": Q.Q3_K, "IQ3_XXS": Q.IQ3_S, "Q3_K_M": Q.Q4_K, "Q3_K_L": Q.Q5_K, "IQ3_M": Q.Q4_K}.get(p, t)
         elif p == "Q3_K_L":
             t = Q.Q4_K
         return t

@@ -11,21 +11,23 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
 from .errors import QtkFormatError, QtkValueError
-from .formats import QuantType, dequantize, quantize, type_info
+from .formats import QuantType, default_threads, dequantize, type_info
 from .gguf_read import GGUFFile, TensorEntry
 from .gguf_stream import TensorOut, check_output, write_gguf
+from .pipeline import quantize_stream
 from .presets import ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
 
 log = logging.getLogger(__name__)
 
 _FLOAT = (QuantType.F32, QuantType.F16, QuantType.BF16)
 _DROP_KEYS = {"general.file_type", "general.quantization_version", "split.no", "split.count", "split.tensors.count"}
-SLAB_ELEMENTS = 1 << 24
+SLAB_ELEMENTS = 1 << 20
 
 
 def _first(v: Any) -> int:
@@ -61,6 +63,9 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
             raise QtkValueError(f"{out_path}: the output cannot be the input file")
         check_output(out_path, force)
     t0 = time.perf_counter()
+    nthreads = threads if threads is not None else default_threads()
+    if isinstance(nthreads, bool) or not isinstance(nthreads, int) or nthreads < 1:
+        raise QtkValueError(f"threads must be a positive integer, got {threads!r}")
     g = GGUFFile(in_path)
     try:
         minfo = model_info(g)
@@ -84,6 +89,7 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
 
             im = load_imatrix(imatrix)
         outs: List[TensorOut] = []
+        producers: List[tuple] = []
         rows = []
         for name in file_order(types):
             e = entries[name]
@@ -105,7 +111,8 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
                             raise
                 if w is None and requires_imatrix(name, dst, preset):
                     raise QtkValueError(f"tensor {name} would be {dst.name} in a {preset.name} file, which needs an importance matrix")
-            outs.append(TensorOut(name, e.ne, dst, _producer(g, e, src, dst, w, threads)))
+            outs.append(TensorOut(name, e.ne, dst))
+            producers.append((e, src, dst, w))
             rows.append({"name": name, "ne": list(e.ne), "from": src.name, "type": dst.name,
                          "bytes": outs[-1].nbytes, "elements": e.n_elements})
         md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
@@ -120,14 +127,17 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
         report = _report(in_path, out_path, preset, rows, dry_run)
         if dry_run:
             return report
-        report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=force, progress=progress)
+        with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="qtk-quantize") as pool:
+            for t, args in zip(outs, producers):
+                t.produce = _producer(g, *args, pool, nthreads)
+            report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=force, progress=progress)
         report["seconds"] = round(time.perf_counter() - t0, 3)
         return report
     finally:
         g.close()
 
 
-def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, threads):
+def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, pool, threads: int):
     def produce() -> Iterator[np.ndarray]:
         data = g.data(e)
         if src == dst:
@@ -143,19 +153,18 @@ def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, th
         rows_per_mat = e.ne[1] if len(e.ne) > 1 else 1
         flat = data.reshape(n_mat * rows_per_mat, -1)
         step = max(1, SLAB_ELEMENTS // e.ne[0])
-        for m in range(n_mat):
-            wm = w[m] if w is not None else None
-            for r in range(0, rows_per_mat, step):
-                stop = min(rows_per_mat, r + step)
-                block = np.ascontiguousarray(flat[m * rows_per_mat + r: m * rows_per_mat + stop])
-                x = dequantize(block, src, threads=threads)
-                if not np.isfinite(x).all():
-                    raise QtkValueError(f"{g.path}: tensor {e.name} has NaN or Inf values (matrix {m}, rows {r}..{stop})")
-                if len(e.ne) == 1:
-                    x = x.reshape(-1)
-                q = quantize(x, dst, imatrix=wm, threads=threads)
-                g.release(e)  # keep mapped pages from piling up within a tensor
-                yield q
+
+        def jobs():
+            for m in range(n_mat):
+                for r in range(0, rows_per_mat, step):
+                    stop = min(rows_per_mat, r + step)
+                    block = np.ascontiguousarray(flat[m * rows_per_mat + r: m * rows_per_mat + stop])
+                    x = dequantize(block, src, threads=1)
+                    if not np.isfinite(x).all():
+                        raise QtkValueError(f"{g.path}: tensor {e.name} has NaN or Inf values (matrix {m}, rows {r}..{stop})")
+                    yield (x.reshape(-1) if len(e.ne) == 1 else x), (w[m] if w is not None else None), m
+
+        yield from quantize_stream(jobs(), dst, pool, threads, lambda _m: g.release(e))
         g.release(e)
     return produce
 

@@ -281,3 +281,53 @@ def test_quantize_command_with_an_imatrix_matches_convert(tmp_path, checkpoints)
     for x, y in zip(ra.tensors, rb.tensors):
         assert x.name == y.name and x.tensor_type == y.tensor_type and np.array_equal(x.data, y.data), x.name
     assert ra.fields["quantize.imatrix.entries_count"].contents() == n
+
+
+def test_qwen3_235b_plan_from_headers_only(tmp_path):
+    """Qwen3-235B-A22B's real shapes (94 layers x 128 experts, 36,945 checkpoint tensors, 470 GB of
+    bf16) in a sparse file: --dry-run plans it from the header alone, quickly."""
+    import struct
+    import time
+
+    from tools.synth_checkpoint import make_tokenizer
+
+    L, D, E, Fe, H, Hkv, hd, V = 94, 4096, 128, 1536, 64, 4, 128, 151936
+    d = tmp_path / "q235"
+    d.mkdir()
+    cfg = {"architectures": ["Qwen3MoeForCausalLM"], "hidden_size": D, "intermediate_size": 12288,
+           "num_hidden_layers": L, "num_attention_heads": H, "num_key_value_heads": Hkv, "head_dim": hd,
+           "rms_norm_eps": 1e-6, "max_position_embeddings": 40960, "vocab_size": V, "tie_word_embeddings": False,
+           "rope_theta": 1000000.0, "num_experts": E, "num_experts_per_tok": 8, "moe_intermediate_size": Fe,
+           "norm_topk_prob": True}
+    (d / "config.json").write_text(json.dumps(cfg))
+    make_tokenizer(str(d), V, "qwen2")
+    shapes = {"model.embed_tokens.weight": (V, D), "model.norm.weight": (D,), "lm_head.weight": (V, D)}
+    for i in range(L):
+        p = f"model.layers.{i}."
+        shapes.update({p + "input_layernorm.weight": (D,), p + "post_attention_layernorm.weight": (D,),
+                       p + "self_attn.q_proj.weight": (H * hd, D), p + "self_attn.k_proj.weight": (Hkv * hd, D),
+                       p + "self_attn.v_proj.weight": (Hkv * hd, D), p + "self_attn.o_proj.weight": (D, H * hd),
+                       p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,),
+                       p + "mlp.gate.weight": (E, D)})
+        for e in range(E):
+            q = f"{p}mlp.experts.{e}."
+            shapes.update({q + "gate_proj.weight": (Fe, D), q + "up_proj.weight": (Fe, D), q + "down_proj.weight": (D, Fe)})
+    header, off = {}, 0
+    for n, s in shapes.items():
+        nb = 2 * int(np.prod(s))
+        header[n] = {"dtype": "BF16", "shape": list(s), "data_offsets": [off, off + nb]}
+        off += nb
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(d / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        f.truncate(8 + len(h) + off)
+    t = time.perf_counter()
+    rep = qtoolkit.convert(str(d), None, "Q4_K_M", dry_run=True)
+    assert time.perf_counter() - t < 30
+    tot = rep["totals"]
+    assert tot["tensors"] == 1131 and tot["elements"] == 235_093_634_560
+    types = {r["name"]: r["type"] for r in rep["tensors"]}
+    assert types["blk.0.ffn_down_exps.weight"] == "Q6_K" and types["blk.12.ffn_down_exps.weight"] == "Q4_K"
+    assert types["blk.50.ffn_gate_inp.weight"] == "F32" and types["output.weight"] == "Q6_K"
+    assert abs(tot["bpw"] - 4.837) < 0.001   # 142.1 GB of tensor data

@@ -221,7 +221,21 @@ def test_missing_config_and_bad_options(tmp_path):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v"])
     with pytest.raises(QtkValueError, match="regular expression"):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v(=q8_0"])
-    with pytest.raises(QtkNotImplementedError, match="IQ2_XXS"):
+    with pytest.raises(QtkNotImplementedError, match="MXFP4"):
+        qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v=mxfp4"])
+    with pytest.raises(QtkValueError, match="IQ2_XXS.*needs an importance matrix"):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), tensor_types=["attn_v=iq2_xxs"])
     nothing_written(tmp_path, str(tmp_path / "o.gguf"))
     assert issubclass(QtkNotImplementedError, QtkError)
+
+
+def test_nan_position_is_the_checkpoints_even_after_the_rope_permutation(tmp_path):
+    d = fresh(tmp_path, arch="llama", dtype="f32")
+    p = os.path.join(d, "model.safetensors")
+    from safetensors.numpy import load_file, save_file
+
+    t = load_file(p)
+    t["model.layers.0.self_attn.q_proj.weight"][40, 3] = np.inf  # head 0, second half
+    save_file(t, p)
+    with pytest.raises(QtkValueError, match=r"q_proj.weight.*row 40, column 3"):
+        qtoolkit.convert(d, str(tmp_path / "o.gguf"), "Q8_0")

@@ -15,11 +15,12 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 import qtoolkit  # noqa: E402
 from qtoolkit.gguf_read import GGUFFile  # noqa: E402
-from qtoolkit.presets import PRESETS  # noqa: E402
+from qtoolkit.presets import MAIN_PRESETS, PRESETS  # noqa: E402
 from conftest import ALL_ARCHS  # noqa: E402
 import llama_ref  # noqa: E402
 
-ALL_PRESETS = [p for p in PRESETS if p != "Q2_K_S"]  # Q2_K_S needs an imatrix (tested below)
+ALL_PRESETS = [p for p in MAIN_PRESETS if p != "Q2_K_S"]  # Q2_K_S needs an imatrix (tested below)
+IQ_PRESETS = [p for p in PRESETS if p not in MAIN_PRESETS]  # most need an imatrix: tested with one
 # rows of 320 and 640 exercise the shape fallbacks; mixtral with 8 experts the MoE-8 rules
 SHAPES = {"mixtral": dict(experts=8, ff=320), "qwen3moe": dict(moe_ff=320), "qwen2moe": dict(moe_ff=320, shared_ff=640)}
 STATS = {"compared": 0, "identical": 0}
@@ -66,19 +67,8 @@ def _identity(tmp_path, f32_files, arch, presets, **opts):
         compare(ours, ref)
 
 
-@pytest.mark.parametrize("arch", ["qwen3moe", "llama", "mixtral"])
+@pytest.mark.parametrize("arch", ALL_ARCHS)
 def test_byte_identical_to_llama_quantize_every_preset(tmp_path, f32_files, arch):
-    _identity(tmp_path, f32_files, arch, ALL_PRESETS)
-
-
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "qwen2moe", "mistral"])
-def test_byte_identical_main_presets(tmp_path, f32_files, arch):
-    _identity(tmp_path, f32_files, arch, ["Q4_K_M", "Q3_K_M", "Q5_K_S", "Q8_0", "IQ4_XS", "F16"])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", ["qwen2", "qwen3", "qwen2moe", "mistral"])
-def test_byte_identical_every_preset_slow(tmp_path, f32_files, arch):
     _identity(tmp_path, f32_files, arch, ALL_PRESETS)
 
 
@@ -118,10 +108,9 @@ def write_gguf_imatrix(path, entries, counts):
     w.close()
 
 
-@pytest.mark.parametrize("preset", ["Q4_K_M", "Q4_0", "IQ4_XS", "Q2_K_S", "Q5_1", "Q6_K"])
-def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
-    """Per-expert slices, an expert with count 0 (uniform weights), and the imatrix-dependent rules."""
-    d, f32 = f32_files("qwen3moe")
+def _imatrix_for(d, tmp_path):
+    """A GGUF imatrix for every weight matrix of the model in ``d`` (expert 1 never routed to),
+    and the mean weights llama-quantize should receive."""
     plan = qtoolkit.convert(d, None, "F32", dry_run=True)
     rng = np.random.default_rng(3)
     sums, counts, means = {}, {}, {}
@@ -132,18 +121,32 @@ def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
         s = rng.gamma(2.0, 1.0, size=(n_mat, n)).astype(np.float32) * 40
         c = np.full(n_mat, 40.0, dtype=np.float32)
         if n_mat > 1:
-            c[1] = 0.0  # expert 1 never routed during calibration
+            c[1] = 0.0
         sums[t["name"]], counts[t["name"]] = s, c
         m = s / np.maximum(c, 1)[:, None]
         m[c == 0] = 1.0
         means[t["name"]] = m
     imf = str(tmp_path / "imatrix.gguf")
     write_gguf_imatrix(imf, sums, counts)
+    return imf, means
+
+
+@pytest.mark.parametrize("preset", ["Q4_K_M", "Q4_0", "IQ4_XS", "Q2_K_S", "Q5_1", "Q6_K"] + IQ_PRESETS)
+def test_byte_identical_with_an_importance_matrix(tmp_path, f32_files, preset):
+    """Per-expert slices, an expert with count 0 (uniform weights), the imatrix-dependent rules,
+    and the IQ1/IQ2/IQ3 presets (which need an imatrix)."""
+    d, f32 = f32_files("qwen3moe", layers=8) if preset in IQ_PRESETS else f32_files("qwen3moe")
+    imf, means = _imatrix_for(d, tmp_path)
     ours, ref = str(tmp_path / "o.gguf"), str(tmp_path / "r.gguf")
     rep = qtoolkit.convert(d, ours, preset, imatrix=imf)
     assert rep["imatrix"]["used"] == len(means) and rep["imatrix"]["zero_count_experts"]
     llama_ref.quantize_file(f32, ref, PRESETS[preset].ftype, imatrix=means)
     compare(ours, ref)
+
+
+@pytest.mark.parametrize("preset", ["IQ3_S", "IQ3_M", "TQ1_0", "TQ2_0"])
+def test_byte_identical_iq_presets_without_imatrix(tmp_path, f32_files, preset):
+    _identity(tmp_path, f32_files, "llama", [preset])
 
 
 def test_legacy_dat_imatrix_equals_gguf_imatrix(tmp_path, f32_files):
@@ -218,3 +221,62 @@ def test_llama_cpp_loads_every_main_preset(tmp_path, checkpoints, arch):
 
 def test_report_byte_identity_count():
     print(f"\nbyte identity: {STATS['identical']} of {STATS['compared']} tensors identical")
+
+
+HF_CONFIGS = {
+    "llama": ("LlamaConfig", dict(intermediate_size=512)),
+    "mixtral": ("MixtralConfig", dict(intermediate_size=256, num_local_experts=4, num_experts_per_tok=2)),
+    "qwen2moe": ("Qwen2MoeConfig", dict(intermediate_size=512, moe_intermediate_size=256, num_experts=4,
+                                        shared_expert_intermediate_size=512, num_experts_per_tok=2)),
+    "qwen3moe": ("Qwen3MoeConfig", dict(intermediate_size=512, moe_intermediate_size=256, num_experts=4,
+                                        num_experts_per_tok=2, head_dim=64, norm_topk_prob=True)),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(HF_CONFIGS))
+def test_checkpoints_saved_by_transformers(tmp_path, arch):
+    """What transformers itself writes (its current names and config spellings) converts, and the
+    F32 file's logits match the model that wrote it."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tools.synth_checkpoint import make_tokenizer
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    cls, extra = HF_CONFIGS[arch]
+    cfg = getattr(transformers, cls)(hidden_size=256, num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=2, vocab_size=320, **extra)
+    model = transformers.AutoModelForCausalLM.from_config(cfg).eval()
+    d = str(tmp_path / "hf")
+    model.save_pretrained(d)
+    make_tokenizer(d, 320)
+    out = str(tmp_path / "f32.gguf")
+    qtoolkit.convert(d, out, "F32")
+    toks = [int(t) for t in np.random.default_rng(2).integers(0, 300, 16)]
+    ref = llama_ref.logits(out, toks)
+    torch.set_num_threads(1)
+    with torch.no_grad():
+        hf = model(torch.tensor([toks])).logits[0].float().numpy()
+    assert float(np.abs(ref - hf).max() / np.abs(hf).max()) < 1e-4
+
+
+@pytest.mark.parametrize("style", ["qwen2", "llama-bpe", "smaug-bpe", "gpt-2"])
+def test_llama_cpp_tokenizes_like_hugging_face(tmp_path, style):
+    """The pre-tokenizer name derived from the split regex makes llama.cpp split text exactly as
+    the tokenizers library does."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tools.synth_checkpoint import make_checkpoint
+
+    d = make_checkpoint(str(tmp_path / "m"), "qwen3", layers=1, tokenizer_style=style)
+    out = str(tmp_path / "m.gguf")
+    rep = qtoolkit.convert(d, out, "Q8_0")
+    assert rep["tokenizer_pre"] == style
+    text = ("The theater's 12345 tickets... and then\n\n  it rained: 'Ve the END!  <|im_end|>\tin 2024, "
+            "at the inn on the hill; he said THE answer is 42 ")
+    ref = tokenizers.Tokenizer.from_file(f"{d}/tokenizer.json").encode(text, add_special_tokens=False).ids
+    llm = llama_cpp.Llama(model_path=out, n_ctx=256, verbose=False, vocab_only=True)
+    try:
+        ours = llm.tokenize(text.encode(), add_bos=False, special=True)
+    finally:
+        llm.close()
+    assert ours == ref

@@ -5,7 +5,7 @@ import pytest
 from qtoolkit.errors import QtkValueError
 from qtoolkit.formats import QuantType as Q
 from qtoolkit.presets import (
-    PRESETS, ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types, use_more_bits,
+    MAIN_PRESETS, PRESETS, ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types, use_more_bits,
 )
 
 
@@ -141,7 +141,31 @@ def test_imatrix_changes_q4_0_ffn_down():
 
 
 def test_presets_table_and_aliases():
-    assert len(PRESETS) == 20
+    assert len(PRESETS) == 32 and len(MAIN_PRESETS) == 20
     assert get_preset("q4_k").name == "Q4_K_M" and get_preset("Q4_K_M").ftype == 15
     with pytest.raises(QtkValueError, match="unknown preset"):
         get_preset("Q7_K")
+
+
+def test_low_bit_iq_presets():
+    t = plan_types(dense(n_layer=16), "IQ2_XXS", ModelInfo("llama", 16, 32, 8))
+    assert t["output.weight"] == Q.Q5_K and t["token_embd.weight"] == Q.Q2_K
+    assert t["blk.0.attn_v.weight"] == Q.Q4_K and t["blk.0.ffn_down.weight"] == Q.Q2_K
+    assert t["blk.2.ffn_down.weight"] == Q.IQ2_XXS and t["blk.2.attn_q.weight"] == Q.IQ2_XXS
+    t = plan_types(dense(n_layer=16), "IQ2_M", ModelInfo("llama", 16, 32, 32))
+    assert t["blk.0.attn_v.weight"] == Q.IQ3_S and t["blk.5.attn_output.weight"] == Q.IQ3_S
+    assert t["token_embd.weight"] == Q.IQ3_S and t["blk.5.ffn_up.weight"] == Q.IQ2_S
+    t = plan_types(dense(n_layer=16), "IQ3_XS", ModelInfo("llama", 16, 32, 8), PlanOptions(has_imatrix=True))
+    assert t["blk.0.ffn_up.weight"] == Q.IQ3_S and t["blk.2.ffn_up.weight"] == Q.IQ3_XXS
+    assert t["blk.15.ffn_gate.weight"] == Q.IQ3_S and t["blk.3.attn_k.weight"] == Q.IQ3_XXS
+    t = plan_types(dense(n_layer=16), "TQ1_0", ModelInfo("llama", 16, 32, 8))
+    assert t["token_embd.weight"] == Q.Q4_K and t["output.weight"] == Q.Q6_K and t["blk.1.ffn_up.weight"] == Q.TQ1_0
+    # MoE: the IQ2 block counts ffn_down tensors, not layers
+    m = ModelInfo("qwen2moe", 16, 16, 16, 60)
+    specs = []
+    for i in range(16):
+        specs += [TensorSpec(f"blk.{i}.ffn_down_exps.weight", (1536, 1024, 60)),
+                  TensorSpec(f"blk.{i}.ffn_down_shexp.weight", (1536, 1024))]
+    t = plan_types(specs, "IQ2_XS", m)
+    assert t["blk.0.ffn_down_exps.weight"] == Q.Q2_K and t["blk.0.ffn_down_shexp.weight"] == Q.Q2_K
+    assert t["blk.1.ffn_down_exps.weight"] == Q.IQ2_XS

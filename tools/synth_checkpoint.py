@@ -51,7 +51,8 @@ def make_tokenizer(out_dir: str, n_vocab: int, style: str = "qwen2", merges_as_p
                    pre_regex: Optional[str] = None) -> Dict[str, int]:
     """A byte-level BPE tokenizer with 256 byte tokens, some merges and 3 special tokens.
 
-    ``style``: "qwen2" (Qwen split regex), "llama-bpe" (Llama-3 regex), "gpt-2" (plain ByteLevel).
+    ``style``: "qwen2" (Qwen split regex), "llama-bpe" (Llama-3 regex, whole words first), "smaug-bpe"
+    (Llama-3 regex, merges always), "gpt-2" (plain ByteLevel).
     Returns the special token ids."""
     b2u = _bytes_to_unicode()
     vocab = {b2u[b]: i for i, b in enumerate(range(256))}
@@ -93,7 +94,8 @@ def make_tokenizer(out_dir: str, n_vocab: int, style: str = "qwen2", merges_as_p
         "post_processor": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
         "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
         "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": "",
-                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "end_of_word_suffix": "", "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": style == "llama-bpe",  # as Llama-3's tokenizer.json has it
                   "vocab": vocab,
                   "merges": [list(m) for m in merges] if merges_as_pairs else [" ".join(m) for m in merges]},
     }

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import QtkFormatError, QtkNotImplementedError, QtkValueError
 from ..formats import QuantType, dequantize, quantize, resolve, type_info
 from ..gguf_stream import Progress, TensorOut, check_output, write_gguf
+from ..pipeline import quantize_stream
 from ..presets import ModelInfo, PlanOptions, Preset, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
 from ..safetensors_io import FLOAT_DTYPES, Checkpoint
 from .archs import get_arch
@@ -248,6 +249,7 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str) -> Iterator[np.ndarra
         raw = raw[part.rows[0]:part.rows[1]]
     if part.reshape_1d:
         raw = raw.reshape(-1)
+    perm = None
     if raw.ndim == 1:
         slabs = [(0, raw)]
     else:
@@ -267,7 +269,13 @@ def _rows_f32(ckpt: Checkpoint, part: Part, out_name: str) -> Iterator[np.ndarra
             x = dequantize(block.view(np.uint8), qt, threads=1)  # memory-bound: one thread is as fast
         if not np.isfinite(x).all():
             bad = np.argwhere(~np.isfinite(x))[0]
-            where = (f"row {r0 + int(bad[0])}, column {int(bad[1])}" if x.ndim == 2 else f"element {int(bad[0])}")
+            if x.ndim == 2:
+                row = r0 + int(bad[0])
+                row = int(perm[row]) if perm is not None else row  # the checkpoint's row, not ours
+                row += part.rows[0] if part.rows is not None else 0
+                where = f"row {row}, column {int(bad[1])}"
+            else:
+                where = f"element {int(bad[0])}"
             expert = f" (expert {part.index})" if part.index is not None else ""
             raise QtkValueError(
                 f"{ckpt.file_of(part.source)}: tensor {part.source!r}{expert} has a NaN or Inf at {where}; "
@@ -283,77 +291,21 @@ def _slabs(plan: Plan, pt: PlannedTensor) -> Iterator[Tuple[int, np.ndarray]]:
             yield e, x
 
 
-def _prefetched(items: Iterator, depth: int = 1) -> Iterator:
-    """Run ``items`` one step ahead on a helper thread, so reading, widening and checking the next
-    slab overlaps the quantization of this one. Errors are re-raised in order."""
-    import queue
-    import threading
-
-    q: "queue.Queue" = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def work():
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((done, None))
-        except BaseException as exc:  # handed to the consumer
-            q.put((None, exc))
-
-    t = threading.Thread(target=work, name="qtk-prefetch", daemon=True)
-    t.start()
-    try:
-        while True:
-            item, exc = q.get()
-            if exc is not None:
-                raise exc
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        t.join(timeout=5)
-
-
 def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):
-    """The tensor's bytes, in order. Slabs are quantized concurrently, one slab per worker (each
-    single-threaded), with at most ``threads + 1`` in flight: no barrier between slabs, so a
-    worker that the OS delays does not hold the others up."""
-    from collections import deque
-
     def produce() -> Iterator[np.ndarray]:
         out = pt.out
         if out.const is not None:
             yield quantize(np.ascontiguousarray(out.const, dtype=np.float32), pt.type, threads=1)
             return
-        inflight: "deque" = deque()
 
-        def done(item):
-            fut, e = item
-            q = fut.result()
+        def jobs():
+            for e, x in _slabs(plan, pt):
+                yield x, (pt.imatrix[e] if pt.imatrix is not None else None), e
+
+        def done(e):
             plan.checkpoint.release(out.parts[e].source)  # keep mapped pages from piling up
-            return q
 
-        try:
-            for e, x in _prefetched(_slabs(plan, pt), depth=threads + 1):
-                w = pt.imatrix[e] if pt.imatrix is not None else None
-                inflight.append((pool.submit(quantize, x, pt.type, w, 1), e))
-                del x
-                while len(inflight) > threads:
-                    yield done(inflight.popleft())
-            while inflight:
-                yield done(inflight.popleft())
-        finally:
-            for fut, _ in inflight:
-                fut.cancel()
+        yield from quantize_stream(jobs(), pt.type, pool, threads, done)
         for part in out.parts:
             plan.checkpoint.release(part.source)
     return produce

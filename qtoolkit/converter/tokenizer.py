@@ -21,14 +21,18 @@ log = logging.getLogger(__name__)
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
-# The split regexes of tokenizer.json pre-tokenizers, as Hugging Face writes them, and the name
-# llama.cpp gives the pre-tokenizer that implements each (src/llama-vocab.cpp).
+# The split regexes of tokenizer.json pre-tokenizers, as Hugging Face writes them, and the names
+# llama.cpp gives the pre-tokenizers that implement each (src/llama-vocab.cpp), with whether that
+# pre-tokenizer takes a whole word from the vocabulary before applying merges (tokenizer.json's
+# model.ignore_merges): Llama-3's does, the others with the same regex do not.
 _CONTRACTIONS_CI = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
-KNOWN_REGEXES: Dict[str, str] = {
-    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen2",
-    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "llama-bpe",
-    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": "qwen35",
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+": "gpt-2",
+KNOWN_REGEXES: Dict[str, Dict[bool, str]] = {
+    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+": {False: "qwen2"},
+    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+":
+        {True: "llama-bpe", False: "smaug-bpe"},
+    _CONTRACTIONS_CI + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+":
+        {False: "qwen35"},
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+": {False: "gpt-2"},
 }
 GPT2_BYTELEVEL = "gpt-2"  # a ByteLevel pre-tokenizer with use_regex=true applies GPT-2's regex
 
@@ -119,12 +123,22 @@ def _split_regexes(pre: Any) -> List[Tuple[str, str]]:
 def detect_pre(tokenizer_json: Dict[str, Any], path: str) -> str:
     """llama.cpp's pre-tokenizer name for this tokenizer's split regex."""
     steps = _split_regexes(tokenizer_json.get("pre_tokenizer"))
+    ignore_merges = bool((tokenizer_json.get("model") or {}).get("ignore_merges", False))
     if len(steps) == 1:
         kind, rx = steps[0]
-        if kind == "regex" and rx in KNOWN_REGEXES:
-            return KNOWN_REGEXES[rx]
         if kind == "bytelevel":
-            return GPT2_BYTELEVEL
+            rx, kind = next(r for r, names in KNOWN_REGEXES.items() if names.get(False) == GPT2_BYTELEVEL), "regex"
+        if kind == "regex" and rx in KNOWN_REGEXES:
+            names = KNOWN_REGEXES[rx]
+            if ignore_merges in names:
+                return names[ignore_merges]
+            name = next(iter(names.values()))
+            log.warning(
+                "%s: model.ignore_merges is %s but llama.cpp's %r pre-tokenizer %s; a few words may be "
+                "tokenized differently", path, str(ignore_merges).lower(), name,
+                "applies merges to every word" if ignore_merges else "takes whole words from the vocabulary",
+            )
+            return name
     described = "; ".join(f"{k} {r!r}" if r else k for k, r in steps) or "none"
     raise QtkValueError(
         f"{path}: the tokenizer's pre-tokenizer ({described}) is not one llama.cpp implements under a known name. "
