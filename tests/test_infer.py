@@ -44,16 +44,9 @@ def _styles(checkpoints):
     from tools.synth_checkpoint import make_tokenizer
 
     yield "fixture", FIXTURE
-    for style in ("qwen2", "llama-bpe", "gpt-2"):
+    for style in ("qwen2", "llama-bpe", "smaug-bpe", "gpt-2"):
         d = checkpoints("qwen3", tokenizer_style=style, vocab=400)
         make_tokenizer(d, 400, style)
-        if style == "llama-bpe":  # as Llama-3's tokenizer.json; llama.cpp always does this for llama-bpe
-            path = os.path.join(d, "tokenizer.json")
-            with open(path, encoding="utf-8") as f:
-                tj = json.load(f)
-            tj["model"]["ignore_merges"] = True
-            with open(path, "w", encoding="utf-8") as f:
-                json.dump(tj, f, ensure_ascii=False)
         yield style, d
 
 

@@ -27,7 +27,6 @@ _ALIASES = {
     **{n: "gpt-2" for n in ("phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",
                             "modern-bert")},
 }
-_IGNORE_MERGES = {"llama-bpe"}  # llama.cpp matches whole words against the vocabulary first for these
 _ADDS_BOS = {"llama-bpe"}       # llama.cpp adds BOS for these when tokenizer.ggml.add_bos_token is absent
 
 
@@ -80,7 +79,8 @@ class Tokenizer:
         types = [int(t) for t in types] if types is not None else [1] * len(tokens)
         pre = str(md.get("tokenizer.ggml.pre") or "default")  # llama.cpp's name for a missing key
         pre = _ALIASES.get(pre, pre)
-        by_name = {name: rx for rx, name in KNOWN_REGEXES.items()}
+        # name -> (split regex, whether llama.cpp takes whole words from the vocabulary before merging)
+        by_name = {name: (rx, ignore) for rx, names in KNOWN_REGEXES.items() for ignore, name in names.items()}
         if pre not in by_name:
             raise QtkNotImplementedError(
                 f"{where}: pre-tokenizer {pre!r} is not supported for tokenization; supported: {', '.join(sorted(by_name))}"
@@ -94,13 +94,14 @@ class Tokenizer:
             if cut < 0:
                 raise QtkFormatError(f"{where}: merge {m!r} has no space")
             merges.append((m[:cut], m[cut + 1:]))
-        bpe = models.BPE(vocab, merges, ignore_merges=pre in _IGNORE_MERGES)
+        regex, ignore_merges = by_name[pre]
+        bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
         tk = tokenizers.Tokenizer(bpe)
         if pre == "gpt-2":
             tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         else:
             tk.pre_tokenizer = pre_tokenizers.Sequence([
-                pre_tokenizers.Split(tokenizers.Regex(by_name[pre]), behavior="isolated"),
+                pre_tokenizers.Split(tokenizers.Regex(regex), behavior="isolated"),
                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
             ])
         tk.decoder = decoders.ByteLevel()
