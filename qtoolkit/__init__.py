@@ -26,6 +26,28 @@ def convert(model_dir, out_path, qtype="Q4_K_M", **options):
     return _convert(model_dir, out_path, qtype, **options)
 
 
+def load(path, threads=None):
+    """A GGUF file or a Hugging Face folder as a runnable model; see :mod:`qtoolkit.model`."""
+    from .model.loader import load as _load
+
+    return _load(path, threads=threads)
+
+
+def perplexity(model, file=None, text=None, ctx=512, chunks=None, threads=None, progress=None):
+    """Perplexity by llama-perplexity's method (docs/METHODS.md); returns the ``--json`` dict."""
+    from .model.evaluate import perplexity as _ppl
+
+    return _ppl(model, file=file, text=text, ctx=ctx, chunks=chunks, threads=threads, progress=progress)
+
+
+def compare(base, quant, file=None, text=None, ctx=512, chunks=None, threads=None, progress=None, report=None):
+    """PPL of both models, KL divergence, top-token and router agreement (docs/METHODS.md)."""
+    from .model.evaluate import compare as _compare
+
+    return _compare(base, quant, file=file, text=text, ctx=ctx, chunks=chunks, threads=threads,
+                    progress=progress, report=report)
+
+
 __all__ = [
     "__version__",
     "QuantType",
@@ -36,6 +58,9 @@ __all__ = [
     "quantize",
     "dequantize",
     "convert",
+    "load",
+    "perplexity",
+    "compare",
     "matmul",
     "moe_matmul",
     "moe_ffn",

@@ -22,6 +22,9 @@ COMMANDS = {
     "convert": ("qtoolkit.cli_convert", "convert a Hugging Face checkpoint to a GGUF file in one streaming pass"),
     "quantize": ("qtoolkit.cli_quantize", "re-quantize an F32/F16/BF16 GGUF file with a llama-quantize preset"),
     "inspect": ("qtoolkit.cli_inspect", "show a GGUF file's metadata, tensors, types and bits per weight"),
+    "perplexity": ("qtoolkit.cli_perplexity", "perplexity of a GGUF file or HF folder on a text (llama-perplexity's method)"),
+    "compare": ("qtoolkit.cli_compare", "PPL, KL divergence, top-token and router agreement of a quant vs its base"),
+    "generate": ("qtoolkit.cli_generate", "greedy generation from a prompt (smoke test; prints tok/s)"),
 }
 
 

@@ -33,3 +33,24 @@ class TqdmProgress(Progress):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class ChunkBar:
+    """A tqdm bar over evaluation chunks, called as ``progress(done, total, figures)``."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int, figures) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="chunk", desc=self.desc, dynamic_ncols=True, leave=False)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix({k: f"{v:.4f}" for k, v in figures.items()}, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -70,3 +70,22 @@ def logits(path: str, tokens: Sequence[int], n_threads: int = 2) -> np.ndarray:
         return np.array(llm.scores[:len(tokens)], dtype=np.float32)
     finally:
         llm.close()
+
+
+def scored_logits(path: str, tokens: Sequence[int], ctx: int, n_chunk: int, n_threads: int = 2):
+    """llama-perplexity's evaluation through llama.cpp: for each of ``n_chunk`` non-overlapping
+    chunks of ``ctx`` tokens, from an empty KV cache, the logits of positions ctx/2 .. ctx-2
+    (float32 [ctx/2 - 1, n_vocab]). Yields one array per chunk. (BOS is not substituted: the
+    fixture's vocabulary adds none.)"""
+    # F32 KV cache without flash attention, as qtoolkit keeps it (llama-perplexity's default F16
+    # cache rounds keys, values and queries to half precision: a KLD floor of ~1.5e-5 on the fixture)
+    llm = llama_cpp.Llama(model_path=path, n_ctx=ctx, n_batch=ctx, n_ubatch=ctx, logits_all=True, verbose=False,
+                          n_threads=n_threads, n_threads_batch=n_threads, type_k=0, type_v=0, flash_attn=False)
+    try:
+        first = ctx // 2
+        for c in range(n_chunk):
+            llm.reset()  # n_tokens = 0: eval() drops every cached position first
+            llm.eval(list(tokens[c * ctx:(c + 1) * ctx]))
+            yield np.array(llm.scores[first:ctx - 1], dtype=np.float32)
+    finally:
+        llm.close()
