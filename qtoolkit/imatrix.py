@@ -65,6 +65,13 @@ def _load_gguf(path: str) -> Imatrix:
         for key in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
             if key not in g.kv:
                 raise QtkFormatError(f"{path}: GGUF importance matrix without the {key!r} key")
+        ds, chunks = g.get("imatrix.datasets"), g.get("imatrix.chunk_count")
+        if not isinstance(ds, list) or not all(isinstance(d, str) for d in ds):
+            raise QtkFormatError(f"{path}: imatrix.datasets (offset {g.kv['imatrix.datasets'].offset}) is not an array of strings")
+        for key in ("imatrix.chunk_count", "imatrix.chunk_size"):
+            v = g.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise QtkFormatError(f"{path}: {key} (offset {g.kv[key].offset}) = {v!r} is not a non-negative integer")
         entries: Dict[str, np.ndarray] = {}
         zero: Dict[str, List[int]] = {}
         by_name = {t.name: t for t in g.tensors}
@@ -83,14 +90,16 @@ def _load_gguf(path: str) -> Imatrix:
                 raise QtkFormatError(f"{path}: {base}.counts has {ct.n_elements} values for {n_mat} matrices")
             sums = np.frombuffer(g.data(t).tobytes(), dtype="<f4").reshape(n_mat, n).astype(np.float32)
             counts = np.frombuffer(g.data(ct).tobytes(), dtype="<f4").reshape(n_mat).astype(np.float32)
+            if not (np.isfinite(counts).all() and (counts >= 0).all()):
+                raise QtkFormatError(f"{path}: {base}.counts (data at offset {ct.data_offset}) has negative, NaN or Inf counts")
             w = np.ones((n_mat, n), dtype=np.float32)
             used = counts > 0
-            w[used] = sums[used] / counts[used, None]
+            with np.errstate(over="ignore", invalid="ignore"):  # Inf/NaN results are refused below
+                w[used] = sums[used] / counts[used, None]
             if (~used).any():
                 zero[base] = [int(i) for i in np.nonzero(~used)[0]]
             entries[base] = w
-        ds = g.get("imatrix.datasets")
-        return Imatrix(path, "gguf", entries, list(ds) if isinstance(ds, list) else [], int(g.get("imatrix.chunk_count") or 0), zero)
+        return Imatrix(path, "gguf", entries, list(ds), int(chunks), zero)
 
 
 def _load_dat(path: str) -> Imatrix:
@@ -117,6 +126,8 @@ def _load_dat(path: str) -> Imatrix:
         if ln <= 0 or pos + ln > size:
             raise QtkFormatError(f"{path}: entry {i} name length {ln} at offset {pos - 4} is invalid")
         name = buf[pos:pos + ln].decode("utf-8", errors="replace")
+        if name in entries:
+            raise QtkFormatError(f"{path}: entry {i} at offset {pos - 4} repeats the name {name!r}")
         pos += ln
         ncall = take("<i", f"{name} call count")
         nval = take("<i", f"{name} value count")
@@ -125,7 +136,8 @@ def _load_dat(path: str) -> Imatrix:
         vals = np.frombuffer(buf, dtype="<f4", count=nval, offset=pos).astype(np.float32)
         pos += 4 * nval
         if ncall > 0:
-            vals = vals / np.float32(ncall)
+            with np.errstate(over="ignore", invalid="ignore"):  # Inf/NaN results are refused by load_imatrix
+                vals = vals / np.float32(ncall)
         entries[name] = vals
     chunks, datasets = 0, []
     if pos + 4 <= size:
