@@ -321,7 +321,15 @@ def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):
         def done(e):
             plan.checkpoint.release(out.parts[e].source)  # keep mapped pages from piling up
 
-        yield from quantize_stream(jobs(), pt.type, pool, threads, done)
+        try:
+            yield from quantize_stream(jobs(), pt.type, pool, threads, done)
+        except QtkValueError as exc:  # the quantizer's errors (values too large for a scale) know no tensor
+            if plan.checkpoint.file_of(out.parts[0].source) in str(exc):
+                raise
+            srcs = sorted({p.source for p in out.parts})
+            sources = srcs[0] + (f" (and {len(srcs) - 1} more)" if len(srcs) > 1 else "")
+            raise type(exc)(f"{plan.checkpoint.file_of(out.parts[0].source)}: tensor {sources} -> {out.name} "
+                            f"({pt.type.name}): {exc}") from None
         for part in out.parts:
             plan.checkpoint.release(part.source)
     return produce
