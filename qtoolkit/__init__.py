@@ -10,6 +10,7 @@ from .errors import (
     QtkFileNotFoundError,
     QtkFormatError,
     QtkImatrixRequiredError,
+    QtkIOError,
     QtkMemoryError,
     QtkNotImplementedError,
     QtkTypeError,
@@ -77,4 +78,5 @@ __all__ = [
     "QtkNotImplementedError",
     "QtkFileExistsError",
     "QtkFileNotFoundError",
+    "QtkIOError",
 ]

@@ -225,3 +225,76 @@ def test_serializer_round_trips_every_sample():
     blob = gm.write(gm.imatrix_doc(np.random.default_rng(0))).blob
     assert gm.write(gm.parse(blob)).blob == blob
     assert struct.unpack_from("<I", blob, 4)[0] == 3
+
+
+# -- safetensors and the files around them -------------------------------------------------
+
+def test_safetensors_header_naming_a_tensor_twice(tmp_path):
+    from qtoolkit.safetensors_io import SafetensorsFile
+
+    raw = b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}'
+    p = tmp_path / "d.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 4)
+    with pytest.raises(QtkFormatError, match=r"d.safetensors: header .* names 'a' twice"):
+        SafetensorsFile(str(p))
+
+
+def test_deeply_nested_json_is_refused_not_a_recursion_error(tmp_path):
+    from qtoolkit.safetensors_io import SafetensorsFile
+
+    raw = b"[" * 200_000
+    p = tmp_path / "n.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with pytest.raises(QtkFormatError, match="not valid JSON"):
+        SafetensorsFile(str(p))
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_bytes(b"[" * 200_000)
+    with pytest.raises(QtkFormatError, match=r"config.json: cannot read it as JSON"):
+        qtoolkit.convert(str(d), None, dry_run=True)
+
+
+@pytest.mark.parametrize("index, match", [
+    (b"[1, 2]", "no weight_map object"),
+    (b"\xff\xfe{}", "cannot read the shard index"),
+    (b'{"weight_map": {"model.norm.weight": "../outside.safetensors"}}', "not a file name in the model folder"),
+    (b'{"weight_map": {"model.norm.weight": "/etc/passwd"}}', "not a file name in the model folder"),
+    (b'{"weight_map": {"model.norm.weight": 7}}', "not a file name in the model folder"),
+])
+def test_hostile_shard_index(tmp_path, index, match):
+    from qtoolkit.safetensors_io import open_model_tensors
+
+    (tmp_path / "model.safetensors.index.json").write_bytes(index)
+    with pytest.raises(QtkFormatError, match=match):
+        open_model_tensors(str(tmp_path))
+
+
+def test_a_config_with_infinite_values(tmp_path, checkpoints):
+    import json
+    import shutil
+
+    d = str(tmp_path / "ck")
+    shutil.copytree(checkpoints("llama", hidden=64, heads=2, kv_heads=1, ff=128, layers=1), d)
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    cfg["rms_norm_eps"] = float("inf")
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump(cfg, f)  # writes Infinity, which Python's json reads back
+    with pytest.raises(QtkFormatError, match=r"rms_norm_eps.*finite number, got inf"):
+        qtoolkit.convert(d, None, dry_run=True)
+
+
+def test_unreadable_files_are_io_errors(tmp_path):
+    from qtoolkit.errors import QtkIOError
+    from qtoolkit.gguf_read import GGUFFile
+
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    with pytest.raises(QtkError, match="pipe.gguf"):
+        GGUFFile(str(fifo))
+    p = tmp_path / "locked.gguf"
+    p.write_bytes(gm.model_file(1))
+    os.chmod(p, 0)
+    if os.access(p, os.R_OK):  # root reads anything
+        pytest.skip("running as root: permissions do not stop reads")
+    with pytest.raises(QtkIOError, match="locked.gguf: cannot read it"):
+        GGUFFile(str(p))

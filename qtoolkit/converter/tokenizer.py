@@ -94,7 +94,7 @@ def _read_json(path: str, required: bool = True) -> Optional[Any]:
         if required:
             raise QtkFileNotFoundError(f"{path}: missing (the tokenizer is written into the GGUF file)") from None
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
         raise QtkFormatError(f"{path}: cannot read it as JSON: {exc}") from None
 
 
