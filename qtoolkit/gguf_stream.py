@@ -6,12 +6,15 @@ then produced and written one piece at a time: ``GGUFWriter.write_tensor_data`` 
 :class:`StreamedTensor`, whose ``tofile`` runs the producer and writes its pieces (gguf-py's own
 lazy tensors use the same ``tofile`` hook). Only one piece is in memory at a time.
 
-Nothing half-written survives: the file is written as ``OUT.partial`` and renamed on success;
-any error or Ctrl-C removes it, and an existing ``OUT`` is only replaced with ``force``.
+Nothing half-written survives: the file is written as ``OUT.partial`` (locked against a second
+writer), flushed to disk and renamed on success; any error or Ctrl-C removes it, and an existing
+``OUT`` is only replaced with ``force``. After a SIGKILL or a power cut ``OUT.partial`` may remain;
+the next run overwrites it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from dataclasses import dataclass
@@ -19,7 +22,12 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import QtkError, QtkFileExistsError, QtkFormatError
+from .errors import QtkError, QtkFileExistsError, QtkFormatError, QtkIOError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock against a second writer
+    fcntl = None
 from .formats import QuantType, type_info
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,11 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
 
     ``metadata``: (key, value, GGUF value type id, array element type id or None), written in
     order after ``general.architecture``.
+
+    The file is written as ``OUT.partial``, flushed to disk and renamed to ``OUT`` when complete,
+    so ``OUT`` is either absent, the old file, or the new complete one. ``OUT.partial`` is locked
+    while it is written: a second writer of the same output is refused; a ``.partial`` left by a
+    killed run (its lock died with it) is overwritten. On any error or Ctrl-C it is removed.
     """
     import gguf
 
@@ -93,6 +106,7 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
     progress = progress or Progress()
     partial = out_path + ".partial"
     writer = None
+    lock = _lock_partial(out_path, partial)
     try:
         writer = gguf.GGUFWriter(partial, arch, endianess=gguf.GGUFEndian.LITTLE)
         for key, value, vtype, sub in metadata:
@@ -115,18 +129,62 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
             progress.tensor_done(t.name)
         writer.close()
         writer = None
-        size = os.path.getsize(partial)
+        os.fsync(lock)  # the data on disk before the name points at it
+        size = os.fstat(lock).st_size
         os.replace(partial, out_path)
+        _fsync_dir(os.path.dirname(os.path.abspath(out_path)))
         return size
+    except QtkError:
+        raise
     except OSError as exc:
-        raise QtkError(f"{out_path}: cannot write the output: {exc}") from exc
+        hint = " (the disk is full or a file-size limit was reached)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        raise QtkIOError(f"{out_path}: cannot write the output: {exc}{hint}; nothing was written") from exc
     finally:
         progress.close()
         if writer is not None:
             try:
                 writer.close()
-            except Exception:  # pragma: no cover
+            except Exception:  # pragma: no cover - e.g. the flush of a full disk fails again
                 pass
-        if os.path.exists(partial):
+        if os.path.exists(partial) and os.path.samestat(os.stat(partial), os.fstat(lock)):
             os.remove(partial)
             log.info("removed the unfinished %s", partial)
+        os.close(lock)
+
+
+def _lock_partial(out_path: str, partial: str) -> int:
+    """An fd of ``partial`` holding an exclusive flock (created if needed, not truncated: the
+    writer truncates it once the lock is ours). Refuses while another process holds it."""
+    for _ in range(5):
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise QtkIOError(f"{out_path}: cannot create {partial}: {exc}") from exc
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QtkFileExistsError(
+                f"{out_path}: another process is writing it ({partial} is locked); wait for it or stop it"
+            ) from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(partial)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the name was removed or replaced between open and lock: try again
+    raise QtkIOError(f"{out_path}: {partial} keeps changing under us")  # pragma: no cover
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
