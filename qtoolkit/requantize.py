@@ -130,6 +130,10 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
                          "bytes": outs[-1].nbytes, "elements": e.n_elements})
         md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
               if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
+        empty = [k for k, v, t, _ in md if t == 9 and len(v) == 0]
+        if empty:  # gguf-py cannot write an empty array; an absent key reads the same to llama.cpp's loader
+            log.warning("%s: empty metadata arrays are not copied: %s", in_path, ", ".join(empty))
+            md = [m for m in md if m[0] not in empty]
         md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", 2, 4, None)]
         if im is not None:
             md += [("quantize.imatrix.file", os.path.basename(im.path), 8, None),
@@ -138,6 +142,8 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
             if im.datasets:
                 md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
         report = _report(in_path, out_path, preset, rows, dry_run)
+        if empty:
+            report["dropped_keys"] = empty
         if dry_run:
             return report
         with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="qtk-quantize") as pool:

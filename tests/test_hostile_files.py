@@ -298,3 +298,29 @@ def test_unreadable_files_are_io_errors(tmp_path):
         pytest.skip("running as root: permissions do not stop reads")
     with pytest.raises(QtkIOError, match="locked.gguf: cannot read it"):
         GGUFFile(str(p))
+
+
+# -- found by tools/fuzz.py in valid-but-unusual files ------------------------------------------
+
+def test_experts_of_mixed_types_load_and_run(tmp_path):
+    """An F32 ffn_gate_exps beside quantized up/down (what --tensor-type ffn_gate_exps=f32 makes)."""
+    base = written(tmp_path, gm.model_doc(2).copy(), "moe.gguf")  # qwen3moe, Q8_0
+    mixed = str(tmp_path / "mixed.gguf")
+    requantize(base, mixed, "Q8_0", tensor_types=["ffn_gate_exps=f32"], allow_requantize=True, threads=1)
+    ref = qtoolkit.load(base, threads=1)
+    m = qtoolkit.load(mixed, threads=1)
+    assert m.layers[0].experts.qtypes[0] == qtoolkit.QuantType.F32
+    a, b = ref.forward([5, 6, 7]), m.forward([5, 6, 7])
+    assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
+
+
+def test_requantize_drops_empty_metadata_arrays_with_a_warning(tmp_path, caplog):
+    p = written(tmp_path, llama(set_kv("general.tags", 9, [], 8)))
+    out = str(tmp_path / "o.gguf")
+    rep = requantize(p, out, "Q8_0", threads=1)
+    assert rep["dropped_keys"] == ["general.tags"]
+    assert "empty metadata arrays are not copied: general.tags" in caplog.text
+    from qtoolkit.gguf_read import GGUFFile
+
+    with GGUFFile(out) as g:
+        assert "general.tags" not in g.kv and len(g.tensors) == len(gm.model_doc(0).tensors)

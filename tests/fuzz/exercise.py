@@ -148,11 +148,14 @@ def _requantize(path: str) -> None:
     from qtoolkit.gguf_read import GGUFFile
     from qtoolkit.requantize import requantize
 
-    out = path + ".q4_0.gguf"
+    out = os.path.join(os.path.dirname(path), "requantized-output.gguf")  # a name that does not contain the input's
     try:
         requantize(path, out, "Q4_0", allow_requantize=True, threads=1, force=True)
-        with GGUFFile(out) as g:
-            assert g.tensors
+        try:
+            with GGUFFile(out) as g:  # what we write must be valid, whatever we read
+                assert g.tensors
+        except QtkError as exc:
+            raise AssertionError(f"re-quantizing {path} wrote an invalid file: {exc}") from None
     finally:
         if os.path.exists(out):
             os.remove(out)
