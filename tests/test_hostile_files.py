@@ -324,3 +324,18 @@ def test_requantize_drops_empty_metadata_arrays_with_a_warning(tmp_path, caplog)
 
     with GGUFFile(out) as g:
         assert "general.tags" not in g.kv and len(g.tensors) == len(gm.model_doc(0).tensors)
+
+
+def test_expert_stacks_without_rows(tmp_path):
+    def edit(doc):
+        for proj in ("gate", "up"):
+            t = _tensor(doc, f"blk.0.ffn_{proj}_exps.weight")
+            t.ne, t.data = (t.ne[0], 0, t.ne[2]), b""
+    p = written(tmp_path, _edited(gm.model_doc(2), edit))
+    loads_or_refuses(p, r"blk.0.ffn_gate_exps.weight has dimensions \[64, 0, 4\]: no expert rows")
+
+
+def _edited(doc, edit):
+    doc = doc.copy()
+    edit(doc)
+    return doc

@@ -135,6 +135,8 @@ def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
             raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected 3 with {hp.n_expert} experts")
         if proj == "gate":
             n_ff = ne[1]
+            if n_ff < 1:
+                raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}: no expert rows")
         want = (hp.n_embd, n_ff) if proj != "down" else (n_ff, hp.n_embd)
         if tuple(ne[:2]) != want:
             raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected {list(want) + [hp.n_expert]}")
