@@ -112,6 +112,9 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
         for key, value, vtype, sub in metadata:
             if isinstance(value, np.ndarray):
                 value = value.tolist()
+            if key == "general.alignment":  # the key alone would not change gguf-py's padding
+                writer.add_custom_alignment(int(value))
+                continue
             writer.add_key_value(key, value, gguf.GGUFValueType(vtype),
                                  sub_type=gguf.GGUFValueType(sub) if sub is not None else None)
         for t in tensors:

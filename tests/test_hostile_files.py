@@ -339,3 +339,18 @@ def _edited(doc, edit):
     doc = doc.copy()
     edit(doc)
     return doc
+
+
+@pytest.mark.parametrize("alignment", [64, 4096, 8])
+def test_requantize_keeps_a_custom_alignment_consistent(tmp_path, alignment):
+    from qtoolkit.gguf_read import GGUFFile
+
+    def edit(doc):
+        doc.alignment = alignment
+        doc.kvs.append(gm.KVItem("general.alignment", 4, alignment))
+    p = written(tmp_path, llama(edit))
+    out = str(tmp_path / "o.gguf")
+    requantize(p, out, "Q4_0", threads=1)
+    with GGUFFile(out) as g:  # offsets padded to the alignment the file declares
+        assert g.alignment == alignment and all(t.offset % alignment == 0 for t in g.tensors)
+    assert qtoolkit.load(out, threads=1).forward([1, 2]).shape == (2, 300)
