@@ -354,3 +354,9 @@ def test_requantize_keeps_a_custom_alignment_consistent(tmp_path, alignment):
     with GGUFFile(out) as g:  # offsets padded to the alignment the file declares
         assert g.alignment == alignment and all(t.offset % alignment == 0 for t in g.tensors)
     assert qtoolkit.load(out, threads=1).forward([1, 2]).shape == (2, 300)
+
+
+def test_block_numbers_in_other_scripts(tmp_path):
+    def edit(doc):  # '²' is a digit to str.isdigit() but not to int()
+        _tensor(doc, "blk.1.ffn_up.weight").name = "blk.².ffn_up.weight"
+    loads_or_refuses(written(tmp_path, llama(edit)), r"the model has no tensor blk.1.ffn_up.weight")

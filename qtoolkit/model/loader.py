@@ -158,7 +158,7 @@ def _check_blocks(src: _Source, hp: HParams) -> None:
     blocks = set()
     for name in src.names():
         parts = name.split(".", 2)
-        if len(parts) == 3 and parts[0] == "blk" and parts[1].isdigit():
+        if len(parts) == 3 and parts[0] == "blk" and parts[1].isascii() and parts[1].isdigit():
             blocks.add(int(parts[1]))
     if len(blocks) != hp.n_layer or (blocks and (min(blocks) != 0 or max(blocks) != hp.n_layer - 1)):
         have = f"blocks {min(blocks)}..{max(blocks)} ({len(blocks)} distinct)" if blocks else "no blk.N tensors"
