@@ -443,8 +443,10 @@ def _tensor_mutation(doc: Doc, rng) -> None:
                 break
     elif choice == 2:    # a tensor removed
         del doc.tensors[i]
-    elif choice == 3:    # a tensor renamed (a duplicate or unknown name)
-        t.name = doc.tensors[int(rng.integers(0, len(doc.tensors)))].name if rng.random() < 0.5 else t.name + ".x"
+    elif choice == 3:    # a tensor renamed: a duplicate, an unknown name, odd block numbers, empty
+        other = doc.tensors[int(rng.integers(0, len(doc.tensors)))].name
+        t.name = [other, t.name + ".x", t.name.replace("blk.0.", "blk.\u00b2.").replace("blk.1.", "blk.\u0663."),
+                  t.name.replace("blk.0.", "blk.99999999999999999999."), "", t.name.upper()][int(rng.integers(0, 6))]
     elif choice == 4:    # flattened or given an extra dimension
         n = 1
         for d in t.ne:
