@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import QtkError, QtkFileExistsError, QtkFormatError, QtkIOError
+from .errors import QtkError, QtkFileExistsError, QtkFormatError, QtkIOError, QtkValueError
 
 try:
     import fcntl
@@ -78,6 +79,53 @@ class StreamedTensor:
             raise QtkFormatError(f"internal error: tensor {self.t.name} produced {self.written} bytes, expected {self.nbytes}")
 
 
+_INT_RANGES = {0: (0, 2**8), 1: (-2**7, 2**7), 2: (0, 2**16), 3: (-2**15, 2**15), 4: (0, 2**32),
+               5: (-2**31, 2**31), 10: (0, 2**64), 11: (-2**63, 2**63)}
+_TYPE_NAMES = {0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "INT32", 10: "UINT64", 11: "INT64"}
+
+
+def check_metadata(metadata: Sequence[Tuple[str, object, int, Optional[int]]], where: str) -> None:
+    """Every integer value fits its GGUF type and every finite FLOAT32 value fits a float32 (a
+    config's 10^20 context length must be an error that names it, not a struct.error from the
+    writer). Arrays are checked element by element (numpy arrays at once)."""
+    for key, value, vtype, sub in metadata:
+        t = sub if vtype == 9 else vtype
+        if t not in _INT_RANGES and t != 6:
+            continue
+        values = value if vtype == 9 else [value]
+        if isinstance(values, np.ndarray):
+            ok = _array_fits(values, t)
+        else:
+            ok = all(_fits(v, t) for v in values)
+        if not ok:
+            shown = repr(value) if vtype != 9 else "some of its values"
+            raise QtkValueError(f"{where}: metadata {key} = {shown} does not fit a GGUF {_TYPE_NAMES.get(t, 'FLOAT32')}")
+
+
+_FLT_MAX = 3.4028234663852886e38
+
+
+def _fits(v, t: int) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if t in _INT_RANGES:
+        lo, hi = _INT_RANGES[t]
+        return isinstance(v, (int, np.integer)) and lo <= v < hi
+    return isinstance(v, (int, float, np.integer, np.floating)) and not (math.isfinite(v) and abs(v) > _FLT_MAX)
+
+
+def _array_fits(a: np.ndarray, t: int) -> bool:
+    if not a.size:
+        return True
+    if t in _INT_RANGES:
+        lo, hi = _INT_RANGES[t]
+        return a.dtype.kind in "iu" and lo <= int(a.min()) and int(a.max()) < hi
+    if a.dtype.kind not in "iuf":
+        return False
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    return not finite.size or float(np.abs(finite).max()) <= _FLT_MAX
+
+
 def check_output(out_path: str, force: bool) -> None:
     if os.path.isdir(out_path):
         raise QtkFileExistsError(f"{out_path}: is a directory; give a file name for the output")
@@ -103,6 +151,7 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
     import gguf
 
     check_output(out_path, force)
+    check_metadata(metadata, out_path)
     progress = progress or Progress()
     partial = out_path + ".partial"
     writer = None

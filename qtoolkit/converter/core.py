@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import QtkFormatError, QtkNotImplementedError, QtkValueError
 from ..formats import QuantType, dequantize, quantize, resolve, type_info
-from ..gguf_stream import Progress, TensorOut, check_output, write_gguf
+from ..gguf_stream import Progress, TensorOut, check_metadata, check_output, write_gguf
 from ..pipeline import quantize_stream
 from ..presets import ModelInfo, PlanOptions, Preset, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
 from ..safetensors_io import FLOAT_DTYPES, Checkpoint
@@ -204,6 +204,7 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
         planned.append(pt)
 
     metadata = _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im)
+    check_metadata(metadata, f"{cfg.path} (or the tokenizer files)")
     return Plan(model_dir, arch, preset, planned, metadata, ckpt, vocab, iminfo)
 
 
