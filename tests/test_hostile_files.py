@@ -5,6 +5,7 @@ an IndexError deep in the forward pass. (The fuzzers found most of these; each i
 
 import os
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -360,3 +361,66 @@ def test_block_numbers_in_other_scripts(tmp_path):
     def edit(doc):  # '²' is a digit to str.isdigit() but not to int()
         _tensor(doc, "blk.1.ffn_up.weight").name = "blk.².ffn_up.weight"
     loads_or_refuses(written(tmp_path, llama(edit)), r"the model has no tensor blk.1.ffn_up.weight")
+
+
+# -- Hugging Face folders whose config or tokenizer lie (found by the hf-checkpoint fuzzer) --------
+
+@pytest.fixture
+def folder(tmp_path, checkpoints):
+    import shutil
+
+    d = str(tmp_path / "ck")
+    shutil.copytree(checkpoints("qwen3moe", hidden=64, heads=2, kv_heads=1, experts=4, moe_ff=64, layers=1), d)
+    return d
+
+
+def _edit_json(path, edit):
+    import json
+
+    with open(path) as f:
+        doc = json.load(f)
+    edit(doc)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("num_hidden_layers", 10**9, r"num_hidden_layers 1000000000 is more than the checkpoint's \d+ tensors"),
+    ("num_experts", 10**9, r"num_experts 1000000000 is more than qtoolkit's limit"),
+    ("max_position_embeddings", 2**40, r"config.json .*: metadata qwen3moe.context_length = 1099511627776 does not fit a GGUF UINT32"),
+])
+def test_config_counts_that_would_hang_or_overflow(folder, field, value, match):
+    _edit_json(os.path.join(folder, "config.json"), lambda c: c.__setitem__(field, value))
+    t0 = time.monotonic()
+    with pytest.raises(QtkError, match=match):
+        qtoolkit.convert(folder, str(os.path.join(folder, "..", "o.gguf")), "Q8_0")
+    assert time.monotonic() - t0 < 30
+    assert not os.path.exists(os.path.join(folder, "..", "o.gguf.partial"))
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda t: t.__setitem__("added_tokens", 7), "added_tokens is not a list"),
+    (lambda t: t["model"].__setitem__("merges", {"a": "b"}), "model.merges is not a list"),
+    (lambda t: t.__setitem__("pre_tokenizer", {"type": "Split", "pattern": 5}), "--tokenizer-pre NAME"),
+    (lambda t: t.__setitem__("pre_tokenizer", {"type": "Sequence", "pretokenizers": 5}), "--tokenizer-pre NAME"),
+    (lambda t: t.__setitem__("post_processor", {"type": "TemplateProcessing", "single": ["x", 3]}), None),
+    (lambda t: t.__setitem__("post_processor", {"processors": 5}), None),
+])
+def test_hostile_tokenizer_json(folder, edit, match):
+    _edit_json(os.path.join(folder, "tokenizer.json"), edit)
+    if match is None:  # odd but harmless: converted
+        assert qtoolkit.convert(folder, None, "Q8_0", dry_run=True)["n_vocab"] > 0
+        return
+    with pytest.raises(QtkError, match=match):
+        qtoolkit.convert(folder, None, "Q8_0", dry_run=True)
+
+
+def test_odd_chat_template_files(folder):
+    os.remove(os.path.join(folder, "tokenizer_config.json"))
+    with open(os.path.join(folder, "chat_template.json"), "w") as f:
+        f.write("[1, 2]")
+    assert qtoolkit.convert(folder, None, "Q8_0", dry_run=True)
+    with open(os.path.join(folder, "chat_template.jinja"), "wb") as f:
+        f.write(b"\xff\xfe{{ x }}")
+    with pytest.raises(QtkFormatError, match=r"chat_template.jinja: cannot read the chat template"):
+        qtoolkit.convert(folder, None, "Q8_0", dry_run=True)

@@ -4,7 +4,8 @@
     python tools/fuzz.py --write-case gguf-model 1234 case.gguf    # reproduce one case
 
 Formats: safetensors, gguf-model (tiny converted models: parsed, inspected, loaded, tokenized, run
-and re-quantized), gguf-imatrix and imatrix-dat (importance matrices). Each case mutates a valid
+and re-quantized), gguf-imatrix and imatrix-dat (importance matrices), hf-checkpoint (tiny Hugging
+Face folders with one file mutated: converted, then the output and the folder loaded and run). Each case mutates a valid
 sample (bit flips, truncation, extreme integers in counts, offsets, dims and lengths, swapped
 types; for GGUF also valid containers with contradictory metadata, tokenizers and shapes) and
 feeds it to the readers, which must parse it correctly or refuse it with a QtkError naming the
@@ -16,6 +17,7 @@ Exit status 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -42,6 +44,7 @@ def main(argv=None) -> int:
         print(f"wrote {path}")
         return 0
     warnings.simplefilter("ignore")  # numpy overflow warnings of mutated weights: expected, not failures
+    logging.disable(logging.WARNING)  # the library's warnings about odd-but-accepted inputs
     tracemalloc.start()  # the allocation bound of every case
     failures = 0
     with scratch_dir() as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import tracemalloc
@@ -205,32 +206,84 @@ def dat_case(rng) -> bytes:
     return gm.mutate_dat(rng)
 
 
+# -- Hugging Face checkpoint folders -----------------------------------------------------------
+
+def exercise_checkpoint(model_dir) -> str:
+    """Convert the folder (the preset the case chose); the output must read back; then load and run
+    both the output and the folder itself."""
+    import qtoolkit
+    from qtoolkit.gguf_read import GGUFFile
+
+    model_dir = str(model_dir)
+    with open(os.path.join(model_dir, ".preset")) as f:
+        preset = f.read()
+    out = os.path.join(os.path.dirname(model_dir), "converted-output.gguf")
+    try:
+        try:
+            qtoolkit.convert(model_dir, out, preset, threads=1, force=True)
+        except QtkError as exc:
+            return _refused(model_dir, exc)
+        try:
+            with GGUFFile(out) as g:
+                assert g.tensors
+        except QtkError as exc:
+            raise AssertionError(f"converting {model_dir} wrote an invalid file: {exc}") from None
+        for path in (out, model_dir):
+            try:
+                m = qtoolkit.load(path, threads=1)
+                assert m.forward([1, 2]).shape == (2, m.n_vocab)
+            except QtkError as exc:
+                _refused(path, exc)
+        return "ok"
+    finally:
+        if os.path.exists(out):
+            os.remove(out)
+        assert not os.path.exists(out + ".partial")
+
+
+def checkpoint_case(rng):
+    from .hf_mutators import checkpoint_case as make
+
+    return make(rng)
+
+
 # name -> (case generator, exerciser, file suffix)
 FORMATS = {
     "safetensors": (safetensors_case, exercise_safetensors, ".safetensors"),
     "gguf-model": (gguf_model_case, exercise_gguf_model, ".gguf"),
     "gguf-imatrix": (gguf_imatrix_case, exercise_imatrix, ".gguf"),
     "imatrix-dat": (dat_case, exercise_imatrix, ".dat"),
+    "hf-checkpoint": (checkpoint_case, exercise_checkpoint, ""),  # a folder of files
 }
 
 
 def run_case(fmt: str, seed: int, directory: str) -> str:
     """One fuzz case: the mutated file for ``seed`` written into ``directory`` and exercised."""
     make, exercise, suffix = FORMATS[fmt]
-    rng = np.random.default_rng(seed)
-    blob = make(rng)
     path = os.path.join(directory, f"case{suffix}")
-    with open(path, "wb") as f:
-        f.write(blob)
+    _write(make(np.random.default_rng(seed)), path)
     with time_limit():
         return exercise(path)
 
 
-def write_case(fmt: str, seed: int, path: str) -> None:
-    """Write the file of one case (to reproduce a failure outside the fuzzer)."""
-    make, _, _ = FORMATS[fmt]
+def _write(blob, path: str) -> None:
+    """bytes -> a file; {name: bytes} -> a folder of files (replacing what was there)."""
+    if isinstance(blob, dict):
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        os.makedirs(path)
+        for name, data in blob.items():
+            with open(os.path.join(path, name), "wb") as f:
+                f.write(data)
+        return
     with open(path, "wb") as f:
-        f.write(make(np.random.default_rng(seed)))
+        f.write(blob)
+
+
+def write_case(fmt: str, seed: int, path: str) -> None:
+    """Write the file (or folder) of one case, to reproduce a failure outside the fuzzer."""
+    make, _, _ = FORMATS[fmt]
+    _write(make(np.random.default_rng(seed)), path)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ with ``tools/fuzz.py --cases N`` (docs/reliability.md).
 A reader must parse a mutated file correctly or refuse it with a QtkError naming the file;
 anything else (another exception type, a crash, an array whose size disagrees with its header, an
 allocation beyond a multiple of the file size, a hang) is a failure. GGUF model files go all the
-way: parsed, inspected, loaded, tokenized, run for a few tokens and re-quantized.
+way: parsed, inspected, loaded, tokenized, run for a few tokens and re-quantized; Hugging Face
+folders (a mutated config.json, tokenizer file or safetensors shard) are converted, and the
+output and the folder loaded and run.
 """
 
 import struct
@@ -20,7 +22,7 @@ from .gguf_mutators import MODEL_VARIANTS, model_file
 from .mutators import EXTREME_INTS, safetensors_sample
 
 # cases per format in the default run (CI); tools/fuzz.py runs the same cases by the thousand
-CI_CASES = {"safetensors": 300, "gguf-model": 200, "gguf-imatrix": 150, "imatrix-dat": 150}
+CI_CASES = {"safetensors": 300, "gguf-model": 200, "gguf-imatrix": 150, "imatrix-dat": 150, "hf-checkpoint": 100}
 
 
 def _fuzz(fmt):
@@ -36,6 +38,7 @@ test_fuzz_safetensors = _fuzz("safetensors")
 test_fuzz_gguf_model = _fuzz("gguf-model")
 test_fuzz_gguf_imatrix = _fuzz("gguf-imatrix")
 test_fuzz_imatrix_dat = _fuzz("imatrix-dat")
+test_fuzz_hf_checkpoint = _fuzz("hf-checkpoint")
 
 
 def test_every_format_has_a_ci_budget():
