@@ -390,7 +390,10 @@ def _tokenizer_mutation(doc: Doc, rng) -> None:
     elif choice == 6:
         k = doc.kv("tokenizer.ggml.pre") or doc.kv("tokenizer.ggml.model")
         if k:
-            _retype(k, rng) if rng.random() < 0.5 else setattr(k, "value", "unknown-thing")
+            if rng.random() < 0.5:
+                _retype(k, rng)
+            else:
+                k.vtype, k.value, k.subtype = 8, "unknown-thing", None
     elif choice == 7:
         k = doc.kv("tokenizer.ggml.add_bos_token")
         if k:
