@@ -336,6 +336,36 @@ def test_expert_stacks_without_rows(tmp_path):
     loads_or_refuses(p, r"blk.0.ffn_gate_exps.weight has dimensions \[64, 0, 4\]: no expert rows")
 
 
+def test_a_file_without_tensors(tmp_path):
+    """A GGUF with metadata and no tensors (a vocabulary-only file; found by the sanitizer pass's
+    fuzz test, where the tensor count was set to 0 and the tensor records became padding) is a valid
+    container; loading it as a model is refused by name, and re-quantizing it writes a valid file."""
+    from qtoolkit.cli_inspect import inspect_file
+    from qtoolkit.gguf_read import GGUFFile
+
+    for zeroed in (False, True):
+        if zeroed:  # the original case: the count set to 0, the tensor records left in the file
+            w = gm.write(gm.model_doc(0))
+            count = next(f for f in w.fields if f.offset == 8)
+            blob = bytearray(w.blob)
+            struct.pack_into(count.fmt, blob, count.offset, 0)
+            p = str(tmp_path / "zeroed.gguf")
+            with open(p, "wb") as f:
+                f.write(blob)
+        else:
+            p = written(tmp_path, llama(lambda d: d.tensors.clear()), "vocab-only.gguf")
+        with GGUFFile(p) as g:
+            assert g.tensors == [] and len(g.kv["tokenizer.ggml.tokens"].value) == 300
+        info = inspect_file(p)
+        assert info["totals"]["tensors"] == 0 and info["file_bytes"] == os.path.getsize(p)
+        loads_or_refuses(p, r"llama.block_count is 2, but the file has no blk.N tensors")
+        out = str(tmp_path / "out.gguf")
+        report = requantize(p, out, "Q4_0", allow_requantize=True, threads=1, force=True)
+        assert report["totals"]["tensors"] == 0
+        with GGUFFile(out) as g:
+            assert g.tensors == [] and g.kv["general.architecture"].value == "llama"
+
+
 def _edited(doc, edit):
     doc = doc.copy()
     edit(doc)

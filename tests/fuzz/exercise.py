@@ -122,7 +122,7 @@ def exercise_gguf_model(path, deep: bool = True) -> str:
                     assert d.nbytes == t.nbytes and t.data_offset + t.nbytes <= g.size
                     if d.size:
                         int(d.reshape(-1)[-1])  # touch the last byte
-                del d
+                    del d  # (inside the loop: a file may have no tensors)
             info = inspect_file(path)
             assert info["file_bytes"] == os.path.getsize(path)
         if not deep:
