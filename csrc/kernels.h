@@ -4,7 +4,8 @@
  * already quantized to the weight type's companion format (the "vec_dot type", as ggml pairs
  * them on CPU):
  *   Q8_0 for Q4_0, Q5_0, Q8_0, IQ4_NL;  Q8_1 for Q4_1, Q5_1;
- *   Q8_K for Q2_K..Q6_K, IQ4_XS, TQ1_0, TQ2_0;
+ *   Q8_K for Q2_K..Q6_K, IQ4_XS, TQ1_0, TQ2_0 and the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS,
+ *   IQ2_S, IQ3_XXS, IQ3_S;
  *   F32 for F32 and F16 (ggml converts the activation to F16 for F16 weights; qtoolkit keeps it
  *   in F32, which is both faster here and more accurate), BF16 for BF16 (as ggml);
  *   Q8G (qtoolkit's own: a float32 scale, an int32 sum and `group` int8 per group) for CustomQuant.

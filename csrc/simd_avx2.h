@@ -53,6 +53,19 @@ void qtk_vec_dot4_q5_0_q8_0_avx2(int64_t n, float *s, const void *x, const void 
 void qtk_vec_dot4_q5_1_q8_1_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
 
+/* the codebook types (avx2_iq.c) */
+#define QTK_DECLARE_IQ_AVX2(name)                                                                        \
+    void qtk_dequantize_row_##name##_avx2(const void *x, float *y, int64_t n);                           \
+    void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const void *y);              \
+    void qtk_vec_dot4_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+QTK_DECLARE_IQ_AVX2(iq2_xxs)
+QTK_DECLARE_IQ_AVX2(iq2_xs)
+QTK_DECLARE_IQ_AVX2(iq2_s)
+QTK_DECLARE_IQ_AVX2(iq3_xxs)
+QTK_DECLARE_IQ_AVX2(iq3_s)
+QTK_DECLARE_IQ_AVX2(iq1_s)
+QTK_DECLARE_IQ_AVX2(iq1_m)
+
 int qtk_has_nonfinite_avx2(const float *x, int64_t n);
 
 /* CustomQuant levels of one group (n a multiple of 8) from its LSB-first bit stream into L. */

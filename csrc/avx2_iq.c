@@ -1,0 +1,373 @@
+/* AVX2 kernels of the codebook formats IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S and IQ1_M:
+ * dot products with a Q8_K activation row (single row and four rows), and dequantizers.
+ *
+ * Dot products: per 32 elements, the grid entries of the group indices are gathered into one
+ * 32-byte vector (scalar table loads), the signs are applied to the activation bytes
+ * (_mm256_sign_epi8 with a +-1 byte per element), and vpmaddubsw / vpmaddwd form the exact integer
+ * sums, weighted by the odd integer sub-block scales as in dot_iq_ref.c. IQ1: the grid value g and
+ * the shift +-1/8 are folded into one integer 8g +- 1 per element, so one dot gives
+ * 8 * (grid part) + (delta part) exactly. Only the float accumulation over super-blocks differs
+ * from the reference (held to the normalised error bound).
+ *
+ * Dequantizers give exactly the reference's bits: the same float operations per element in the
+ * same order (the scale products in scalar code as in ref_iq*.c, then db * v, then the sign as a negation).
+ */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include "simd_avx2.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+#include "common.h"
+#include "iq_grids.h"
+#include "simd_x86.h"
+
+/* ---------------------------------------------------------------- helpers */
+
+/* v with the sign of byte j flipped where bit j of `bits` is set */
+static inline __m256i apply_signs(__m256i v, uint32_t bits) {
+    return _mm256_sign_epi8(v, _mm256_or_si256(bits32_to_mask(bits), _mm256_set1_epi8(1)));
+}
+
+/* the four sign bytes of four 7-bit sign indices (IQ2_XXS, IQ2_XS, IQ3_XXS) */
+static inline uint32_t ksigns4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    return (uint32_t)qtk_ksigns_iq2xs[a & 127] | ((uint32_t)qtk_ksigns_iq2xs[b & 127] << 8) |
+           ((uint32_t)qtk_ksigns_iq2xs[c & 127] << 16) | ((uint32_t)qtk_ksigns_iq2xs[d & 127] << 24);
+}
+
+static inline __m256i grid8x4(const uint64_t *grid, int a, int b, int c, int d) {
+    return _mm256_set_epi64x((long long)grid[d], (long long)grid[c], (long long)grid[b], (long long)grid[a]);
+}
+
+static inline __m256i grid4x8(const uint32_t *grid, const int *k) {
+    return _mm256_set_epi32((int)grid[k[7]], (int)grid[k[6]], (int)grid[k[5]], (int)grid[k[4]], (int)grid[k[3]],
+                            (int)grid[k[2]], (int)grid[k[1]], (int)grid[k[0]]);
+}
+
+/* [a x 8 | b x 8] as int16: the scales of the two 16-element halves of a 32-byte vector */
+static inline __m256i scale2(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+}
+
+static inline uint32_t u16pair(const uint16_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 16);
+}
+
+/* The decoded form of one 32-element group of any IQ type: unsigned grid bytes `g` (IQ2/IQ3) with
+ * sign bits `sbits`, or signed values `v` (IQ1: 8g +- 1); and the int16 scale per half. */
+typedef struct {
+    __m256i g;
+    uint32_t sbits;
+    __m256i sc;
+} iq_group;
+
+/* ---------------------------------------------------------------- group decoders */
+
+static inline void iq2_xxs_group(const block_iq2_xxs *b, int ib, iq_group *o) {
+    const uint32_t idx = u16pair(b->qs + 4 * ib), aux = u16pair(b->qs + 4 * ib + 2);
+    o->g = grid8x4(qtk_iq2xxs_grid, idx & 255, (idx >> 8) & 255, (idx >> 16) & 255, idx >> 24);
+    o->sbits = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
+    o->sc = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
+}
+
+static inline void iq2_xs_group(const block_iq2_xs *b, int ib, iq_group *o) {
+    const uint16_t *q = b->qs + 4 * ib;
+    o->g = grid8x4(qtk_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
+    o->sbits = ksigns4(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
+    o->sc = scale2(2 * (b->scales[ib] & 0xF) + 1, 2 * (b->scales[ib] >> 4) + 1);
+}
+
+static inline void iq2_s_group(const block_iq2_s *b, int ib, iq_group *o) {
+    const uint8_t *qs = b->qs + 4 * ib;
+    const int qh = b->qh[ib];
+    o->g = grid8x4(qtk_iq2s_grid, qs[0] | ((qh << 8) & 0x300), qs[1] | ((qh << 6) & 0x300),
+                   qs[2] | ((qh << 4) & 0x300), qs[3] | ((qh << 2) & 0x300));
+    o->sbits = rd_u32(b->qs + QK_K / 8 + 4 * ib);
+    o->sc = scale2(2 * (b->scales[ib] & 0xF) + 1, 2 * (b->scales[ib] >> 4) + 1);
+}
+
+static inline void iq3_xxs_group(const block_iq3_xxs *b, int ib, iq_group *o) {
+    const uint8_t *qs = b->qs + 8 * ib;
+    const uint32_t aux = rd_u32(b->qs + QK_K / 4 + 4 * ib);
+    const int k[8] = {qs[0], qs[1], qs[2], qs[3], qs[4], qs[5], qs[6], qs[7]};
+    o->g = grid4x8(qtk_iq3xxs_grid, k);
+    o->sbits = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
+    o->sc = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
+}
+
+static inline void iq3_s_group(const block_iq3_s *b, int ib, iq_group *o) {
+    const uint8_t *qs = b->qs + 8 * ib;
+    const int qh = b->qh[ib];
+    int k[8];
+    for (int j = 0; j < 8; ++j) {
+        k[j] = qs[j] | (((qh >> j) & 1) << 8);
+    }
+    o->g = grid4x8(qtk_iq3s_grid, k);
+    o->sbits = rd_u32(b->signs + 4 * ib);
+    o->sc = _mm256_set1_epi16((short)(2 * ((b->scales[ib / 2] >> (4 * (ib % 2))) & 0xF) + 1));
+}
+
+/* IQ1: 8 g + s per element, s = +-1 per group of 8 (the delta sign) */
+static inline __m256i iq1_values(__m256i g, __m256i s) {
+    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), s);
+}
+
+static inline __m256i iq1_delta8(int neg0, int neg1, int neg2, int neg3) {
+    const long long p = 0x0101010101010101LL, m = -1LL;
+    return _mm256_set_epi64x(neg3 ? m : p, neg2 ? m : p, neg1 ? m : p, neg0 ? m : p);
+}
+
+static inline void iq1_s_group(const block_iq1_s *b, int ib, iq_group *o) {
+    const uint8_t *qs = b->qs + 4 * ib;
+    const int qh = b->qh[ib];
+    const __m256i g = grid8x4(qtk_iq1s_grid, qs[0] | ((qh << 8) & 0x700), qs[1] | ((qh << 5) & 0x700),
+                              qs[2] | ((qh << 2) & 0x700), qs[3] | ((qh >> 1) & 0x700));
+    const int neg = (qh & 0x8000) != 0;
+    o->g = iq1_values(g, iq1_delta8(neg, neg, neg, neg));
+    o->sbits = 0;
+    o->sc = _mm256_set1_epi16((short)(2 * ((qh >> 12) & 7) + 1));
+}
+
+static inline uint16_t iq1_m_scales_word(const block_iq1_m *b, int w) {
+    return (uint16_t)(b->scales[2 * w] | (b->scales[2 * w + 1] << 8));
+}
+
+/* 32 elements = 16-element sub-blocks 2 ib and 2 ib + 1 */
+static inline void iq1_m_group(const block_iq1_m *b, int ib, iq_group *o) {
+    const uint8_t *qs = b->qs + 4 * ib;
+    const int h0 = b->qh[2 * ib], h1 = b->qh[2 * ib + 1];
+    const __m256i g = grid8x4(qtk_iq1s_grid, qs[0] | ((h0 << 8) & 0x700), qs[1] | ((h0 << 4) & 0x700),
+                              qs[2] | ((h1 << 8) & 0x700), qs[3] | ((h1 << 4) & 0x700));
+    o->g = iq1_values(g, iq1_delta8(h0 & 0x08, h0 & 0x80, h1 & 0x08, h1 & 0x80));
+    o->sbits = 0;
+    const uint16_t w = iq1_m_scales_word(b, ib / 2);
+    const int s0 = 2 * ((w >> (6 * (ib % 2))) & 7) + 1, s1 = 2 * ((w >> (6 * (ib % 2) + 3)) & 7) + 1;
+    o->sc = scale2(s0, s1);
+}
+
+static inline float iq1_m_d(const block_iq1_m *b) {
+    const uint16_t h = (uint16_t)((iq1_m_scales_word(b, 0) >> 12) | ((iq1_m_scales_word(b, 1) >> 8) & 0x00f0) |
+                                  ((iq1_m_scales_word(b, 2) >> 4) & 0x0f00) | (iq1_m_scales_word(b, 3) & 0xf000));
+    return qtk_h2f(h);
+}
+
+/* scaled integer sum of one group with 32 activation bytes: unsigned grid (IQ2/IQ3) */
+static inline __m256i group_dot_u(const iq_group *o, const int8_t *q8) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(o->g, apply_signs(loadu256(q8), o->sbits)), o->sc);
+}
+
+/* signed values (IQ1) */
+static inline __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(o->g, o->g), _mm256_sign_epi8(loadu256(q8), o->g));
+    return _mm256_madd_epi16(p, o->sc);
+}
+
+/* ---------------------------------------------------------------- dot kernels */
+
+/* One kernel body per type: DECODE(block, ib, &group), DOT (group_dot_u / _s), the weight
+ * scale D(block) and the final factor. Four-token variants decode each group once. */
+#define IQ_DOT_KERNELS(name, btype, DECODE, DOT, DX, FACTOR)                                              \
+    void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {      \
+        const btype *x = vx;                                                                               \
+        const block_q8_K *y = vy;                                                                          \
+        __m256 acc = _mm256_setzero_ps();                                                                  \
+        for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                              \
+            for (int ib = 0; ib < QK_K / 32; ib += 2) {                                                    \
+                iq_group g0, g1;                                                                           \
+                DECODE(&x[i], ib, &g0);                                                                    \
+                DECODE(&x[i], ib + 1, &g1);                                                                \
+                s0 = _mm256_add_epi32(s0, DOT(&g0, y[i].qs + 32 * ib));                                    \
+                s1 = _mm256_add_epi32(s1, DOT(&g1, y[i].qs + 32 * ib + 32));                               \
+            }                                                                                              \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(DX(&x[i]) * y[i].d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), \
+                                  acc);                                                                    \
+        }                                                                                                  \
+        *s = FACTOR * hsum_f32x8(acc);                                                                     \
+    }                                                                                                      \
+    void qtk_vec_dot4_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {     \
+        const btype *x = vx;                                                                               \
+        const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                            \
+        __m256 acc[4];                                                                                     \
+        for (int t = 0; t < 4; ++t) {                                                                      \
+            acc[t] = _mm256_setzero_ps();                                                                  \
+        }                                                                                                  \
+        for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
+            __m256i s0[4], s1[4];                                                                          \
+            for (int t = 0; t < 4; ++t) {                                                                  \
+                s0[t] = s1[t] = _mm256_setzero_si256();                                                    \
+            }                                                                                              \
+            for (int ib = 0; ib < QK_K / 32; ib += 2) {                                                    \
+                iq_group g0, g1;                                                                           \
+                DECODE(&x[i], ib, &g0);                                                                    \
+                DECODE(&x[i], ib + 1, &g1);                                                                \
+                _Pragma("GCC unroll 4") for (int t = 0; t < 4; ++t) {                                      \
+                    s0[t] = _mm256_add_epi32(s0[t], DOT(&g0, y[t][i].qs + 32 * ib));                       \
+                    s1[t] = _mm256_add_epi32(s1[t], DOT(&g1, y[t][i].qs + 32 * ib + 32));                  \
+                }                                                                                          \
+            }                                                                                              \
+            const float dx = DX(&x[i]);                                                                    \
+            for (int t = 0; t < 4; ++t) {                                                                  \
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[t][i].d),                                   \
+                                         _mm256_cvtepi32_ps(_mm256_add_epi32(s0[t], s1[t])), acc[t]);      \
+            }                                                                                              \
+        }                                                                                                  \
+        for (int t = 0; t < 4; ++t) {                                                                      \
+            s[t] = FACTOR * hsum_f32x8(acc[t]);                                                            \
+        }                                                                                                  \
+    }
+
+#define DX_HALF(b) qtk_h2f((b)->d)
+
+IQ_DOT_KERNELS(iq2_xxs, block_iq2_xxs, iq2_xxs_group, group_dot_u, DX_HALF, 0.125f)
+IQ_DOT_KERNELS(iq2_xs, block_iq2_xs, iq2_xs_group, group_dot_u, DX_HALF, 0.125f)
+IQ_DOT_KERNELS(iq2_s, block_iq2_s, iq2_s_group, group_dot_u, DX_HALF, 0.125f)
+IQ_DOT_KERNELS(iq3_xxs, block_iq3_xxs, iq3_xxs_group, group_dot_u, DX_HALF, 0.25f)
+IQ_DOT_KERNELS(iq3_s, block_iq3_s, iq3_s_group, group_dot_u, DX_HALF, 1.0f)
+IQ_DOT_KERNELS(iq1_s, block_iq1_s, iq1_s_group, group_dot_s, DX_HALF, 0.125f)
+IQ_DOT_KERNELS(iq1_m, block_iq1_m, iq1_m_group, group_dot_s, iq1_m_d, 0.125f)
+
+/* ---------------------------------------------------------------- dequantizers */
+
+/* y[j] = db * v_j, negated where bit j of signs is set (v_j the 8 unsigned grid bytes of g) */
+static inline void emit8_avx2(float *y, __m256 db, uint64_t g, uint32_t signs) {
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)g)));
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)signs), bit), bit);
+    const __m256 flip = _mm256_and_ps(_mm256_castsi256_ps(neg), _mm256_set1_ps(-0.0f));
+    _mm256_storeu_ps(y, _mm256_xor_ps(_mm256_mul_ps(db, v), flip));
+}
+
+/* y[j] = dl * ((float)g_j + delta), g_j the 8 signed grid bytes */
+static inline void emit8_iq1(float *y, __m256 dl, uint64_t g, float delta) {
+    const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)g)));
+    _mm256_storeu_ps(y, _mm256_mul_ps(dl, _mm256_add_ps(v, _mm256_set1_ps(delta))));
+}
+
+static inline uint64_t pair4(const uint32_t *grid, int a, int b) {
+    return (uint64_t)grid[a] | ((uint64_t)grid[b] << 32);
+}
+
+void qtk_dequantize_row_iq2_xxs_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq2_xxs *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const uint32_t idx = u16pair(x[i].qs + 4 * ib), aux = u16pair(x[i].qs + 4 * ib + 2);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux >> 28)) * 0.25f);
+            for (int l = 0; l < 4; ++l, y += 8) {
+                emit8_avx2(y, db, qtk_iq2xxs_grid[(idx >> (8 * l)) & 255], qtk_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq2_xs_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq2_xs *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const __m256 db[2] = {_mm256_set1_ps(d * (0.5f + (x[i].scales[ib] & 0xF)) * 0.25f),
+                                  _mm256_set1_ps(d * (0.5f + (x[i].scales[ib] >> 4)) * 0.25f)};
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint16_t q = x[i].qs[4 * ib + l];
+                emit8_avx2(y, db[l / 2], qtk_iq2xs_grid[q & 511], qtk_ksigns_iq2xs[q >> 9]);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq2_s_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq2_s *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        const uint8_t *signs = x[i].qs + QK_K / 8;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const __m256 db[2] = {_mm256_set1_ps(d * (0.5f + (x[i].scales[ib] & 0xF)) * 0.25f),
+                                  _mm256_set1_ps(d * (0.5f + (x[i].scales[ib] >> 4)) * 0.25f)};
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const int index = x[i].qs[4 * ib + l] | (((x[i].qh[ib] >> (2 * l)) & 3) << 8);
+                emit8_avx2(y, db[l / 2], qtk_iq2s_grid[index], signs[4 * ib + l]);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq3_xxs_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq3_xxs *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        const uint8_t *qs = x[i].qs;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const uint32_t aux = rd_u32(x[i].qs + QK_K / 4 + 4 * ib);
+            const __m256 db = _mm256_set1_ps(d * (0.5f + (aux >> 28)) * 0.5f);
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const uint64_t g = pair4(qtk_iq3xxs_grid, qs[8 * ib + 2 * l], qs[8 * ib + 2 * l + 1]);
+                emit8_avx2(y, db, g, qtk_ksigns_iq2xs[(aux >> (7 * l)) & 127]);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq3_s_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq3_s *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const int s = (x[i].scales[ib / 2] >> (4 * (ib % 2))) & 0xF;
+            const __m256 db = _mm256_set1_ps(d * (1 + 2 * s));
+            const uint8_t *qs = x[i].qs + 8 * ib;
+            const uint8_t qh = x[i].qh[ib];
+            for (int l = 0; l < 4; ++l, y += 8) {
+                const int i1 = qs[2 * l] | (((qh >> (2 * l)) & 1) << 8);
+                const int i2 = qs[2 * l + 1] | (((qh >> (2 * l + 1)) & 1) << 8);
+                emit8_avx2(y, db, pair4(qtk_iq3s_grid, i1, i2), x[i].signs[4 * ib + l]);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq1_s_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq1_s *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = qtk_h2f(x[i].d);
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const uint16_t qh = x[i].qh[ib];
+            const __m256 dl = _mm256_set1_ps(d * (2 * ((qh >> 12) & 7) + 1));
+            const float delta = qh & 0x8000 ? -QTK_IQ1_DELTA : QTK_IQ1_DELTA;
+            for (int l = 0; l < 4; ++l, y += 8) {
+                emit8_iq1(y, dl, qtk_iq1s_grid[x[i].qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8)], delta);
+            }
+        }
+    }
+}
+
+void qtk_dequantize_row_iq1_m_avx2(const void *vx, float *y, int64_t n) {
+    const block_iq1_m *x = vx;
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const float d = iq1_m_d(&x[i]);
+        for (int ib = 0; ib < QK_K / 16; ++ib) {
+            const uint16_t sc = iq1_m_scales_word(&x[i], ib / 4);
+            const __m256 dl = _mm256_set1_ps(d * (2 * ((sc >> (3 * (ib % 4))) & 7) + 1));
+            const uint8_t qh = x[i].qh[ib];
+            for (int k = 0; k < 2; ++k, y += 8) {
+                const uint8_t nib = (uint8_t)(qh >> (4 * k));
+                const float delta = nib & 0x08 ? -QTK_IQ1_DELTA : QTK_IQ1_DELTA;
+                emit8_iq1(y, dl, qtk_iq1s_grid[x[i].qs[2 * ib + k] | ((nib & 7) << 8)], delta);
+            }
+        }
+    }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#endif
