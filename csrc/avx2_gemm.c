@@ -225,6 +225,88 @@ void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, const vo
     }
 }
 
+/* ---------------------------------------------------------------- float rows, four tokens
+ * The same four accumulators per token as the single-row kernels (qtk_vec_dot_f32/bf16_avx2), each
+ * weight vector loaded (and converted) once for the four tokens. (F16 has none: with its F32
+ * activations, four tokens are 64 KiB per 4096 columns and the sweep ran slower than the
+ * single-row kernel.) */
+
+static inline float f32_finish(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    return hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+void qtk_vec_dot4_f32_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const float *x = vx;
+    const float *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 a[4][4];
+    for (int t = 0; t < 4; ++t) {
+        a[t][0] = a[t][1] = a[t][2] = a[t][3] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const __m256 w = _mm256_loadu_ps(x + i + 8 * k);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+                a[t][k] = _mm256_fmadd_ps(w, _mm256_loadu_ps(y[t] + i + 8 * k), a[t][k]);
+            }
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w = _mm256_loadu_ps(x + i);
+        for (int t = 0; t < 4; ++t) {
+            a[t][0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(y[t] + i), a[t][0]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        float sum = f32_finish(a[t][0], a[t][1], a[t][2], a[t][3]);
+        for (int64_t j = i; j < n; ++j) {
+            sum += x[j] * y[t][j];
+        }
+        s[t] = sum;
+    }
+}
+
+void qtk_vec_dot4_bf16_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {
+    const uint16_t *x = vx;
+    const uint16_t *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    __m256 a[4][4];
+    for (int t = 0; t < 4; ++t) {
+        a[t][0] = a[t][1] = a[t][2] = a[t][3] = _mm256_setzero_ps();
+    }
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const __m256i x0 = loadu256(x + i), x1 = loadu256(x + i + 16);
+        const __m256 w0 = _mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), w1 = _mm256_castsi256_ps(_mm256_and_si256(x0, hi));
+        const __m256 w2 = _mm256_castsi256_ps(_mm256_slli_epi32(x1, 16)), w3 = _mm256_castsi256_ps(_mm256_and_si256(x1, hi));
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+            const __m256i y0 = loadu256(y[t] + i), y1 = loadu256(y[t] + i + 16);
+            a[t][0] = _mm256_fmadd_ps(w0, _mm256_castsi256_ps(_mm256_slli_epi32(y0, 16)), a[t][0]);
+            a[t][1] = _mm256_fmadd_ps(w1, _mm256_castsi256_ps(_mm256_and_si256(y0, hi)), a[t][1]);
+            a[t][2] = _mm256_fmadd_ps(w2, _mm256_castsi256_ps(_mm256_slli_epi32(y1, 16)), a[t][2]);
+            a[t][3] = _mm256_fmadd_ps(w3, _mm256_castsi256_ps(_mm256_and_si256(y1, hi)), a[t][3]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(x + i))), 16));
+        for (int t = 0; t < 4; ++t) {
+            const __m256 v = _mm256_castsi256_ps(
+                _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(y[t] + i))), 16));
+            a[t][0] = _mm256_fmadd_ps(w, v, a[t][0]);
+        }
+    }
+    for (int t = 0; t < 4; ++t) {
+        float sum = f32_finish(a[t][0], a[t][1], a[t][2], a[t][3]);
+        for (int64_t j = i; j < n; ++j) {
+            sum += qtk_bf16_to_fp32(x[j]) * qtk_bf16_to_fp32(y[t][j]);
+        }
+        s[t] = sum;
+    }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else

@@ -46,6 +46,8 @@ void qtk_vec_dot4_q4_1_q8_1_avx2(int64_t n, float *s, const void *x, const void 
 void qtk_vec_dot4_q5_0_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_q5_1_q8_1_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_f32_avx2(int64_t n, float *s, const void *x, const void *const *y);
+void qtk_vec_dot4_bf16_avx2(int64_t n, float *s, const void *x, const void *const *y);
 
 /* the K-quants with Q8_K activations and IQ4_XS (avx2_kquants.c): single row and eight tokens */
 #define QTK_DECLARE_KQ_AVX2(name)                                                                        \
