@@ -20,82 +20,7 @@
 #include "common.h"
 #include "simd_x86.h"
 
-/* ---------------------------------------------------------------- float rows */
-
-static void qtk_vec_dot_f32_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const float *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += x[i] * y[i];
-    }
-    *s = sum;
-}
-
-static inline __m256 ld_f16x8(const qtk_half *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-static inline __m256 ld_bf16x8(const uint16_t *p) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
-static void qtk_vec_dot_f16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const qtk_half *x = vx;
-    const float *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(ld_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(ld_f16x8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(ld_f16x8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += qtk_h2f(x[i]) * y[i];
-    }
-    *s = sum;
-}
-
-static void qtk_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx, *y = vy;
-    /* 16 bf16 per load: the even elements shifted into float position, the odd ones masked in
-     * place; even pairs with even and odd with odd, so no widening is needed */
-    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m256i x0 = loadu256(x + i), y0 = loadu256(y + i);
-        const __m256i x1 = loadu256(x + i + 16), y1 = loadu256(y + i + 16);
-        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y0, 16)), a0);
-        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x0, hi)), _mm256_castsi256_ps(_mm256_and_si256(y0, hi)), a1);
-        a2 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x1, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y1, 16)), a2);
-        a3 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x1, hi)), _mm256_castsi256_ps(_mm256_and_si256(y1, hi)), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(ld_bf16x8(x + i), ld_bf16x8(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += qtk_bf16_to_fp32(x[i]) * qtk_bf16_to_fp32(y[i]);
-    }
-    *s = sum;
-}
+/* The float types F32, F16 and BF16 are register tiles in avx2_float.c. */
 
 /* ---------------------------------------------------------------- 32-element formats */
 
@@ -393,8 +318,6 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_Q5_0] = qtk_vec_dot4_q5_0_q8_0_avx2,
         [QTK_TYPE_Q5_1] = qtk_vec_dot4_q5_1_q8_1_avx2,
         [QTK_TYPE_IQ4_NL] = qtk_vec_dot4_iq4_nl_q8_0_avx2,
-        [QTK_TYPE_F32] = qtk_vec_dot4_f32_avx2,
-        [QTK_TYPE_BF16] = qtk_vec_dot4_bf16_avx2,
         [QTK_TYPE_IQ2_XXS] = qtk_vec_dot4_iq2_xxs_q8_K_avx2,
         [QTK_TYPE_IQ2_XS] = qtk_vec_dot4_iq2_xs_q8_K_avx2,
         [QTK_TYPE_IQ2_S] = qtk_vec_dot4_iq2_s_q8_K_avx2,
@@ -402,6 +325,11 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ3_S] = qtk_vec_dot4_iq3_s_q8_K_avx2,
         [QTK_TYPE_IQ1_S] = qtk_vec_dot4_iq1_s_q8_K_avx2,
         [QTK_TYPE_IQ1_M] = qtk_vec_dot4_iq1_m_q8_K_avx2,
+    },
+    .vec_dot_tile = {
+        [QTK_TYPE_F32] = qtk_vec_dot_tile_f32_avx2,
+        [QTK_TYPE_F16] = qtk_vec_dot_tile_f16_avx2,
+        [QTK_TYPE_BF16] = qtk_vec_dot_tile_bf16_avx2,
     },
     .vec_dot8 = {
         [QTK_TYPE_Q2_K] = qtk_vec_dot8_q2_K_q8_K_avx2,
@@ -412,9 +340,9 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ4_XS] = qtk_vec_dot8_iq4_xs_q8_K_avx2,
     },
     .vec_dot = {
-        [QTK_TYPE_F32] = qtk_vec_dot_f32_avx2,
-        [QTK_TYPE_F16] = qtk_vec_dot_f16_avx2,
-        [QTK_TYPE_BF16] = qtk_vec_dot_bf16_avx2,
+        [QTK_TYPE_F32] = qtk_vec_dot_f32_tile1_avx2,
+        [QTK_TYPE_F16] = qtk_vec_dot_f16_tile1_avx2,
+        [QTK_TYPE_BF16] = qtk_vec_dot_bf16_tile1_avx2,
         [QTK_TYPE_Q4_0] = qtk_vec_dot_q4_0_q8_0_avx2,
         [QTK_TYPE_Q4_1] = qtk_vec_dot_q4_1_q8_1_avx2,
         [QTK_TYPE_Q5_0] = qtk_vec_dot_q5_0_q8_0_avx2,

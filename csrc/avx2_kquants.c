@@ -1,15 +1,19 @@
 /* AVX2 dot kernels of the Q8_K-paired K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS: one weight
  * row against one activation row (gemv), and one weight row against eight activation rows (the
- * gemm micro-kernel: each weight super-block is decoded once for eight tokens, the tokens'
- * per-super-block sums are reduced together into one vector, and the min / offset terms and the
- * float scaling run with one token per lane).
+ * gemm micro-kernel: each weight super-block is decoded once for eight tokens).
  *
- * Both forms compute, per super-block, the same two exact integers per token: `tot`, the sum of
- * level x activation x sub-block scale (less the offset term of the types with signed levels
- * stored unsigned), and `mt`, the mins term of Q2_K / Q4_K / Q5_K. The float work is then the same
- * scalar chain in both: s = s + (dx * dy) * tot, then s = s - (dmin * dy) * mt, super-block by
- * super-block (a multiply, a multiply, an add: never fused). So lane t of the eight-token kernel
- * has exactly the bits of the single-row kernel on token t, whatever tokens share the call.
+ * Both forms of a type run the same operations per token, in one of two forms:
+ *  - lanes (Q2_K, Q3_K, Q5_K, IQ4_XS): the integer sums of level x activation x sub-block scale in
+ *    8 int32 lanes (less the offset term of Q3_K, lane for lane), acc = fma(dx * dy, float(lanes),
+ *    acc) per super-block, the mins likewise in 8 lanes; result hsum(acc) - hsum(accm). The
+ *    single-row kernel is as cheap as it gets; the eight-token kernel pays the float steps per token.
+ *  - reduced (Q4_K, Q6_K): per super-block the exact integer totals tot and mt, then
+ *    s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt (never fused). The eight-token kernel reduces
+ *    eight tokens' sums into one vector and runs the chain one token per lane (cheaper per token);
+ *    the single-row kernel pays a horizontal sum per super-block.
+ * Either way result t of the eight-token kernel has exactly the bits of the single-row kernel on
+ * token t, whatever tokens share the call. (Q4_K and Q6_K gemv stream from memory at 1 thread, so
+ * their kernels lean to the gemm; Q2_K, Q3_K, Q5_K and IQ4_XS gemv are compute-bound here.)
  */
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -27,14 +31,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* lane t = the sum of the eight lanes of a[t] */
-static inline __m256i reduce8(const __m256i a[8]) {
-    const __m256i b0 = _mm256_hadd_epi32(a[0], a[1]), b1 = _mm256_hadd_epi32(a[2], a[3]);
-    const __m256i b2 = _mm256_hadd_epi32(a[4], a[5]), b3 = _mm256_hadd_epi32(a[6], a[7]);
-    const __m256i c0 = _mm256_hadd_epi32(b0, b1), c1 = _mm256_hadd_epi32(b2, b3);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
-}
-
 /* The decoded super-block: for each 32-element chunk j, the level bytes L[j] and the int16 scales
  * S[j] (one per 16-element half); `sgn` types (IQ4_XS) hold |level| in L[j] and the signed levels
  * in Q[j]. */
@@ -47,23 +43,14 @@ static inline __m256i chunk_dot(const kblock *b, int j, const int8_t *q8, int sg
     return _mm256_madd_epi16(_mm256_maddubs_epi16(b->L[j], sgn ? _mm256_sign_epi8(y, b->Q[j]) : y), b->S[j]);
 }
 
-static inline int single_tot(const kblock *b, const int8_t *q8, int sgn) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-        acc = _mm256_add_epi32(acc, chunk_dot(b, j, q8, sgn));
-    }
-    return hsum_i32x8(acc);
-}
-
-static inline __m256i group_tot(const kblock *b, const block_q8_K *const y[8], int64_t i, int sgn) {
-    __m256i acc[8];
+/* per token t: the 8-lane integer sums of super-block i (the chunk loop stays rolled for the plain
+ * types: fully unrolled, gcc schedules all 64 products first and spills them; the sign-trick type
+ * runs faster unrolled) */
+static inline void group_sumi(const kblock *b, const block_q8_K *const y[8], int64_t i, int sgn, __m256i acc[8]) {
 #pragma GCC unroll 8
     for (int t = 0; t < 8; ++t) {
         acc[t] = _mm256_setzero_si256();
     }
-    /* the chunk loop stays rolled for the plain types (fully unrolled, gcc schedules all 64
-     * products first and spills them); the sign-trick type runs faster unrolled */
     if (sgn) {
 #pragma GCC unroll 8
         for (int j = 0; j < 8; ++j) {
@@ -81,34 +68,19 @@ static inline __m256i group_tot(const kblock *b, const block_q8_K *const y[8], i
             }
         }
     }
-    return reduce8(acc);
 }
 
-/* Sum over the eight bsum pairs k of f[k] . (bsums[2k], bsums[2k+1]): per token from the group's
- * side data (lane t), or for one row. f[k] packs two int16 factors. */
-static inline __m256i group_bsums(const int16_t *bs, const uint32_t f[8]) {
-    __m256i acc = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(loadu256(bs + 16 * k), _mm256_set1_epi32((int)f[k])));
-    }
-    return acc;
-}
-
-static inline int single_bsums(const int16_t *bsums, const uint32_t f[8]) {
-    const __m256i fv = _mm256_loadu_si256((const __m256i *)f);
-    return hsum_i32x8(_mm256_madd_epi16(loadu256(bsums), fv));
-}
-
-static inline uint32_t pack16(int a, int b) {
-    return (uint32_t)(uint16_t)a | ((uint32_t)(uint16_t)b << 16);
+/* The min / offset terms: F holds 16 int16 factors, one per 16-element bsum; madd gives 8 int32
+ * lanes (bsum pairs). */
+static inline __m256i bsums_f(const int16_t *bsums, __m256i F) {
+    return _mm256_madd_epi16(loadu256(bsums), F);
 }
 
 /* ---------------------------------------------------------------- decoders */
 
 /* Q4_K / Q5_K: 32-element sub-blocks, 6-bit scales and mins; mins as factor pairs (m, m) */
 static inline void decode_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, kblock *b,
-                                uint32_t mf[8]) {
+                                __m256i *F) {
     uint32_t u[4];
     k4_scales(scales, u);
     const uint8_t *sc = (const uint8_t *)u;
@@ -127,13 +99,13 @@ static inline void decode_q45_K(const uint8_t *scales, const uint8_t *qs, const 
         b->S[2 * c] = _mm256_set1_epi16(sc[2 * c]);
         b->S[2 * c + 1] = _mm256_set1_epi16(sc[2 * c + 1]);
     }
-    for (int k = 0; k < 8; ++k) {
-        mf[k] = pack16(sc[8 + k], sc[8 + k]);
-    }
+    /* mins, each twice (sub-block k covers bsums 2k and 2k+1) */
+    const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(u + 2));
+    *F = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mins8, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
 }
 
 /* Q2_K: 16-element sub-blocks, 4-bit scales and mins */
-static inline void decode_q2_K(const block_q2_K *x, kblock *b, uint32_t mf[8]) {
+static inline void decode_q2_K(const block_q2_K *x, kblock *b, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
@@ -146,13 +118,11 @@ static inline void decode_q2_K(const block_q2_K *x, kblock *b, uint32_t mf[8]) {
             b->S[4 * h + k] = scale_pair(s16, 4 * h + k);
         }
     }
-    for (int k = 0; k < 8; ++k) {
-        mf[k] = pack16(x->scales[2 * k] >> 4, x->scales[2 * k + 1] >> 4);
-    }
+    *F = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
 }
 
 /* Q3_K: levels + 4 in 0..7, scales - 32 as int8; the offset 4 * sum(scale * bsum) as factor pairs */
-static inline void decode_q3_K(const block_q3_K *x, kblock *b, uint32_t cf[8]) {
+static inline void decode_q3_K(const block_q3_K *x, kblock *b, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     const __m128i sc8 = q3_K_scales(x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
@@ -168,15 +138,11 @@ static inline void decode_q3_K(const block_q3_K *x, kblock *b, uint32_t cf[8]) {
             b->S[4 * h + k] = scale_pair(s16, 4 * h + k);
         }
     }
-    int8_t sc[16];
-    _mm_storeu_si128((__m128i *)sc, sc8);
-    for (int k = 0; k < 8; ++k) {
-        cf[k] = pack16(4 * sc[2 * k], 4 * sc[2 * k + 1]);
-    }
+    *F = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 2);
 }
 
 /* Q6_K: levels + 32 in 0..63, int8 scales; the offset 32 * sum(scale * bsum) as factor pairs */
-static inline void decode_q6_K(const block_q6_K *x, kblock *b, uint32_t cf[8]) {
+static inline void decode_q6_K(const block_q6_K *x, kblock *b, __m256i *F) {
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
 #pragma GCC unroll 2
@@ -187,9 +153,7 @@ static inline void decode_q6_K(const block_q6_K *x, kblock *b, uint32_t cf[8]) {
             b->S[4 * h + k] = scale_pair(s16, 4 * h + k);
         }
     }
-    for (int k = 0; k < 8; ++k) {
-        cf[k] = pack16(32 * x->scales[2 * k], 32 * x->scales[2 * k + 1]);
-    }
+    *F = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5);
 }
 
 static inline void decode_iq4_xs(const block_iq4_xs *x, kblock *b) {
@@ -205,124 +169,254 @@ static inline void decode_iq4_xs(const block_iq4_xs *x, kblock *b) {
     }
 }
 
+/* ---------------------------------------------------------------- single-row sums
+ * The same chunk products as the decoders above, formed chunk by chunk without holding the whole
+ * decoded super-block (integer lanes: the order of the additions does not matter). */
+
+static inline __m256i single_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const int8_t *q8,
+                                   __m256i *F) {
+    uint32_t u[4];
+    k4_scales(scales, u);
+    const uint8_t *sc = (const uint8_t *)u;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i h = qh ? loadu256(qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        const __m256i q = loadu256(qs + 32 * c);
+        __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        if (qh) {
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2 * c + 1), one), 4));
+        }
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, loadu256(q8 + 64 * c)),
+                                                        _mm256_set1_epi16(sc[2 * c])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, loadu256(q8 + 64 * c + 32)),
+                                                        _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    const __m128i mins8 = _mm_loadl_epi64((const __m128i *)(u + 2));
+    *F = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(mins8, _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)));
+    return sumi;
+}
+
+static inline __m256i single_q2_K(const block_q2_K *x, const int8_t *q8, __m256i *F) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        const __m256i q = loadu256(x->qs + 32 * h);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(q8 + 128 * h + 32 * k));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
+        }
+    }
+    *F = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
+    return sumi;
+}
+
+static inline __m256i single_q3_K(const block_q3_K *x, const int8_t *q8, __m256i *F) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+    const __m128i sc8 = q3_K_scales(x->scales);
+    const __m256i s16 = scales_even_odd_epi8(sc8);
+    const __m256i hm = loadu256(x->hmask);
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        const __m256i q = loadu256(x->qs + 32 * h);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+            const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
+            const __m256i qk = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
+            const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(q8 + 128 * h + 32 * k));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
+        }
+    }
+    *F = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 2);
+    return sumi;
+}
+
+static inline __m256i single_q6_K(const block_q6_K *x, const int8_t *q8, __m256i *F) {
+    const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
+    const __m256i s16 = scales_even_odd_epi8(sc8);
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        __m256i q[4], p[4];
+        q6_K_levels4(x->ql + 64 * h, x->qh + 32 * h, q);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+            p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], loadu256(q8 + 128 * h + 32 * k)), scale_pair(s16, 4 * h + k));
+        }
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
+    }
+    *F = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5);
+    return sumi;
+}
+
+static inline __m256i single_iq4_xs(const block_iq4_xs *x, const int8_t *q8, __m256i *F) {
+    const __m256i lut = iq4_lut();
+    const uint16_t sh = x->scales_h;
+    __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int ib = 0; ib < QK_K / 32; ib += 2) {
+        const int ls0 = ((x->scales_l[ib / 2] & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
+        const int ls1 = ((x->scales_l[ib / 2] >> 4) | (((sh >> (2 * ib + 2)) & 3) << 4)) - 32;
+        const __m256i q0 = _mm256_shuffle_epi8(lut, nibbles32(x->qs + 16 * ib));
+        const __m256i q1 = _mm256_shuffle_epi8(lut, nibbles32(x->qs + 16 * ib + 16));
+        const __m256i y0 = loadu256(q8 + 32 * ib), y1 = loadu256(q8 + 32 * ib + 32);
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(q0, q0), _mm256_sign_epi8(y0, q0));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(q1, q1), _mm256_sign_epi8(y1, q1));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)ls0)));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)ls1)));
+    }
+    *F = _mm256_setzero_si256();
+    return sumi;
+}
+
+#define SINGLE_Q4_K(x, q8, F) single_q45_K((x)->scales, (x)->qs, NULL, q8, F)
+#define SINGLE_Q5_K(x, q8, F) single_q45_K((x)->scales, (x)->qs, (x)->qh, q8, F)
+
 /* ---------------------------------------------------------------- kernels */
 
-/* the float chain of one super-block for one token, and for eight tokens in lanes */
-static inline float step1(float s, float dx, float dmin, float dy, int tot, int mt) {
-    s = s + (dx * dy) * (float)tot;
-    return s - (dmin * dy) * (float)mt;
+/* lane t = the sum of the eight lanes of a[t] */
+static inline __m256i reduce8(const __m256i a[8]) {
+    const __m256i b0 = _mm256_hadd_epi32(a[0], a[1]), b1 = _mm256_hadd_epi32(a[2], a[3]);
+    const __m256i b2 = _mm256_hadd_epi32(a[4], a[5]), b3 = _mm256_hadd_epi32(a[6], a[7]);
+    const __m256i c0 = _mm256_hadd_epi32(b0, b1), c1 = _mm256_hadd_epi32(b2, b3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
 }
 
-static inline __m256 step8(__m256 s, float dx, float dmin, const float *dy, __m256i tot, __m256i mt) {
-    const __m256 vdy = _mm256_loadu_ps(dy);
-    s = _mm256_add_ps(s, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dx), vdy), _mm256_cvtepi32_ps(tot)));
-    return _mm256_sub_ps(s, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dmin), vdy), _mm256_cvtepi32_ps(mt)));
-}
-
-static inline float step1_nomin(float s, float dx, float dy, int tot) {
-    return s + (dx * dy) * (float)tot;
-}
-
-static inline __m256 step8_nomin(__m256 s, float dx, const float *dy, __m256i tot) {
-    return _mm256_add_ps(s, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dx), _mm256_loadu_ps(dy)), _mm256_cvtepi32_ps(tot)));
-}
-
-#define GROUP_Y(g)                                                                                       \
-    const block_q8_K *y[8];                                                                              \
-    for (int t = 0; t < 8; ++t) {                                                                        \
-        y[t] = (g)->y[t];                                                                                \
-    }
-
-/* Q4_K, Q5_K, Q2_K: tot and mins */
-#define KQ_MIN_KERNELS(name, btype, DECODE)                                                             \
+/* The reduced form (Q4_K, Q6_K: the cheaper eight-token kernel): per super-block and token the
+ * exact integer totals tot and mt, then s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt, one token
+ * per lane in the eight-token kernel. MINS: 1 for Q4_K (F holds the mins), 0 for Q6_K (F holds the
+ * offset factors, subtracted lane for lane); SGN: the sign trick (unused here). */
+#define KQ_KERNELS_REDUCED(name, btype, SINGLE, DECODE, MINS, OFFSET, SGN, DMIN)                        \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {           \
         const btype *x = vx;                                                                            \
         const block_q8_K *y = vy;                                                                       \
         float sum = 0.0f;                                                                               \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
-            kblock b;                                                                                   \
-            uint32_t mf[8];                                                                             \
-            DECODE(&x[i], &b, mf);                                                                      \
-            const int tot = single_tot(&b, y[i].qs, 0), mt = single_bsums(y[i].bsums, mf);             \
-            sum = step1(sum, qtk_h2f(x[i].d), qtk_h2f(x[i].dmin), y[i].d, tot, mt);                     \
+            __m256i F;                                                                                  \
+            __m256i sumi = SINGLE(&x[i], y[i].qs, &F);                                                  \
+            const __m256i m = bsums_f(y[i].bsums, F);                                                   \
+            if (OFFSET) {                                                                               \
+                sumi = _mm256_sub_epi32(sumi, m);                                                       \
+            }                                                                                           \
+            /* tot and mt together: lanes 0 and 1 of the reduced pair */                                \
+            const __m256i h = _mm256_hadd_epi32(sumi, m);                                               \
+            __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));       \
+            r = _mm_hadd_epi32(r, r);                                                                   \
+            const float dy = y[i].d;                                                                    \
+            sum = sum + (qtk_h2f(x[i].d) * dy) * (float)_mm_cvtsi128_si32(r);                           \
+            if (MINS) {                                                                                 \
+                sum = sum - (DMIN(&x[i]) * dy) * (float)_mm_extract_epi32(r, 1);                        \
+            }                                                                                           \
         }                                                                                               \
         *s = sum;                                                                                       \
     }                                                                                                   \
     void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) { \
         const btype *x = vx;                                                                            \
-        GROUP_Y(g)                                                                                      \
+        const block_q8_K *y[8];                                                                         \
+        for (int t = 0; t < 8; ++t) {                                                                   \
+            y[t] = g->y[t];                                                                             \
+        }                                                                                               \
         __m256 sum = _mm256_setzero_ps();                                                               \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
             kblock b;                                                                                   \
-            uint32_t mf[8];                                                                             \
-            DECODE(&x[i], &b, mf);                                                                      \
-            const __m256i tot = group_tot(&b, y, i, 0), mt = group_bsums(g->bs + 128 * i, mf);          \
-            sum = step8(sum, qtk_h2f(x[i].d), qtk_h2f(x[i].dmin), g->dy + 8 * i, tot, mt);              \
+            __m256i F, sumi[8], m[8];                                                                   \
+            DECODE(&x[i], &b, &F);                                                                      \
+            group_sumi(&b, y, i, SGN, sumi);                                                            \
+            for (int t = 0; t < 8; ++t) {                                                               \
+                if (OFFSET) {                                                                           \
+                    sumi[t] = _mm256_sub_epi32(sumi[t], bsums_f(y[t][i].bsums, F));                     \
+                }                                                                                       \
+                if (MINS) {                                                                             \
+                    m[t] = bsums_f(y[t][i].bsums, F);                                                   \
+                }                                                                                       \
+            }                                                                                           \
+            const __m256 dy = _mm256_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d, y[4][i].d,     \
+                                             y[5][i].d, y[6][i].d, y[7][i].d);                          \
+            sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(qtk_h2f(x[i].d)), dy),  \
+                                                   _mm256_cvtepi32_ps(reduce8(sumi))));                 \
+            if (MINS) {                                                                                 \
+                sum = _mm256_sub_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(DMIN(&x[i])), dy),  \
+                                                       _mm256_cvtepi32_ps(reduce8(m))));                \
+            }                                                                                           \
         }                                                                                               \
         _mm256_storeu_ps(s, sum);                                                                       \
     }
 
-/* Q3_K, Q6_K: tot less the offset term */
-#define KQ_OFF_KERNELS(name, btype, DECODE)                                                             \
+/* The lane form (Q2_K, Q3_K, Q5_K, IQ4_XS: the cheaper single-row kernel): per super-block and
+ * token, acc = fma(dx * dy, float(sumi lanes), acc) and accm = fma(dmin * dy, float(mins lanes),
+ * accm) in 8 float lanes; the result is hsum(acc) - hsum(accm). */
+#define KQ_KERNELS_LANES(name, btype, SINGLE, DECODE, MINS, OFFSET, SGN, DMIN)                                \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {           \
         const btype *x = vx;                                                                            \
         const block_q8_K *y = vy;                                                                       \
-        float sum = 0.0f;                                                                               \
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                   \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
-            kblock b;                                                                                   \
-            uint32_t cf[8];                                                                             \
-            DECODE(&x[i], &b, cf);                                                                      \
-            const int tot = single_tot(&b, y[i].qs, 0) - single_bsums(y[i].bsums, cf);                 \
-            sum = step1_nomin(sum, qtk_h2f(x[i].d), y[i].d, tot);                                       \
+            __m256i F;                                                                                  \
+            __m256i sumi = SINGLE(&x[i], y[i].qs, &F);                                                  \
+            if (OFFSET) {                                                                               \
+                sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), F));             \
+            }                                                                                           \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc); \
+            if (MINS) {                                                                                 \
+                accm = _mm256_fmadd_ps(_mm256_set1_ps(DMIN(&x[i]) * y[i].d),                            \
+                                       _mm256_cvtepi32_ps(bsums_f(y[i].bsums, F)), accm);               \
+            }                                                                                           \
         }                                                                                               \
-        *s = sum;                                                                                       \
+        *s = MINS ? hsum_f32x8(acc) - hsum_f32x8(accm) : hsum_f32x8(acc);                               \
     }                                                                                                   \
     void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) { \
         const btype *x = vx;                                                                            \
-        GROUP_Y(g)                                                                                      \
-        __m256 sum = _mm256_setzero_ps();                                                               \
+        const block_q8_K *y[8];                                                                         \
+        for (int t = 0; t < 8; ++t) {                                                                   \
+            y[t] = g->y[t];                                                                             \
+        }                                                                                               \
+        __m256 acc[8], accm[8];                                                                         \
+        for (int t = 0; t < 8; ++t) {                                                                   \
+            acc[t] = accm[t] = _mm256_setzero_ps();                                                     \
+        }                                                                                               \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
             kblock b;                                                                                   \
-            uint32_t cf[8];                                                                             \
-            DECODE(&x[i], &b, cf);                                                                      \
-            const __m256i tot = _mm256_sub_epi32(group_tot(&b, y, i, 0), group_bsums(g->bs + 128 * i, cf)); \
-            sum = step8_nomin(sum, qtk_h2f(x[i].d), g->dy + 8 * i, tot);                                \
+            __m256i F, sumi[8];                                                                         \
+            DECODE(&x[i], &b, &F);                                                                      \
+            group_sumi(&b, y, i, SGN, sumi);                                                            \
+            const float dx = qtk_h2f(x[i].d);                                                           \
+            for (int t = 0; t < 8; ++t) {                                                               \
+                if (OFFSET) {                                                                           \
+                    sumi[t] = _mm256_sub_epi32(sumi[t], bsums_f(y[t][i].bsums, F));                     \
+                }                                                                                       \
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[t][i].d), _mm256_cvtepi32_ps(sumi[t]), acc[t]); \
+                if (MINS) {                                                                             \
+                    accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(DMIN(&x[i]) * y[t][i].d),                 \
+                                              _mm256_cvtepi32_ps(bsums_f(y[t][i].bsums, F)), accm[t]);  \
+                }                                                                                       \
+            }                                                                                           \
         }                                                                                               \
-        _mm256_storeu_ps(s, sum);                                                                       \
+        for (int t = 0; t < 8; ++t) {                                                                   \
+            s[t] = MINS ? hsum_f32x8(acc[t]) - hsum_f32x8(accm[t]) : hsum_f32x8(acc[t]);                \
+        }                                                                                               \
     }
 
-#define DECODE_Q4_K(x, b, mf) decode_q45_K((x)->scales, (x)->qs, NULL, b, mf)
-#define DECODE_Q5_K(x, b, mf) decode_q45_K((x)->scales, (x)->qs, (x)->qh, b, mf)
+#define DECODE_Q4_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, NULL, b, F)
+#define DECODE_Q5_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, (x)->qh, b, F)
+#define DECODE_IQ4_XS(x, b, F) (decode_iq4_xs(x, b), *(F) = _mm256_setzero_si256())
+#define DMIN_HALF(x) qtk_h2f((x)->dmin)
+#define DMIN_NONE(x) 0.0f
 
-KQ_MIN_KERNELS(q4_K, block_q4_K, DECODE_Q4_K)
-KQ_MIN_KERNELS(q5_K, block_q5_K, DECODE_Q5_K)
-KQ_MIN_KERNELS(q2_K, block_q2_K, decode_q2_K)
-KQ_OFF_KERNELS(q3_K, block_q3_K, decode_q3_K)
-KQ_OFF_KERNELS(q6_K, block_q6_K, decode_q6_K)
-
-void qtk_vec_dot_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_iq4_xs *x = vx;
-    const block_q8_K *y = vy;
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        kblock b;
-        decode_iq4_xs(&x[i], &b);
-        sum = step1_nomin(sum, qtk_h2f(x[i].d), y[i].d, single_tot(&b, y[i].qs, 1));
-    }
-    *s = sum;
-}
-
-void qtk_vec_dot8_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) {
-    const block_iq4_xs *x = vx;
-    GROUP_Y(g)
-    __m256 sum = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        kblock b;
-        decode_iq4_xs(&x[i], &b);
-        sum = step8_nomin(sum, qtk_h2f(x[i].d), g->dy + 8 * i, group_tot(&b, y, i, 1));
-    }
-    _mm256_storeu_ps(s, sum);
-}
+KQ_KERNELS_REDUCED(q4_K, block_q4_K, SINGLE_Q4_K, DECODE_Q4_K, 1, 0, 0, DMIN_HALF)
+KQ_KERNELS_LANES(q5_K, block_q5_K, SINGLE_Q5_K, DECODE_Q5_K, 1, 0, 0, DMIN_HALF)
+KQ_KERNELS_LANES(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HALF)
+KQ_KERNELS_LANES(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE)
+KQ_KERNELS_REDUCED(q6_K, block_q6_K, single_q6_K, decode_q6_K, 0, 1, 0, DMIN_NONE)
+KQ_KERNELS_LANES(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE)
 
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -53,24 +53,6 @@ void qtk_quantize_act_q8_1_ref(const float *x, void *y, int64_t n) {
 #define TAIL_D(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * (i))
 #define TAIL_S(y, nb, i) qtk_ld_f32((const uint8_t *)((y) + (nb)) + 4 * ((nb) + (i)))
 
-/* ---------------------------------------------------------------- side data of the eight-token kernels (kernels.h) */
-
-void qtk_q8k_group_side(const void *const *vy, int64_t nb, float *dy, int16_t *bs) {
-    const block_q8_K *y[8];
-    for (int t = 0; t < 8; ++t) {
-        y[t] = vy[t];
-    }
-    for (int64_t i = 0; i < nb; ++i) {
-        for (int t = 0; t < 8; ++t) {
-            dy[8 * i + t] = y[t][i].d;
-            for (int k = 0; k < 8; ++k) {
-                bs[128 * i + 16 * k + 2 * t] = y[t][i].bsums[2 * k];
-                bs[128 * i + 16 * k + 2 * t + 1] = y[t][i].bsums[2 * k + 1];
-            }
-        }
-    }
-}
-
 /* ---------------------------------------------------------------- float rows */
 
 static void vec_dot_f32_ref(int64_t n, float *s, const void *vx, const void *vy) {

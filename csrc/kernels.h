@@ -34,22 +34,20 @@ typedef void (*qtk_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y
  * not depend on the tokens it is batched with. */
 typedef void (*qtk_vec_dot4_fn)(int64_t n, float *s, const void *x, const void *const *y);
 
-/* Eight Q8_K activation rows and their side data, laid out for one token per vector lane
- * (qtk_q8k_group_side builds it): dy[8 i + t] = y[t][i].d, and for super-block i and bsum pair k,
- * bs[128 i + 16 k + 2 t + (0, 1)] = y[t][i].bsums[2 k + (0, 1)]. */
+/* Eight Q8_K activation rows (a gemm micro-kernel's tokens). */
 typedef struct {
     const void *y[8];
-    const float *dy;
-    const int16_t *bs;
 } qtk_q8k_group;
 
-/* s[t] = dot(x, y[t]) for the eight rows of a Q8_K group (a gemm micro-kernel); as for
- * qtk_vec_dot4_fn, each s[t] must be bit-identical to the single-row kernel on y[t]. */
+/* s[t] = dot(x, y[t]) for the eight rows of a Q8_K group; as for qtk_vec_dot4_fn, each s[t] must
+ * be bit-identical to the single-row kernel on y[t]. */
 typedef void (*qtk_vec_dot8_fn)(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
 
-/* Bytes of a group's side data for nb super-blocks (dy, then bs). */
-#define QTK_Q8K_SIDE_BYTES(nb) ((nb) * (8 * 4 + 128 * 2))
-void qtk_q8k_group_side(const void *const *y, int64_t nb, float *dy, int16_t *bs);
+/* A register tile of the float weight types: s[r * ss + t] = dot(row r, y[t]) for r < nr rows
+ * (x + r * xs bytes), t < nt tokens, 1 <= nr, nt <= 4; each result must be bit-identical to the
+ * type's qtk_vec_dot_fn on that row and token. */
+typedef void (*qtk_vec_dot_tile_fn)(int64_t n, float *s, int64_t ss, const void *x, int64_t xs, const void *const *y,
+                                    int nr, int nt);
 
 /* CustomQuant parameters, validated by the caller. */
 typedef struct {
@@ -84,6 +82,7 @@ typedef struct {
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
     qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
     qtk_vec_dot8_fn vec_dot8[QTK_TYPE_COUNT];           /* NULL: none (Q8_K types only) */
+    qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;
     qtk_quantize_act_fn quantize_act_q8_0, quantize_act_q8_1;   /* blocks + float tail */

@@ -24,6 +24,7 @@ typedef struct {
     qtk_vec_dot_fn dot;
     qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
+    qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
     int64_t n, row_bytes, act_bytes;
@@ -82,6 +83,7 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     p->dot = k->vec_dot[wt->type] ? k->vec_dot[wt->type] : qtk_kernels_ref.vec_dot[wt->type];
     p->dot4 = k->vec_dot[wt->type] ? k->vec_dot4[wt->type] : NULL;
     p->dot8 = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->vec_dot8[wt->type] : NULL;
+    p->tile = k->vec_dot[wt->type] ? k->vec_dot_tile[wt->type] : NULL;
     return QTK_OK;
 }
 
@@ -130,71 +132,44 @@ typedef struct {
     int64_t group, r0, r1;
 } item_t;
 
-/* Side data of the eight-token kernels: one block of QTK_Q8K_SIDE_BYTES per chunk of eight
- * columns of a group (chunk j of group g covers its columns 8j .. 8j+7); built for the chunks that
- * the sweep gives to the eight-token kernel (at least 4 columns; a short chunk repeats its last
- * column). */
-typedef struct {
-    int64_t *first;          /* per group: index of its first chunk */
-    uint8_t *data;
-    int64_t bytes;           /* per chunk */
-} side_t;
-
+/* The eight-token kernels take a chunk of at least DOT8_MIN columns (a short chunk repeats its
+ * last column and drops those results). */
 #define DOT8_MIN 4
 
-static void side_free(side_t *sd) {
-    free(sd->first);
-    free(sd->data);
-}
-
-static int side_build(side_t *sd, const plan_t *p, const uint8_t *act, const groups_t *g) {
-    memset(sd, 0, sizeof *sd);
-    if (!p->dot8) {
-        return QTK_OK;
-    }
-    const int64_t nb = p->n / QK_K;
-    sd->bytes = QTK_Q8K_SIDE_BYTES(nb);
-    sd->first = malloc((size_t)(g->ngroups + 1) * sizeof *sd->first);
-    if (!sd->first) {
-        return QTK_E_NOMEM;
-    }
-    int64_t nch = 0;
-    for (int64_t gi = 0; gi < g->ngroups; ++gi) {
-        sd->first[gi] = nch;
-        nch += (g->off[gi + 1] - g->off[gi] + 7) / 8;
-    }
-    sd->first[g->ngroups] = nch;
-    sd->data = malloc((size_t)(nch * sd->bytes > 0 ? nch * sd->bytes : 1));
-    if (!sd->data) {
-        side_free(sd);
-        return QTK_E_NOMEM;
-    }
-    for (int64_t gi = 0; gi < g->ngroups; ++gi) {
-        const int64_t c1 = g->off[gi + 1];
-        int64_t ch = sd->first[gi];
-        for (int64_t col = g->off[gi]; col + DOT8_MIN <= c1; col += 8, ++ch) {
-            const void *y[8];
-            for (int k = 0; k < 8; ++k) {
-                const int64_t c = col + k < c1 ? col + k : c1 - 1;
-                y[k] = act + g->act_idx[c] * p->act_bytes;
-            }
-            float *dy = (float *)(sd->data + ch * sd->bytes);
-            qtk_q8k_group_side(y, nb, dy, (int16_t *)(dy + 8 * nb));
-        }
-    }
-    return QTK_OK;
-}
-
 /* Rows r0..r1 of one weight matrix against the columns c0..c1 of one group: out row out_idx[c]
- * (out_stride floats apart) gets the dot with activation act_idx[c]. side: the group's first
- * chunk of eight-token side data (NULL without the eight-token kernel). */
+ * (out_stride floats apart) gets the dot with activation act_idx[c]. */
 static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, const uint8_t *act,
                   const int64_t *act_idx, const int64_t *out_idx, int64_t c0, int64_t c1, float *out,
-                  int64_t out_stride, const uint8_t *side, int64_t side_bytes) {
+                  int64_t out_stride) {
     int64_t col = c0;
-    if (p->dot8 && side) {
-        const int64_t nb = p->n / QK_K;
-        for (; col + DOT8_MIN <= c1; col += 8, side += side_bytes) {
+    if (p->tile) {
+        /* register tiles: 4 rows x 1 token (a gemv: four independent chains), 4 x 2, 3 x 3, 3 x 4 */
+        for (; col < c1;) {
+            const int nt = c1 - col < 4 ? (int)(c1 - col) : 4;
+            const int nr_max = nt <= 2 ? 4 : 3;
+            const void *y[4];
+            float *o[4];
+            for (int k = 0; k < nt; ++k) {
+                y[k] = act + act_idx[col + k] * p->act_bytes;
+                o[k] = out + out_idx[col + k] * out_stride;
+            }
+            for (int64_t r = r0; r < r1;) {
+                const int nr = r1 - r < nr_max ? (int)(r1 - r) : nr_max;
+                float s[16];
+                p->tile(p->n, s, 4, w + r * p->row_bytes, p->row_bytes, y, nr, nt);
+                for (int i = 0; i < nr; ++i) {
+                    for (int k = 0; k < nt; ++k) {
+                        o[k][r + i] = s[4 * i + k];
+                    }
+                }
+                r += nr;
+            }
+            col += nt;
+        }
+        return;
+    }
+    if (p->dot8) {
+        for (; col + DOT8_MIN <= c1; col += 8) {
             const int cnt = c1 - col < 8 ? (int)(c1 - col) : 8;
             qtk_q8k_group grp;
             float *o[8];
@@ -203,8 +178,6 @@ static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, con
                 grp.y[k] = act + act_idx[c] * p->act_bytes;
                 o[k] = out + out_idx[c] * out_stride;
             }
-            grp.dy = (const float *)side;
-            grp.bs = (const int16_t *)(grp.dy + 8 * nb);
             for (int64_t r = r0; r < r1; ++r) {
                 float s8[8];
                 p->dot8(p->n, s8, w + r * p->row_bytes, &grp);
@@ -251,19 +224,14 @@ typedef struct {
     int64_t out_stride;      /* floats between output rows */
     const groups_t *g;
     const item_t *items;
-    const side_t *side;
 } gemm_ctx;
-
-static const uint8_t *side_of(const side_t *sd, int64_t group) {
-    return sd->data ? sd->data + sd->first[group] * sd->bytes : NULL;
-}
 
 static void gemm_task(void *vctx, int64_t t) {
     const gemm_ctx *c = vctx;
     const item_t *it = &c->items[t];
     const groups_t *g = c->g;
     sweep(c->p, c->w + g->mat[it->group] * c->mat_stride, it->r0, it->r1, c->act, g->act_idx, g->out_idx,
-          g->off[it->group], g->off[it->group + 1], c->out, c->out_stride, side_of(c->side, it->group), c->side->bytes);
+          g->off[it->group], g->off[it->group + 1], c->out, c->out_stride);
 }
 
 /* Items: every group's rows cut into tiles. Returns NULL on allocation failure. */
@@ -308,15 +276,12 @@ static int run_gemm(const plan_t *p, const void *w, int64_t mat_stride, int64_t 
     threads = qtk_pool_threads(threads);
     int64_t nitems;
     item_t *items = make_items(g, rows, call_tile(p, rows, g->ngroups, threads), &nitems);
-    side_t sd;
-    if (!items || side_build(&sd, p, act, g) != QTK_OK) {
-        free(items);
+    if (!items) {
         return QTK_E_NOMEM;
     }
-    gemm_ctx c = {p, w, mat_stride, act, out, out_stride, g, items, &sd};
+    gemm_ctx c = {p, w, mat_stride, act, out, out_stride, g, items};
     qtk_pool_run(threads, nitems, gemm_task, &c);
     free(items);
-    side_free(&sd);
     return QTK_OK;
 }
 
@@ -497,7 +462,6 @@ typedef struct {
     int64_t n_ff;
     const groups_t *g;
     const item_t *items;
-    const side_t *side_g, *side_u;
 } ffn_ctx;
 
 static void ffn_gate_up_task(void *vctx, int64_t t) {
@@ -506,9 +470,8 @@ static void ffn_gate_up_task(void *vctx, int64_t t) {
     const groups_t *g = c->g;
     const int64_t e = g->mat[it->group], c0 = g->off[it->group], c1 = g->off[it->group + 1];
     sweep(c->pg, c->gate + e * c->gate_stride, it->r0, it->r1, c->act_g, g->act_idx, g->out_idx, c0, c1, c->h,
-          c->n_ff, side_of(c->side_g, it->group), c->side_g->bytes);
-    sweep(c->pu, c->up + e * c->up_stride, it->r0, it->r1, c->act_u, g->act_idx, g->out_idx, c0, c1, c->u, c->n_ff,
-          side_of(c->side_u, it->group), c->side_u->bytes);
+          c->n_ff);
+    sweep(c->pu, c->up + e * c->up_stride, it->r0, it->r1, c->act_u, g->act_idx, g->out_idx, c0, c1, c->u, c->n_ff);
     for (int64_t col = c0; col < c1; ++col) {
         float *h = c->h + g->out_idx[col] * c->n_ff;
         const float *u = c->u + g->out_idx[col] * c->n_ff;
@@ -572,23 +535,14 @@ int qtk_moe_ffn(const qtk_wtype *gate_t, const qtk_wtype *up_t, const qtk_wtype 
     if (n_ff > 0) {
         int64_t nitems;
         item_t *items = make_items(&r.g, n_ff, call_tile(&pg, n_ff, r.g.ngroups, threads), &nitems);
-        side_t sg, su;
-        const int ok_g = items && side_build(&sg, &pg, act_g, &r.g) == QTK_OK;
-        const int ok_u = ok_g && side_build(&su, &pu, act_u, &r.g) == QTK_OK;
-        if (!ok_u) {
-            if (ok_g) {
-                side_free(&sg);
-            }
-            free(items);
+        if (!items) {
             status = QTK_E_NOMEM;
             goto done;
         }
         ffn_ctx c = {&pg, &pu, gate, up, n_ff * pg.row_bytes, n_ff * pu.row_bytes, act_g, act_u, h, u, n_ff, &r.g,
-                     items, &sg, &su};
+                     items};
         qtk_pool_run(threads, nitems, ffn_gate_up_task, &c);
         free(items);
-        side_free(&sg);
-        side_free(&su);
     }
     quantize_rows(&pd, h, hq, pairs, threads);
     /* the down projection reads activation row (t, j) = out_idx and writes the same row */
