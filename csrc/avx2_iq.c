@@ -29,140 +29,185 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-/* v with the sign of byte j flipped where bit j of `bits` is set */
-static inline __m256i apply_signs(__m256i v, uint32_t bits) {
-    return _mm256_sign_epi8(v, _mm256_or_si256(bits32_to_mask(bits), _mm256_set1_epi8(1)));
+/* The 7-bit sign indices of IQ2_XXS, IQ2_XS and IQ3_XXS as eight +-1 bytes: entry s has byte j = -1
+ * where bit j of qtk_ksigns_iq2xs[s] is set (bit j of s for j < 7; bit 7, the parity of s), else 1.
+ * A constant expression of s, so the table is built by the compiler. */
+#define KS_B(s, j) ((((s) >> (j)) & 1) ? 0xFFull : 0x01ull)
+#define KS_PAR(s) (((s) ^ ((s) >> 1) ^ ((s) >> 2) ^ ((s) >> 3) ^ ((s) >> 4) ^ ((s) >> 5) ^ ((s) >> 6)) & 1)
+#define KS_E(s)                                                                                          \
+    (KS_B(s, 0) | KS_B(s, 1) << 8 | KS_B(s, 2) << 16 | KS_B(s, 3) << 24 | KS_B(s, 4) << 32 | KS_B(s, 5) << 40 | \
+     KS_B(s, 6) << 48 | (KS_PAR(s) ? 0xFFull : 0x01ull) << 56)
+#define KS_8(b) KS_E(b), KS_E(b + 1), KS_E(b + 2), KS_E(b + 3), KS_E(b + 4), KS_E(b + 5), KS_E(b + 6), KS_E(b + 7)
+static const uint64_t ksigns64[128] = {KS_8(0),  KS_8(8),  KS_8(16), KS_8(24), KS_8(32),  KS_8(40),
+                                       KS_8(48), KS_8(56), KS_8(64), KS_8(72), KS_8(80),  KS_8(88),
+                                       KS_8(96), KS_8(104), KS_8(112), KS_8(120)};
+
+/* +-1 bytes of four 7-bit sign indices */
+static inline __attribute__((always_inline)) __m256i ksigns4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    return _mm256_set_epi64x((long long)ksigns64[d & 127], (long long)ksigns64[c & 127], (long long)ksigns64[b & 127],
+                             (long long)ksigns64[a & 127]);
 }
 
-/* the four sign bytes of four 7-bit sign indices (IQ2_XXS, IQ2_XS, IQ3_XXS) */
-static inline uint32_t ksigns4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
-    return (uint32_t)qtk_ksigns_iq2xs[a & 127] | ((uint32_t)qtk_ksigns_iq2xs[b & 127] << 8) |
-           ((uint32_t)qtk_ksigns_iq2xs[c & 127] << 16) | ((uint32_t)qtk_ksigns_iq2xs[d & 127] << 24);
+/* +-1 bytes from 32 sign bits (bit j set: byte j is -1) */
+static inline __attribute__((always_inline)) __m256i sign_bits(uint32_t bits) {
+    return _mm256_or_si256(bits32_to_mask(bits), _mm256_set1_epi8(1));
 }
 
-static inline __m256i grid8x4(const uint64_t *grid, int a, int b, int c, int d) {
+static inline __attribute__((always_inline)) __m256i grid8x4(const uint64_t *grid, int a, int b, int c, int d) {
     return _mm256_set_epi64x((long long)grid[d], (long long)grid[c], (long long)grid[b], (long long)grid[a]);
 }
 
-static inline __m256i grid4x8(const uint32_t *grid, const int *k) {
-    return _mm256_set_epi32((int)grid[k[7]], (int)grid[k[6]], (int)grid[k[5]], (int)grid[k[4]], (int)grid[k[3]],
-                            (int)grid[k[2]], (int)grid[k[1]], (int)grid[k[0]]);
+static inline __attribute__((always_inline)) __m256i grid4x8(const uint32_t *grid, int k0, int k1, int k2, int k3, int k4, int k5, int k6, int k7) {
+    return _mm256_set_epi32((int)grid[k7], (int)grid[k6], (int)grid[k5], (int)grid[k4], (int)grid[k3], (int)grid[k2],
+                            (int)grid[k1], (int)grid[k0]);
 }
 
-/* [a x 8 | b x 8] as int16: the scales of the two 16-element halves of a 32-byte vector */
-static inline __m256i scale2(int a, int b) {
-    return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
-}
-
-static inline uint32_t u16pair(const uint16_t *p) {
+static inline __attribute__((always_inline)) uint32_t u16pair(const uint16_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 16);
 }
 
 /* The decoded form of one 32-element group of any IQ type: unsigned grid bytes `g` (IQ2/IQ3) with
- * sign bits `sbits`, or signed values `v` (IQ1: 8g +- 1); and the int16 scale per half. */
+ * +-1 sign bytes `sg`, or signed values `g` (IQ1: 8g +- 1); and the int16 scale per half. */
 typedef struct {
     __m256i g;
-    uint32_t sbits;
+    __m256i sg;
     __m256i sc;
 } iq_group;
 
 /* ---------------------------------------------------------------- group decoders */
 
-static inline void iq2_xxs_group(const block_iq2_xxs *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq2_xxs_group(const block_iq2_xxs *b, int ib, __m256i s16, iq_group *o) {
+    (void)s16;
     const uint32_t idx = u16pair(b->qs + 4 * ib), aux = u16pair(b->qs + 4 * ib + 2);
     o->g = grid8x4(qtk_iq2xxs_grid, idx & 255, (idx >> 8) & 255, (idx >> 16) & 255, idx >> 24);
-    o->sbits = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
+    o->sg = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
     o->sc = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
 }
 
-static inline void iq2_xs_group(const block_iq2_xs *b, int ib, iq_group *o) {
-    const uint16_t *q = b->qs + 4 * ib;
-    o->g = grid8x4(qtk_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
-    o->sbits = ksigns4(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
-    o->sc = scale2(2 * (b->scales[ib] & 0xF) + 1, 2 * (b->scales[ib] >> 4) + 1);
+/* IQ2_XS / IQ2_S: the 16 odd sub-block scales 2s + 1 of a super-block as int16, even sub-blocks in
+ * the low 128 bits and odd ones in the high 128 bits (scale_pair picks group ib's two) */
+static inline __attribute__((always_inline)) __m256i iq2_scales16(const uint8_t *scales) {
+    const __m128i sc8 = _mm_loadl_epi64((const __m128i *)scales);
+    const __m128i lo = _mm_and_si128(sc8, _mm_set1_epi8(0x0F)), hi = _mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F));
+    const __m128i s = _mm_add_epi8(_mm_add_epi8(_mm_unpacklo_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi)), _mm_set1_epi8(1));
+    return scales_even_odd_epu8(s);
 }
 
-static inline void iq2_s_group(const block_iq2_s *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq2_xs_group(const block_iq2_xs *b, int ib, __m256i s16, iq_group *o) {
+    const uint16_t *q = b->qs + 4 * ib;
+    o->g = grid8x4(qtk_iq2xs_grid, q[0] & 511, q[1] & 511, q[2] & 511, q[3] & 511);
+    o->sg = ksigns4(q[0] >> 9, q[1] >> 9, q[2] >> 9, q[3] >> 9);
+    o->sc = scale_pair(s16, ib);
+}
+
+static inline __attribute__((always_inline)) void iq2_s_group(const block_iq2_s *b, int ib, __m256i s16, iq_group *o) {
     const uint8_t *qs = b->qs + 4 * ib;
     const int qh = b->qh[ib];
     o->g = grid8x4(qtk_iq2s_grid, qs[0] | ((qh << 8) & 0x300), qs[1] | ((qh << 6) & 0x300),
                    qs[2] | ((qh << 4) & 0x300), qs[3] | ((qh << 2) & 0x300));
-    o->sbits = rd_u32(b->qs + QK_K / 8 + 4 * ib);
-    o->sc = scale2(2 * (b->scales[ib] & 0xF) + 1, 2 * (b->scales[ib] >> 4) + 1);
+    o->sg = sign_bits(rd_u32(b->qs + QK_K / 8 + 4 * ib));
+    o->sc = scale_pair(s16, ib);
 }
 
-static inline void iq3_xxs_group(const block_iq3_xxs *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq3_xxs_group(const block_iq3_xxs *b, int ib, __m256i s16, iq_group *o) {
+    (void)s16;
     const uint8_t *qs = b->qs + 8 * ib;
     const uint32_t aux = rd_u32(b->qs + QK_K / 4 + 4 * ib);
-    const int k[8] = {qs[0], qs[1], qs[2], qs[3], qs[4], qs[5], qs[6], qs[7]};
-    o->g = grid4x8(qtk_iq3xxs_grid, k);
-    o->sbits = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
+    o->g = grid4x8(qtk_iq3xxs_grid, qs[0], qs[1], qs[2], qs[3], qs[4], qs[5], qs[6], qs[7]);
+    o->sg = ksigns4(aux, aux >> 7, aux >> 14, aux >> 21);
     o->sc = _mm256_set1_epi16((short)(2 * (aux >> 28) + 1));
 }
 
-static inline void iq3_s_group(const block_iq3_s *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq3_s_group(const block_iq3_s *b, int ib, __m256i s16, iq_group *o) {
+    (void)s16;
     const uint8_t *qs = b->qs + 8 * ib;
     const int qh = b->qh[ib];
-    int k[8];
-    for (int j = 0; j < 8; ++j) {
-        k[j] = qs[j] | (((qh >> j) & 1) << 8);
-    }
-    o->g = grid4x8(qtk_iq3s_grid, k);
-    o->sbits = rd_u32(b->signs + 4 * ib);
+    o->g = grid4x8(qtk_iq3s_grid, qs[0] | ((qh << 8) & 256), qs[1] | ((qh << 7) & 256), qs[2] | ((qh << 6) & 256),
+                   qs[3] | ((qh << 5) & 256), qs[4] | ((qh << 4) & 256), qs[5] | ((qh << 3) & 256),
+                   qs[6] | ((qh << 2) & 256), qs[7] | ((qh << 1) & 256));
+    o->sg = sign_bits(rd_u32(b->signs + 4 * ib));
     o->sc = _mm256_set1_epi16((short)(2 * ((b->scales[ib / 2] >> (4 * (ib % 2))) & 0xF) + 1));
 }
 
 /* IQ1: 8 g + s per element, s = +-1 per group of 8 (the delta sign) */
-static inline __m256i iq1_values(__m256i g, __m256i s) {
+static inline __attribute__((always_inline)) __m256i iq1_values(__m256i g, __m256i s) {
     return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), s);
 }
 
-static inline __m256i iq1_delta8(int neg0, int neg1, int neg2, int neg3) {
+static inline __attribute__((always_inline)) __m256i iq1_delta8(int neg0, int neg1, int neg2, int neg3) {
     const long long p = 0x0101010101010101LL, m = -1LL;
     return _mm256_set_epi64x(neg3 ? m : p, neg2 ? m : p, neg1 ? m : p, neg0 ? m : p);
 }
 
-static inline void iq1_s_group(const block_iq1_s *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq1_s_group(const block_iq1_s *b, int ib, __m256i s16, iq_group *o) {
+    (void)s16;
     const uint8_t *qs = b->qs + 4 * ib;
     const int qh = b->qh[ib];
     const __m256i g = grid8x4(qtk_iq1s_grid, qs[0] | ((qh << 8) & 0x700), qs[1] | ((qh << 5) & 0x700),
                               qs[2] | ((qh << 2) & 0x700), qs[3] | ((qh >> 1) & 0x700));
     const int neg = (qh & 0x8000) != 0;
     o->g = iq1_values(g, iq1_delta8(neg, neg, neg, neg));
-    o->sbits = 0;
     o->sc = _mm256_set1_epi16((short)(2 * ((qh >> 12) & 7) + 1));
 }
 
-static inline uint16_t iq1_m_scales_word(const block_iq1_m *b, int w) {
+static inline __attribute__((always_inline)) uint16_t iq1_m_scales_word(const block_iq1_m *b, int w) {
     return (uint16_t)(b->scales[2 * w] | (b->scales[2 * w + 1] << 8));
 }
 
+/* IQ1_M: the 16 odd sub-block scales 2s + 1 (3 bits each, four per 16-bit word) as int16, even
+ * sub-blocks in the low 128 bits and odd ones in the high 128 bits */
+static inline __attribute__((always_inline)) __m256i iq1_m_scales16(const block_iq1_m *b) {
+    const __m128i w = _mm_loadl_epi64((const __m128i *)b->scales);
+    const __m256i shifts = _mm256_setr_epi32(0, 3, 6, 9, 0, 3, 6, 9), seven = _mm256_set1_epi32(7);
+    const __m256i a = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_cvtepu16_epi32(_mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3))),
+                          shifts),
+        seven);
+    const __m256i c = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_cvtepu16_epi32(_mm_shuffle_epi8(w, _mm_setr_epi8(4, 5, 4, 5, 4, 5, 4, 5, 6, 7, 6, 7, 6, 7, 6, 7))),
+                          shifts),
+        seven);
+    /* int16 in sub-block order, then bytes 2s + 1 */
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, c), 0xD8);
+    __m128i v8 = _mm_packus_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    v8 = _mm_add_epi8(_mm_add_epi8(v8, v8), _mm_set1_epi8(1));
+    return scales_even_odd_epu8(v8);
+}
+
+/* +-1 bytes per group of 8: -1 where the group's delta sign bit is set (bits 3 and 7 of h0, h1) */
+static inline __attribute__((always_inline)) __m256i iq1_m_delta(int h0, int h1) {
+    const __m256i v = _mm256_set1_epi16((short)(h0 | (h1 << 8)));
+    const __m256i sel = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1,
+                                                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1));
+    const __m256i m = _mm256_setr_epi8(8, 8, 8, 8, 8, 8, 8, 8, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80,
+                                       (char)0x80, (char)0x80, (char)0x80, 8, 8, 8, 8, 8, 8, 8, 8, (char)0x80, (char)0x80,
+                                       (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80);
+    return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel, m), m), _mm256_set1_epi8(1));
+}
+
 /* 32 elements = 16-element sub-blocks 2 ib and 2 ib + 1 */
-static inline void iq1_m_group(const block_iq1_m *b, int ib, iq_group *o) {
+static inline __attribute__((always_inline)) void iq1_m_group(const block_iq1_m *b, int ib, __m256i s16, iq_group *o) {
     const uint8_t *qs = b->qs + 4 * ib;
     const int h0 = b->qh[2 * ib], h1 = b->qh[2 * ib + 1];
     const __m256i g = grid8x4(qtk_iq1s_grid, qs[0] | ((h0 << 8) & 0x700), qs[1] | ((h0 << 4) & 0x700),
                               qs[2] | ((h1 << 8) & 0x700), qs[3] | ((h1 << 4) & 0x700));
-    o->g = iq1_values(g, iq1_delta8(h0 & 0x08, h0 & 0x80, h1 & 0x08, h1 & 0x80));
-    o->sbits = 0;
-    const uint16_t w = iq1_m_scales_word(b, ib / 2);
-    const int s0 = 2 * ((w >> (6 * (ib % 2))) & 7) + 1, s1 = 2 * ((w >> (6 * (ib % 2) + 3)) & 7) + 1;
-    o->sc = scale2(s0, s1);
+    o->g = iq1_values(g, iq1_m_delta(h0, h1));
+    o->sc = scale_pair(s16, ib);
 }
 
-static inline float iq1_m_d(const block_iq1_m *b) {
+static inline __attribute__((always_inline)) float iq1_m_d(const block_iq1_m *b) {
     const uint16_t h = (uint16_t)((iq1_m_scales_word(b, 0) >> 12) | ((iq1_m_scales_word(b, 1) >> 8) & 0x00f0) |
                                   ((iq1_m_scales_word(b, 2) >> 4) & 0x0f00) | (iq1_m_scales_word(b, 3) & 0xf000));
     return qtk_h2f(h);
 }
 
 /* scaled integer sum of one group with 32 activation bytes: unsigned grid (IQ2/IQ3) */
-static inline __m256i group_dot_u(const iq_group *o, const int8_t *q8) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(o->g, apply_signs(loadu256(q8), o->sbits)), o->sc);
+static inline __attribute__((always_inline)) __m256i group_dot_u(const iq_group *o, const int8_t *q8) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(o->g, _mm256_sign_epi8(loadu256(q8), o->sg)), o->sc);
 }
 
 /* signed values (IQ1) */
-static inline __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
+static inline __attribute__((always_inline)) __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
     const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(o->g, o->g), _mm256_sign_epi8(loadu256(q8), o->g));
     return _mm256_madd_epi16(p, o->sc);
 }
@@ -171,17 +216,18 @@ static inline __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
 
 /* One kernel body per type: DECODE(block, ib, &group), DOT (group_dot_u / _s), the weight
  * scale D(block) and the final factor. Four-token variants decode each group once. */
-#define IQ_DOT_KERNELS(name, btype, DECODE, DOT, DX, FACTOR)                                              \
+#define IQ_DOT_KERNELS(name, btype, DECODE, DOT, DX, FACTOR, S16)                                         \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {      \
         const btype *x = vx;                                                                               \
         const block_q8_K *y = vy;                                                                          \
         __m256 acc = _mm256_setzero_ps();                                                                  \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
             __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                              \
-            for (int ib = 0; ib < QK_K / 32; ib += 2) {                                                    \
+            const __m256i s16 = S16(&x[i]);                                                                \
+            _Pragma("GCC unroll 4") for (int ib = 0; ib < QK_K / 32; ib += 2) {                            \
                 iq_group g0, g1;                                                                           \
-                DECODE(&x[i], ib, &g0);                                                                    \
-                DECODE(&x[i], ib + 1, &g1);                                                                \
+                DECODE(&x[i], ib, s16, &g0);                                                                    \
+                DECODE(&x[i], ib + 1, s16, &g1);                                                                \
                 s0 = _mm256_add_epi32(s0, DOT(&g0, y[i].qs + 32 * ib));                                    \
                 s1 = _mm256_add_epi32(s1, DOT(&g1, y[i].qs + 32 * ib + 32));                               \
             }                                                                                              \
@@ -199,13 +245,14 @@ static inline __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
         }                                                                                                  \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
             __m256i s0[4], s1[4];                                                                          \
+            const __m256i s16 = S16(&x[i]);                                                                \
             for (int t = 0; t < 4; ++t) {                                                                  \
                 s0[t] = s1[t] = _mm256_setzero_si256();                                                    \
             }                                                                                              \
             for (int ib = 0; ib < QK_K / 32; ib += 2) {                                                    \
                 iq_group g0, g1;                                                                           \
-                DECODE(&x[i], ib, &g0);                                                                    \
-                DECODE(&x[i], ib + 1, &g1);                                                                \
+                DECODE(&x[i], ib, s16, &g0);                                                                    \
+                DECODE(&x[i], ib + 1, s16, &g1);                                                                \
                 _Pragma("GCC unroll 4") for (int t = 0; t < 4; ++t) {                                      \
                     s0[t] = _mm256_add_epi32(s0[t], DOT(&g0, y[t][i].qs + 32 * ib));                       \
                     s1[t] = _mm256_add_epi32(s1[t], DOT(&g1, y[t][i].qs + 32 * ib + 32));                  \
@@ -223,19 +270,22 @@ static inline __m256i group_dot_s(const iq_group *o, const int8_t *q8) {
     }
 
 #define DX_HALF(b) qtk_h2f((b)->d)
+#define S16_NONE(b) _mm256_setzero_si256()
+#define S16_IQ2(b) iq2_scales16((b)->scales)
+#define S16_IQ1_M(b) iq1_m_scales16(b)
 
-IQ_DOT_KERNELS(iq2_xxs, block_iq2_xxs, iq2_xxs_group, group_dot_u, DX_HALF, 0.125f)
-IQ_DOT_KERNELS(iq2_xs, block_iq2_xs, iq2_xs_group, group_dot_u, DX_HALF, 0.125f)
-IQ_DOT_KERNELS(iq2_s, block_iq2_s, iq2_s_group, group_dot_u, DX_HALF, 0.125f)
-IQ_DOT_KERNELS(iq3_xxs, block_iq3_xxs, iq3_xxs_group, group_dot_u, DX_HALF, 0.25f)
-IQ_DOT_KERNELS(iq3_s, block_iq3_s, iq3_s_group, group_dot_u, DX_HALF, 1.0f)
-IQ_DOT_KERNELS(iq1_s, block_iq1_s, iq1_s_group, group_dot_s, DX_HALF, 0.125f)
-IQ_DOT_KERNELS(iq1_m, block_iq1_m, iq1_m_group, group_dot_s, iq1_m_d, 0.125f)
+IQ_DOT_KERNELS(iq2_xxs, block_iq2_xxs, iq2_xxs_group, group_dot_u, DX_HALF, 0.125f, S16_NONE)
+IQ_DOT_KERNELS(iq2_xs, block_iq2_xs, iq2_xs_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2)
+IQ_DOT_KERNELS(iq2_s, block_iq2_s, iq2_s_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2)
+IQ_DOT_KERNELS(iq3_xxs, block_iq3_xxs, iq3_xxs_group, group_dot_u, DX_HALF, 0.25f, S16_NONE)
+IQ_DOT_KERNELS(iq3_s, block_iq3_s, iq3_s_group, group_dot_u, DX_HALF, 1.0f, S16_NONE)
+IQ_DOT_KERNELS(iq1_s, block_iq1_s, iq1_s_group, group_dot_s, DX_HALF, 0.125f, S16_NONE)
+IQ_DOT_KERNELS(iq1_m, block_iq1_m, iq1_m_group, group_dot_s, iq1_m_d, 0.125f, S16_IQ1_M)
 
 /* ---------------------------------------------------------------- dequantizers */
 
 /* y[j] = db * v_j, negated where bit j of signs is set (v_j the 8 unsigned grid bytes of g) */
-static inline void emit8_avx2(float *y, __m256 db, uint64_t g, uint32_t signs) {
+static inline __attribute__((always_inline)) void emit8_avx2(float *y, __m256 db, uint64_t g, uint32_t signs) {
     const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)g)));
     const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256i neg = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((int)signs), bit), bit);
@@ -244,12 +294,12 @@ static inline void emit8_avx2(float *y, __m256 db, uint64_t g, uint32_t signs) {
 }
 
 /* y[j] = dl * ((float)g_j + delta), g_j the 8 signed grid bytes */
-static inline void emit8_iq1(float *y, __m256 dl, uint64_t g, float delta) {
+static inline __attribute__((always_inline)) void emit8_iq1(float *y, __m256 dl, uint64_t g, float delta) {
     const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128((long long)g)));
     _mm256_storeu_ps(y, _mm256_mul_ps(dl, _mm256_add_ps(v, _mm256_set1_ps(delta))));
 }
 
-static inline uint64_t pair4(const uint32_t *grid, int a, int b) {
+static inline __attribute__((always_inline)) uint64_t pair4(const uint32_t *grid, int a, int b) {
     return (uint64_t)grid[a] | ((uint64_t)grid[b] << 32);
 }
 

@@ -38,7 +38,7 @@ typedef struct {
     __m256i L[8], S[8], Q[8];
 } kblock;
 
-static inline __m256i chunk_dot(const kblock *b, int j, const int8_t *q8, int sgn) {
+static inline __attribute__((always_inline)) __m256i chunk_dot(const kblock *b, int j, const int8_t *q8, int sgn) {
     const __m256i y = loadu256(q8 + 32 * j);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(b->L[j], sgn ? _mm256_sign_epi8(y, b->Q[j]) : y), b->S[j]);
 }
@@ -46,7 +46,7 @@ static inline __m256i chunk_dot(const kblock *b, int j, const int8_t *q8, int sg
 /* per token t: the 8-lane integer sums of super-block i (the chunk loop stays rolled for the plain
  * types: fully unrolled, gcc schedules all 64 products first and spills them; the sign-trick type
  * runs faster unrolled) */
-static inline void group_sumi(const kblock *b, const block_q8_K *const y[8], int64_t i, int sgn, __m256i acc[8]) {
+static inline __attribute__((always_inline)) void group_sumi(const kblock *b, const block_q8_K *const y[8], int64_t i, int sgn, __m256i acc[8]) {
 #pragma GCC unroll 8
     for (int t = 0; t < 8; ++t) {
         acc[t] = _mm256_setzero_si256();
@@ -72,14 +72,14 @@ static inline void group_sumi(const kblock *b, const block_q8_K *const y[8], int
 
 /* The min / offset terms: F holds 16 int16 factors, one per 16-element bsum; madd gives 8 int32
  * lanes (bsum pairs). */
-static inline __m256i bsums_f(const int16_t *bsums, __m256i F) {
+static inline __attribute__((always_inline)) __m256i bsums_f(const int16_t *bsums, __m256i F) {
     return _mm256_madd_epi16(loadu256(bsums), F);
 }
 
 /* ---------------------------------------------------------------- decoders */
 
 /* Q4_K / Q5_K: 32-element sub-blocks, 6-bit scales and mins; mins as factor pairs (m, m) */
-static inline void decode_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, kblock *b,
+static inline __attribute__((always_inline)) void decode_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, kblock *b,
                                 __m256i *F) {
     uint32_t u[4];
     k4_scales(scales, u);
@@ -105,7 +105,7 @@ static inline void decode_q45_K(const uint8_t *scales, const uint8_t *qs, const 
 }
 
 /* Q2_K: 16-element sub-blocks, 4-bit scales and mins */
-static inline void decode_q2_K(const block_q2_K *x, kblock *b, __m256i *F) {
+static inline __attribute__((always_inline)) void decode_q2_K(const block_q2_K *x, kblock *b, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
@@ -122,7 +122,7 @@ static inline void decode_q2_K(const block_q2_K *x, kblock *b, __m256i *F) {
 }
 
 /* Q3_K: levels + 4 in 0..7, scales - 32 as int8; the offset 4 * sum(scale * bsum) as factor pairs */
-static inline void decode_q3_K(const block_q3_K *x, kblock *b, __m256i *F) {
+static inline __attribute__((always_inline)) void decode_q3_K(const block_q3_K *x, kblock *b, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     const __m128i sc8 = q3_K_scales(x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
@@ -142,7 +142,7 @@ static inline void decode_q3_K(const block_q3_K *x, kblock *b, __m256i *F) {
 }
 
 /* Q6_K: levels + 32 in 0..63, int8 scales; the offset 32 * sum(scale * bsum) as factor pairs */
-static inline void decode_q6_K(const block_q6_K *x, kblock *b, __m256i *F) {
+static inline __attribute__((always_inline)) void decode_q6_K(const block_q6_K *x, kblock *b, __m256i *F) {
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
 #pragma GCC unroll 2
@@ -156,7 +156,7 @@ static inline void decode_q6_K(const block_q6_K *x, kblock *b, __m256i *F) {
     *F = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc8), 5);
 }
 
-static inline void decode_iq4_xs(const block_iq4_xs *x, kblock *b) {
+static inline __attribute__((always_inline)) void decode_iq4_xs(const block_iq4_xs *x, kblock *b) {
     const __m256i lut = iq4_lut();
     const uint16_t sh = x->scales_h;
 #pragma GCC unroll 8
@@ -173,7 +173,7 @@ static inline void decode_iq4_xs(const block_iq4_xs *x, kblock *b) {
  * The same chunk products as the decoders above, formed chunk by chunk without holding the whole
  * decoded super-block (integer lanes: the order of the additions does not matter). */
 
-static inline __m256i single_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const int8_t *q8,
+static inline __attribute__((always_inline)) __m256i single_q45_K(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, const int8_t *q8,
                                    __m256i *F) {
     uint32_t u[4];
     k4_scales(scales, u);
@@ -199,7 +199,7 @@ static inline __m256i single_q45_K(const uint8_t *scales, const uint8_t *qs, con
     return sumi;
 }
 
-static inline __m256i single_q2_K(const block_q2_K *x, const int8_t *q8, __m256i *F) {
+static inline __attribute__((always_inline)) __m256i single_q2_K(const block_q2_K *x, const int8_t *q8, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3);
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
@@ -218,7 +218,7 @@ static inline __m256i single_q2_K(const block_q2_K *x, const int8_t *q8, __m256i
     return sumi;
 }
 
-static inline __m256i single_q3_K(const block_q3_K *x, const int8_t *q8, __m256i *F) {
+static inline __attribute__((always_inline)) __m256i single_q3_K(const block_q3_K *x, const int8_t *q8, __m256i *F) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
     const __m128i sc8 = q3_K_scales(x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
@@ -240,7 +240,7 @@ static inline __m256i single_q3_K(const block_q3_K *x, const int8_t *q8, __m256i
     return sumi;
 }
 
-static inline __m256i single_q6_K(const block_q6_K *x, const int8_t *q8, __m256i *F) {
+static inline __attribute__((always_inline)) __m256i single_q6_K(const block_q6_K *x, const int8_t *q8, __m256i *F) {
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i s16 = scales_even_odd_epi8(sc8);
     __m256i sumi = _mm256_setzero_si256();
@@ -258,7 +258,7 @@ static inline __m256i single_q6_K(const block_q6_K *x, const int8_t *q8, __m256i
     return sumi;
 }
 
-static inline __m256i single_iq4_xs(const block_iq4_xs *x, const int8_t *q8, __m256i *F) {
+static inline __attribute__((always_inline)) __m256i single_iq4_xs(const block_iq4_xs *x, const int8_t *q8, __m256i *F) {
     const __m256i lut = iq4_lut();
     const uint16_t sh = x->scales_h;
     __m256i sumi = _mm256_setzero_si256();
@@ -284,7 +284,7 @@ static inline __m256i single_iq4_xs(const block_iq4_xs *x, const int8_t *q8, __m
 /* ---------------------------------------------------------------- kernels */
 
 /* lane t = the sum of the eight lanes of a[t] */
-static inline __m256i reduce8(const __m256i a[8]) {
+static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8]) {
     const __m256i b0 = _mm256_hadd_epi32(a[0], a[1]), b1 = _mm256_hadd_epi32(a[2], a[3]);
     const __m256i b2 = _mm256_hadd_epi32(a[4], a[5]), b3 = _mm256_hadd_epi32(a[6], a[7]);
     const __m256i c0 = _mm256_hadd_epi32(b0, b1), c1 = _mm256_hadd_epi32(b2, b3);
