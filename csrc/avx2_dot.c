@@ -155,12 +155,6 @@ static void qtk_vec_dot_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, co
 
 /* ---------------------------------------------------------------- K-quants */
 
-static inline int bsums_total(const int16_t *bsums) {
-    const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)bsums));
-    const __m256i c = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(bsums + 8)));
-    return hsum_i32x8(_mm256_add_epi32(b, c));
-}
-
 static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_tq2_0 *x = vx;
     const block_q8_K *y = vy;
@@ -179,7 +173,7 @@ static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
         }
         /* 8 pair sums of at most 2*2*127 per lane: int16 holds them */
         __m256i sumi = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(bsums_total(y[i].bsums), 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_set1_epi16(1)));   /* sum(y), lane-wise */
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
@@ -230,7 +224,7 @@ static void qtk_vec_dot_tq1_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
         const __m256i tt = trits256(_mm256_slli_epi16(t, 8), _mm256_and_si256(t, hmask), ptail);
         sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tt, loadu256(q8 + 224)));
         __m256i sumi = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(bsums_total(y[i].bsums), 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_set1_epi16(1)));   /* sum(y), lane-wise */
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
