@@ -2,18 +2,17 @@
  * row against one activation row (gemv), and one weight row against eight activation rows (the
  * gemm micro-kernel: each weight super-block is decoded once for eight tokens).
  *
- * Both forms of a type run the same operations per token, in one of two forms:
- *  - lanes (Q2_K, Q3_K, Q5_K, IQ4_XS): the integer sums of level x activation x sub-block scale in
- *    8 int32 lanes (less the offset term of Q3_K, lane for lane), acc = fma(dx * dy, float(lanes),
- *    acc) per super-block, the mins likewise in 8 lanes; result hsum(acc) - hsum(accm). The
- *    single-row kernel is as cheap as it gets; the eight-token kernel pays the float steps per token.
- *  - reduced (Q4_K, Q6_K): per super-block the exact integer totals tot and mt, then
- *    s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt (never fused). The eight-token kernel reduces
- *    eight tokens' sums into one vector and runs the chain one token per lane (cheaper per token);
- *    the single-row kernel pays a horizontal sum per super-block.
- * Either way result t of the eight-token kernel has exactly the bits of the single-row kernel on
- * token t, whatever tokens share the call. (Q4_K and Q6_K gemv stream from memory at 1 thread, so
- * their kernels lean to the gemm; Q2_K, Q3_K, Q5_K and IQ4_XS gemv are compute-bound here.)
+ * Three kernels per type, one arithmetic: per super-block and (row, token) the exact integer
+ * totals tot (level x activation x sub-block scale, less the offset term of Q3_K / Q6_K, whose
+ * signed levels are stored unsigned) and mt (the mins term of Q2_K / Q4_K / Q5_K), then the float
+ * chain s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt, super-block by super-block (multiplies
+ * and adds, never fused):
+ *  - qtk_vec_dot_*: one row, one token (reduces tot and mt with a horizontal add per super-block);
+ *  - qtk_vec_dot8r_*: eight rows, one token (the gemv: the eight rows' sums are reduced together
+ *    into one vector, the chain runs one row per lane);
+ *  - qtk_vec_dot8_*: one row, eight tokens (the gemm micro-kernel: each weight super-block is
+ *    decoded once, the eight tokens' sums reduced together, the chain one token per lane).
+ * So every (row, token) result has the same bits whichever kernel computed it.
  */
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -319,6 +318,47 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
         }                                                                                               \
         *s = sum;                                                                                       \
     }                                                                                                   \
+    void qtk_vec_dot8r_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, int64_t xs, const void *vy) {  \
+        const block_q8_K *y = vy;                                                                       \
+        const int64_t nb = n / QK_K;                                                                    \
+        __m256 sum = _mm256_setzero_ps();                                                               \
+        /* rows are read one after the other (one stream for the prefetcher), 16 super-blocks at a    \
+         * time; their integer sums wait in tot / mt until all eight rows are done */                    \
+        for (int64_t i0 = 0; i0 < nb; i0 += 16) {                                                       \
+            const int cnt = nb - i0 < 16 ? (int)(nb - i0) : 16;                                         \
+            __m256i tot[16][8], mt[16][8];                                                              \
+            for (int r = 0; r < 8; ++r) {                                                               \
+                const btype *xr = (const btype *)((const uint8_t *)vx + r * xs);                        \
+                for (int k = 0; k < cnt; ++k) {                                                         \
+                    const int64_t i = i0 + k;                                                           \
+                    __m256i F;                                                                          \
+                    tot[k][r] = SINGLE(&xr[i], y[i].qs, &F);                                            \
+                    mt[k][r] = bsums_f(y[i].bsums, F);                                                  \
+                    if (OFFSET) {                                                                       \
+                        tot[k][r] = _mm256_sub_epi32(tot[k][r], mt[k][r]);                              \
+                    }                                                                                   \
+                }                                                                                       \
+            }                                                                                           \
+            for (int k = 0; k < cnt; ++k) {                                                             \
+                const int64_t i = i0 + k;                                                               \
+                const btype *x0 = (const btype *)vx + i;                                                \
+                float dxs[8], dms[8];                                                                   \
+                for (int r = 0; r < 8; ++r) {                                                           \
+                    const btype *xr = (const btype *)((const uint8_t *)x0 + r * xs);                    \
+                    dxs[r] = qtk_h2f(xr->d);                                                            \
+                    dms[r] = DMIN(xr);                                                                  \
+                }                                                                                       \
+                const __m256 dy = _mm256_set1_ps(y[i].d);                                               \
+                sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dxs), dy),         \
+                                                       _mm256_cvtepi32_ps(reduce8(tot[k]))));           \
+                if (MINS) {                                                                             \
+                    sum = _mm256_sub_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dms), dy),     \
+                                                           _mm256_cvtepi32_ps(reduce8(mt[k]))));        \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+        _mm256_storeu_ps(s, sum);                                                                       \
+    }                                                                                                   \
     void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) { \
         const btype *x = vx;                                                                            \
         const block_q8_K *y[8];                                                                         \
@@ -351,60 +391,6 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
         _mm256_storeu_ps(s, sum);                                                                       \
     }
 
-/* The lane form (Q2_K, Q3_K, Q5_K, IQ4_XS: the cheaper single-row kernel): per super-block and
- * token, acc = fma(dx * dy, float(sumi lanes), acc) and accm = fma(dmin * dy, float(mins lanes),
- * accm) in 8 float lanes; the result is hsum(acc) - hsum(accm). */
-#define KQ_KERNELS_LANES(name, btype, SINGLE, DECODE, MINS, OFFSET, SGN, DMIN)                                \
-    void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {           \
-        const btype *x = vx;                                                                            \
-        const block_q8_K *y = vy;                                                                       \
-        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                                   \
-        for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
-            __m256i F;                                                                                  \
-            __m256i sumi = SINGLE(&x[i], y[i].qs, &F);                                                  \
-            if (OFFSET) {                                                                               \
-                sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), F));             \
-            }                                                                                           \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(qtk_h2f(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc); \
-            if (MINS) {                                                                                 \
-                accm = _mm256_fmadd_ps(_mm256_set1_ps(DMIN(&x[i]) * y[i].d),                            \
-                                       _mm256_cvtepi32_ps(bsums_f(y[i].bsums, F)), accm);               \
-            }                                                                                           \
-        }                                                                                               \
-        *s = MINS ? hsum_f32x8(acc) - hsum_f32x8(accm) : hsum_f32x8(acc);                               \
-    }                                                                                                   \
-    void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) { \
-        const btype *x = vx;                                                                            \
-        const block_q8_K *y[8];                                                                         \
-        for (int t = 0; t < 8; ++t) {                                                                   \
-            y[t] = g->y[t];                                                                             \
-        }                                                                                               \
-        __m256 acc[8], accm[8];                                                                         \
-        for (int t = 0; t < 8; ++t) {                                                                   \
-            acc[t] = accm[t] = _mm256_setzero_ps();                                                     \
-        }                                                                                               \
-        for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
-            kblock b;                                                                                   \
-            __m256i F, sumi[8];                                                                         \
-            DECODE(&x[i], &b, &F);                                                                      \
-            group_sumi(&b, y, i, SGN, sumi);                                                            \
-            const float dx = qtk_h2f(x[i].d);                                                           \
-            for (int t = 0; t < 8; ++t) {                                                               \
-                if (OFFSET) {                                                                           \
-                    sumi[t] = _mm256_sub_epi32(sumi[t], bsums_f(y[t][i].bsums, F));                     \
-                }                                                                                       \
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[t][i].d), _mm256_cvtepi32_ps(sumi[t]), acc[t]); \
-                if (MINS) {                                                                             \
-                    accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(DMIN(&x[i]) * y[t][i].d),                 \
-                                              _mm256_cvtepi32_ps(bsums_f(y[t][i].bsums, F)), accm[t]);  \
-                }                                                                                       \
-            }                                                                                           \
-        }                                                                                               \
-        for (int t = 0; t < 8; ++t) {                                                                   \
-            s[t] = MINS ? hsum_f32x8(acc[t]) - hsum_f32x8(accm[t]) : hsum_f32x8(acc[t]);                \
-        }                                                                                               \
-    }
-
 #define DECODE_Q4_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, NULL, b, F)
 #define DECODE_Q5_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, (x)->qh, b, F)
 #define DECODE_IQ4_XS(x, b, F) (decode_iq4_xs(x, b), *(F) = _mm256_setzero_si256())
@@ -412,11 +398,11 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
 #define DMIN_NONE(x) 0.0f
 
 KQ_KERNELS_REDUCED(q4_K, block_q4_K, SINGLE_Q4_K, DECODE_Q4_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_LANES(q5_K, block_q5_K, SINGLE_Q5_K, DECODE_Q5_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_LANES(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_LANES(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE)
+KQ_KERNELS_REDUCED(q5_K, block_q5_K, SINGLE_Q5_K, DECODE_Q5_K, 1, 0, 0, DMIN_HALF)
+KQ_KERNELS_REDUCED(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HALF)
+KQ_KERNELS_REDUCED(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE)
 KQ_KERNELS_REDUCED(q6_K, block_q6_K, single_q6_K, decode_q6_K, 0, 1, 0, DMIN_NONE)
-KQ_KERNELS_LANES(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE)
+KQ_KERNELS_REDUCED(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE)
 
 #if defined(__clang__)
 #pragma clang attribute pop
