@@ -140,6 +140,25 @@ def test_moe_matmul_equals_per_token_loop(isa, qtype):
         assert np.array_equal(q.moe_matmul(w, qtype, x, ids.astype(np.int64), threads=threads), out)
 
 
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q2_K", "IQ4_XS", "F16", "IQ2_XS"])
+def test_moe_matmul_many_tokens_per_expert(isa, qtype):
+    """Experts with 8+ tokens (full eight-token chunks), 4-7 (a padded chunk) and 1-3 (the gemv
+    kernels) in one call, rows not a multiple of 8: still the per-token loop, bit for bit."""
+    rng = np.random.default_rng(11)
+    n_experts, rows, n, tokens, k = 4, 45, 512, 29, 2
+    w = qz(rand(rng, n_experts, rows, n), qtype)
+    x = rand(rng, tokens, n)
+    ids = np.zeros((tokens, k), np.int32)
+    ids[:, 0] = 0                                  # expert 0: all 29 tokens
+    ids[:, 1] = np.where(np.arange(tokens) < 6, 1, np.where(np.arange(tokens) < 8, 2, 3))   # 6, 2, 21 tokens
+    out = q.moe_matmul(w, qtype, x, ids)
+    for t in range(tokens):
+        for j in range(k):
+            assert np.array_equal(out[t, j], q.matmul(w[ids[t, j]], qtype, x[t]))
+    for threads in (2, 3):
+        assert np.array_equal(q.moe_matmul(w, qtype, x, ids, threads=threads), out)
+
+
 def test_moe_matmul_reads_only_routed_experts():
     """An unrouted expert full of garbage (NaN scales) does not reach the result."""
     rng = np.random.default_rng(5)
