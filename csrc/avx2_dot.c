@@ -325,14 +325,6 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_F16] = qtk_vec_dot_tile_f16_avx2,
         [QTK_TYPE_BF16] = qtk_vec_dot_tile_bf16_avx2,
     },
-    .vec_dot8r = {
-        [QTK_TYPE_Q2_K] = qtk_vec_dot8r_q2_K_q8_K_avx2,
-        [QTK_TYPE_Q3_K] = qtk_vec_dot8r_q3_K_q8_K_avx2,
-        [QTK_TYPE_Q4_K] = qtk_vec_dot8r_q4_K_q8_K_avx2,
-        [QTK_TYPE_Q5_K] = qtk_vec_dot8r_q5_K_q8_K_avx2,
-        [QTK_TYPE_Q6_K] = qtk_vec_dot8r_q6_K_q8_K_avx2,
-        [QTK_TYPE_IQ4_XS] = qtk_vec_dot8r_iq4_xs_q8_K_avx2,
-    },
     .vec_dot8 = {
         [QTK_TYPE_Q2_K] = qtk_vec_dot8_q2_K_q8_K_avx2,
         [QTK_TYPE_Q3_K] = qtk_vec_dot8_q3_K_q8_K_avx2,

@@ -49,8 +49,15 @@ static inline float el_bf16(const void *p, int64_t i) {
     return qtk_bf16_to_fp32(((const uint16_t *)p)[i]);
 }
 
+/* gemv prefetch distance in bytes (1, 2 and 4 KiB tried: 2 KiB streamed F16 / BF16 / F32 rows
+ * fastest from memory here; without it the 4 x 1 tile read ~20% slower than one row at a time) */
+#define PF_DIST 2048
+#define ADDR_F32(p, i) (((const float *)(p))[i])
+#define ADDR_F16(p, i) (((const qtk_half *)(p))[i])
+#define ADDR_BF16(p, i) (((const uint16_t *)(p))[i])
+
 /* One tile of NR rows x NT tokens; s[r * ss + t]. */
-#define FLOAT_TILE(name, LDW, LDY, ELW, ELY)                                                            \
+#define FLOAT_TILE(name, LDW, LDW_ADDR, LDY, ELW, ELY)                                                            \
     static inline __attribute__((always_inline)) void name(int64_t n, float *s, int64_t ss, const uint8_t *x, \
                                                            int64_t xs, const void *const *y, const int NR,    \
                                                            const int NT) {                                    \
@@ -65,6 +72,10 @@ static inline float el_bf16(const void *p, int64_t i) {
             __m256 w[4];                                                                                \
             _Pragma("GCC unroll 4") for (int r = 0; r < NR; ++r) {                                    \
                 w[r] = LDW(x + r * xs, i);                                                              \
+                if (NT == 1 && ((i * (int64_t)sizeof(LDW_ADDR(x, 0))) & 63) == 0) {                                                         \
+                    /* a gemv streams NR rows at once: fetch each ahead */                              \
+                    _mm_prefetch((const char *)&LDW_ADDR(x + r * xs, i) + PF_DIST, _MM_HINT_T0);        \
+                }                                                                                       \
             }                                                                                           \
             _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {                                    \
                 const __m256 v = LDY(y[t], i);                                                          \
@@ -84,9 +95,9 @@ static inline float el_bf16(const void *p, int64_t i) {
         }                                                                                               \
     }
 
-FLOAT_TILE(tile_f32, ld8_f32, ld8_f32, el_f32, el_f32)
-FLOAT_TILE(tile_f16, ld8_f16, ld8_f32, el_f16, el_f32)
-FLOAT_TILE(tile_bf16, ld8_bf16, ld8_bf16, el_bf16, el_bf16)
+FLOAT_TILE(tile_f32, ld8_f32, ADDR_F32, ld8_f32, el_f32, el_f32)
+FLOAT_TILE(tile_f16, ld8_f16, ADDR_F16, ld8_f32, el_f16, el_f32)
+FLOAT_TILE(tile_bf16, ld8_bf16, ADDR_BF16, ld8_bf16, el_bf16, el_bf16)
 
 /* the tile shapes as compile-time constants */
 #define FLOAT_TILE_DISPATCH(type, TILE)                                                                 \

@@ -2,17 +2,18 @@
  * row against one activation row (gemv), and one weight row against eight activation rows (the
  * gemm micro-kernel: each weight super-block is decoded once for eight tokens).
  *
- * Three kernels per type, one arithmetic: per super-block and (row, token) the exact integer
+ * Two kernels per type, one arithmetic: per super-block and (row, token) the exact integer
  * totals tot (level x activation x sub-block scale, less the offset term of Q3_K / Q6_K, whose
  * signed levels are stored unsigned) and mt (the mins term of Q2_K / Q4_K / Q5_K), then the float
  * chain s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt, super-block by super-block (multiplies
  * and adds, never fused):
- *  - qtk_vec_dot_*: one row, one token (reduces tot and mt with a horizontal add per super-block);
- *  - qtk_vec_dot8r_*: eight rows, one token (the gemv: the eight rows' sums are reduced together
- *    into one vector, the chain runs one row per lane);
+ *  - qtk_vec_dot_*: one row, one token (the gemv; reduces tot and mt with horizontal adds per
+ *    super-block);
  *  - qtk_vec_dot8_*: one row, eight tokens (the gemm micro-kernel: each weight super-block is
  *    decoded once, the eight tokens' sums reduced together, the chain one token per lane).
- * So every (row, token) result has the same bits whichever kernel computed it.
+ * So every (row, token) result has the same bits whichever kernel computed it. (An eight-row gemv
+ * kernel of the same arithmetic was faster in cache but 10-35% slower streaming from memory, with
+ * or without software prefetch: it is not used.)
  */
 #if defined(__x86_64__) || defined(__i386__)
 
@@ -317,47 +318,6 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
             }                                                                                           \
         }                                                                                               \
         *s = sum;                                                                                       \
-    }                                                                                                   \
-    void qtk_vec_dot8r_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, int64_t xs, const void *vy) {  \
-        const block_q8_K *y = vy;                                                                       \
-        const int64_t nb = n / QK_K;                                                                    \
-        __m256 sum = _mm256_setzero_ps();                                                               \
-        /* rows are read one after the other (one stream for the prefetcher), 16 super-blocks at a    \
-         * time; their integer sums wait in tot / mt until all eight rows are done */                    \
-        for (int64_t i0 = 0; i0 < nb; i0 += 16) {                                                       \
-            const int cnt = nb - i0 < 16 ? (int)(nb - i0) : 16;                                         \
-            __m256i tot[16][8], mt[16][8];                                                              \
-            for (int r = 0; r < 8; ++r) {                                                               \
-                const btype *xr = (const btype *)((const uint8_t *)vx + r * xs);                        \
-                for (int k = 0; k < cnt; ++k) {                                                         \
-                    const int64_t i = i0 + k;                                                           \
-                    __m256i F;                                                                          \
-                    tot[k][r] = SINGLE(&xr[i], y[i].qs, &F);                                            \
-                    mt[k][r] = bsums_f(y[i].bsums, F);                                                  \
-                    if (OFFSET) {                                                                       \
-                        tot[k][r] = _mm256_sub_epi32(tot[k][r], mt[k][r]);                              \
-                    }                                                                                   \
-                }                                                                                       \
-            }                                                                                           \
-            for (int k = 0; k < cnt; ++k) {                                                             \
-                const int64_t i = i0 + k;                                                               \
-                const btype *x0 = (const btype *)vx + i;                                                \
-                float dxs[8], dms[8];                                                                   \
-                for (int r = 0; r < 8; ++r) {                                                           \
-                    const btype *xr = (const btype *)((const uint8_t *)x0 + r * xs);                    \
-                    dxs[r] = qtk_h2f(xr->d);                                                            \
-                    dms[r] = DMIN(xr);                                                                  \
-                }                                                                                       \
-                const __m256 dy = _mm256_set1_ps(y[i].d);                                               \
-                sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dxs), dy),         \
-                                                       _mm256_cvtepi32_ps(reduce8(tot[k]))));           \
-                if (MINS) {                                                                             \
-                    sum = _mm256_sub_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(dms), dy),     \
-                                                           _mm256_cvtepi32_ps(reduce8(mt[k]))));        \
-                }                                                                                       \
-            }                                                                                           \
-        }                                                                                               \
-        _mm256_storeu_ps(s, sum);                                                                       \
     }                                                                                                   \
     void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const qtk_q8k_group *g) { \
         const btype *x = vx;                                                                            \

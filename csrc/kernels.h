@@ -43,10 +43,6 @@ typedef struct {
  * be bit-identical to the single-row kernel on y[t]. */
 typedef void (*qtk_vec_dot8_fn)(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
 
-/* s[r] = dot(row r, y) for eight weight rows (x + r * xs bytes) and one Q8_K activation row (the gemv
- * micro-kernel); each s[r] must be bit-identical to the single-row kernel on row r. */
-typedef void (*qtk_vec_dot8r_fn)(int64_t n, float *s, const void *x, int64_t xs, const void *y);
-
 /* A register tile of the float weight types: s[r * ss + t] = dot(row r, y[t]) for r < nr rows
  * (x + r * xs bytes), t < nt tokens, 1 <= nr, nt <= 4; each result must be bit-identical to the
  * type's qtk_vec_dot_fn on that row and token. */
@@ -86,7 +82,6 @@ typedef struct {
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
     qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
     qtk_vec_dot8_fn vec_dot8[QTK_TYPE_COUNT];           /* NULL: none (Q8_K types only) */
-    qtk_vec_dot8r_fn vec_dot8r[QTK_TYPE_COUNT];         /* NULL: none (Q8_K types only) */
     qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;

@@ -24,7 +24,6 @@ typedef struct {
     qtk_vec_dot_fn dot;
     qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
-    qtk_vec_dot8r_fn dot8r;   /* may be NULL (Q8_K types) */
     qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
@@ -84,7 +83,6 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     p->dot = k->vec_dot[wt->type] ? k->vec_dot[wt->type] : qtk_kernels_ref.vec_dot[wt->type];
     p->dot4 = k->vec_dot[wt->type] ? k->vec_dot4[wt->type] : NULL;
     p->dot8 = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->vec_dot8[wt->type] : NULL;
-    p->dot8r = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->vec_dot8r[wt->type] : NULL;
     p->tile = k->vec_dot[wt->type] ? k->vec_dot_tile[wt->type] : NULL;
     return QTK_OK;
 }
@@ -112,10 +110,9 @@ static inline void do_dot(const plan_t *p, float *s, const uint8_t *wrow, const 
 
 static int64_t tile_rows(const plan_t *p, int64_t rows) {
     int64_t r = p->row_bytes > 0 ? TILE_BYTES / p->row_bytes : rows;
-    if (r < 8) {
-        r = 8;
+    if (r < 4) {
+        r = 4;
     }
-    r -= r % 8;   /* whole calls of the eight-row kernels */
     return r > rows ? (rows > 0 ? rows : 1) : r;
 }
 
@@ -212,14 +209,7 @@ static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, con
     for (; col < c1; ++col) {
         const uint8_t *y = act + act_idx[col] * p->act_bytes;
         float *o = out + out_idx[col] * out_stride;
-        int64_t r = r0;
-        if (p->dot8r) {
-            /* eight rows per call: the gemv micro-kernel */
-            for (; r + 8 <= r1; r += 8) {
-                p->dot8r(p->n, &o[r], w + r * p->row_bytes, p->row_bytes, y);
-            }
-        }
-        for (; r < r1; ++r) {
+        for (int64_t r = r0; r < r1; ++r) {
             do_dot(p, &o[r], w + r * p->row_bytes, y);
         }
     }
@@ -271,7 +261,9 @@ static int64_t call_tile(const plan_t *p, int64_t rows, int64_t ngroups, int thr
     const int64_t want_tasks = (int64_t)threads * 8;
     if (ngroups * ((rows + tile - 1) / tile) < want_tasks) {
         int64_t t2 = (rows * ngroups + want_tasks - 1) / want_tasks;
-        t2 = (t2 + 7) / 8 * 8;   /* whole calls of the eight-row kernels */
+        if (t2 < 4) {
+            t2 = 4;
+        }
         if (t2 < tile) {
             tile = t2;
         }
