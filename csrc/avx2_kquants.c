@@ -299,15 +299,41 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {           \
         const btype *x = vx;                                                                            \
         const block_q8_K *y = vy;                                                                       \
+        const int64_t nb = n / QK_K;                                                                    \
         float sum = 0.0f;                                                                               \
-        for (int64_t i = 0; i < n / QK_K; ++i) {                                                        \
+        int64_t i = 0;                                                                                  \
+        /* two super-blocks per reduction: lanes (tot, mt) of i and of i + 1 */                         \
+        for (; i + 2 <= nb; i += 2) {                                                                   \
+            __m256i F0, F1;                                                                             \
+            __m256i s0 = SINGLE(&x[i], y[i].qs, &F0), s1 = SINGLE(&x[i + 1], y[i + 1].qs, &F1);         \
+            const __m256i m0 = bsums_f(y[i].bsums, F0), m1 = bsums_f(y[i + 1].bsums, F1);               \
+            if (OFFSET) {                                                                               \
+                s0 = _mm256_sub_epi32(s0, m0);                                                          \
+                s1 = _mm256_sub_epi32(s1, m1);                                                          \
+            }                                                                                           \
+            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, m0), _mm256_hadd_epi32(s1, m1));  \
+            const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)); \
+            float v[4];                                                                                 \
+            const float dy0 = y[i].d, dy1 = y[i + 1].d;                                                 \
+            _mm_storeu_ps(v, _mm_mul_ps(_mm_setr_ps(qtk_h2f(x[i].d) * dy0, DMIN(&x[i]) * dy0,           \
+                                                    qtk_h2f(x[i + 1].d) * dy1, DMIN(&x[i + 1]) * dy1),  \
+                                        _mm_cvtepi32_ps(r)));                                           \
+            sum = sum + v[0];                                                                           \
+            if (MINS) {                                                                                 \
+                sum = sum - v[1];                                                                       \
+            }                                                                                           \
+            sum = sum + v[2];                                                                           \
+            if (MINS) {                                                                                 \
+                sum = sum - v[3];                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+        for (; i < nb; ++i) {                                                                           \
             __m256i F;                                                                                  \
             __m256i sumi = SINGLE(&x[i], y[i].qs, &F);                                                  \
             const __m256i m = bsums_f(y[i].bsums, F);                                                   \
             if (OFFSET) {                                                                               \
                 sumi = _mm256_sub_epi32(sumi, m);                                                       \
             }                                                                                           \
-            /* tot and mt together: lanes 0 and 1 of the reduced pair */                                \
             const __m256i h = _mm256_hadd_epi32(sumi, m);                                               \
             __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));       \
             r = _mm_hadd_epi32(r, r);                                                                   \
