@@ -216,71 +216,125 @@ static inline __attribute__((always_inline)) __m256i group_dot_s(const iq_group 
 
 /* One kernel body per type: DECODE(block, ib, &group), DOT (group_dot_u / _s), the weight
  * scale D(block) and the final factor. Four-token variants decode each group once. */
-#define IQ_DOT_KERNELS(name, btype, DECODE, DOT, DX, FACTOR, S16)                                         \
+/* Prompt path: a row is unpacked once into QTK_IQ_UNPACKED_BYTES per super-block (the signed
+ * value of each element plus 64, as unsigned bytes; each group's int16 scale vector; the 16 factors
+ * 64 * scale of the sixteen 16-element bsums; the float d), then dotted with eight tokens at a time
+ * by one generic kernel. Both the single-row kernel and the eight-token kernel form per super-block
+ * the exact integer total and run s = s + (d * dy) * tot, then return FACTOR * s: the same bits. */
+#define UB_L 0
+#define UB_S 256
+#define UB_F 512
+#define UB_D 544
+
+#define IQ_DOT_KERNELS(name, btype, DECODE, DOT, DX, FACTOR, S16, SIGNED)                                \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {      \
         const btype *x = vx;                                                                               \
         const block_q8_K *y = vy;                                                                          \
-        __m256 acc = _mm256_setzero_ps();                                                                  \
+        float sum = 0.0f, dprev = 0.0f;                                                                    \
+        __m256i prev = _mm256_setzero_si256();                                                             \
+        /* super-block i is reduced and added while i + 1 is being computed (its horizontal sum would  \
+         * otherwise hold up the next super-block's decode); the order of the additions is unchanged */ \
         for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
             __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                              \
             const __m256i s16 = S16(&x[i]);                                                                \
             _Pragma("GCC unroll 4") for (int ib = 0; ib < QK_K / 32; ib += 2) {                            \
                 iq_group g0, g1;                                                                           \
-                DECODE(&x[i], ib, s16, &g0);                                                                    \
-                DECODE(&x[i], ib + 1, s16, &g1);                                                                \
+                DECODE(&x[i], ib, s16, &g0);                                                               \
+                DECODE(&x[i], ib + 1, s16, &g1);                                                           \
                 s0 = _mm256_add_epi32(s0, DOT(&g0, y[i].qs + 32 * ib));                                    \
                 s1 = _mm256_add_epi32(s1, DOT(&g1, y[i].qs + 32 * ib + 32));                               \
             }                                                                                              \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(DX(&x[i]) * y[i].d), _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), \
-                                  acc);                                                                    \
+            if (i > 0) {                                                                                   \
+                sum = sum + dprev * (float)hsum_i32x8(prev);                                               \
+            }                                                                                              \
+            prev = _mm256_add_epi32(s0, s1);                                                               \
+            dprev = DX(&x[i]) * y[i].d;                                                                    \
         }                                                                                                  \
-        *s = FACTOR * hsum_f32x8(acc);                                                                     \
+        if (n >= QK_K) {                                                                                   \
+            sum = sum + dprev * (float)hsum_i32x8(prev);                                                   \
+        }                                                                                                  \
+        *s = FACTOR * sum;                                                                                 \
     }                                                                                                      \
-    void qtk_vec_dot4_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *const *vy) {     \
+    void qtk_unpack_##name##_avx2(const void *vx, int64_t n, uint8_t *u) {                                 \
         const btype *x = vx;                                                                               \
-        const block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                            \
-        __m256 acc[4];                                                                                     \
-        for (int t = 0; t < 4; ++t) {                                                                      \
-            acc[t] = _mm256_setzero_ps();                                                                  \
-        }                                                                                                  \
-        for (int64_t i = 0; i < n / QK_K; ++i) {                                                           \
-            __m256i s0[4], s1[4];                                                                          \
+        for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_IQ_UNPACKED_BYTES) {                               \
             const __m256i s16 = S16(&x[i]);                                                                \
-            for (int t = 0; t < 4; ++t) {                                                                  \
-                s0[t] = s1[t] = _mm256_setzero_si256();                                                    \
+            int16_t f[16];                                                                                 \
+            for (int ib = 0; ib < QK_K / 32; ++ib) {                                                       \
+                iq_group g;                                                                                \
+                DECODE(&x[i], ib, s16, &g);                                                                \
+                const __m256i v = SIGNED ? g.g : _mm256_sign_epi8(g.g, g.sg);                              \
+                _mm256_storeu_si256((__m256i *)(u + UB_L + 32 * ib), _mm256_add_epi8(v, _mm256_set1_epi8(64))); \
+                _mm256_storeu_si256((__m256i *)(u + UB_S + 32 * ib), g.sc);                                \
+                f[2 * ib] = (int16_t)(64 * _mm256_extract_epi16(g.sc, 0));                                 \
+                f[2 * ib + 1] = (int16_t)(64 * _mm256_extract_epi16(g.sc, 8));                             \
             }                                                                                              \
-            for (int ib = 0; ib < QK_K / 32; ib += 2) {                                                    \
-                iq_group g0, g1;                                                                           \
-                DECODE(&x[i], ib, s16, &g0);                                                                    \
-                DECODE(&x[i], ib + 1, s16, &g1);                                                                \
-                _Pragma("GCC unroll 4") for (int t = 0; t < 4; ++t) {                                      \
-                    s0[t] = _mm256_add_epi32(s0[t], DOT(&g0, y[t][i].qs + 32 * ib));                       \
-                    s1[t] = _mm256_add_epi32(s1[t], DOT(&g1, y[t][i].qs + 32 * ib + 32));                  \
-                }                                                                                          \
-            }                                                                                              \
-            const float dx = DX(&x[i]);                                                                    \
-            for (int t = 0; t < 4; ++t) {                                                                  \
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * y[t][i].d),                                   \
-                                         _mm256_cvtepi32_ps(_mm256_add_epi32(s0[t], s1[t])), acc[t]);      \
-            }                                                                                              \
+            memcpy(u + UB_F, f, sizeof f);                                                                 \
+            const float d = DX(&x[i]);                                                                     \
+            memcpy(u + UB_D, &d, 4);                                                                       \
         }                                                                                                  \
-        for (int t = 0; t < 4; ++t) {                                                                      \
-            s[t] = FACTOR * hsum_f32x8(acc[t]);                                                            \
-        }                                                                                                  \
+    }                                                                                                      \
+    void qtk_vec_dot8u_##name##_q8_K_avx2(int64_t n, float *s, const void *u, const qtk_q8k_group *g) {   \
+        iq_dot8u(n, s, u, g, FACTOR);                                                                      \
     }
+
+/* lane t = the sum of the eight lanes of a[t] */
+static inline __attribute__((always_inline)) __m256i reduce8_iq(const __m256i a[8]) {
+    const __m256i b0 = _mm256_hadd_epi32(a[0], a[1]), b1 = _mm256_hadd_epi32(a[2], a[3]);
+    const __m256i b2 = _mm256_hadd_epi32(a[4], a[5]), b3 = _mm256_hadd_epi32(a[6], a[7]);
+    const __m256i c0 = _mm256_hadd_epi32(b0, b1), c1 = _mm256_hadd_epi32(b2, b3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
+}
+
+/* one unpacked row against eight tokens */
+static inline __attribute__((always_inline)) void iq_dot8u(int64_t n, float *s, const void *vu, const qtk_q8k_group *g,
+                                                          float factor) {
+    const uint8_t *u = vu;
+    const block_q8_K *y[8];
+    for (int t = 0; t < 8; ++t) {
+        y[t] = g->y[t];
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_IQ_UNPACKED_BYTES) {
+        __m256i acc[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+            acc[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 1
+        for (int j = 0; j < 8; ++j) {
+            const __m256i L = loadu256(u + UB_L + 32 * j), S = loadu256(u + UB_S + 32 * j);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_maddubs_epi16(L, loadu256(y[t][i].qs + 32 * j)), S));
+            }
+        }
+        const __m256i F = loadu256(u + UB_F);
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+            acc[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(loadu256(y[t][i].bsums), F));
+        }
+        float d;
+        memcpy(&d, u + UB_D, 4);
+        const __m256 dy = _mm256_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d, y[4][i].d, y[5][i].d, y[6][i].d,
+                                         y[7][i].d);
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), dy), _mm256_cvtepi32_ps(reduce8_iq(acc))));
+    }
+    _mm256_storeu_ps(s, _mm256_mul_ps(_mm256_set1_ps(factor), sum));
+}
 
 #define DX_HALF(b) qtk_h2f((b)->d)
 #define S16_NONE(b) _mm256_setzero_si256()
 #define S16_IQ2(b) iq2_scales16((b)->scales)
 #define S16_IQ1_M(b) iq1_m_scales16(b)
 
-IQ_DOT_KERNELS(iq2_xxs, block_iq2_xxs, iq2_xxs_group, group_dot_u, DX_HALF, 0.125f, S16_NONE)
-IQ_DOT_KERNELS(iq2_xs, block_iq2_xs, iq2_xs_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2)
-IQ_DOT_KERNELS(iq2_s, block_iq2_s, iq2_s_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2)
-IQ_DOT_KERNELS(iq3_xxs, block_iq3_xxs, iq3_xxs_group, group_dot_u, DX_HALF, 0.25f, S16_NONE)
-IQ_DOT_KERNELS(iq3_s, block_iq3_s, iq3_s_group, group_dot_u, DX_HALF, 1.0f, S16_NONE)
-IQ_DOT_KERNELS(iq1_s, block_iq1_s, iq1_s_group, group_dot_s, DX_HALF, 0.125f, S16_NONE)
-IQ_DOT_KERNELS(iq1_m, block_iq1_m, iq1_m_group, group_dot_s, iq1_m_d, 0.125f, S16_IQ1_M)
+IQ_DOT_KERNELS(iq2_xxs, block_iq2_xxs, iq2_xxs_group, group_dot_u, DX_HALF, 0.125f, S16_NONE, 0)
+IQ_DOT_KERNELS(iq2_xs, block_iq2_xs, iq2_xs_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2, 0)
+IQ_DOT_KERNELS(iq2_s, block_iq2_s, iq2_s_group, group_dot_u, DX_HALF, 0.125f, S16_IQ2, 0)
+IQ_DOT_KERNELS(iq3_xxs, block_iq3_xxs, iq3_xxs_group, group_dot_u, DX_HALF, 0.25f, S16_NONE, 0)
+IQ_DOT_KERNELS(iq3_s, block_iq3_s, iq3_s_group, group_dot_u, DX_HALF, 1.0f, S16_NONE, 0)
+IQ_DOT_KERNELS(iq1_s, block_iq1_s, iq1_s_group, group_dot_s, DX_HALF, 0.125f, S16_NONE, 1)
+IQ_DOT_KERNELS(iq1_m, block_iq1_m, iq1_m_group, group_dot_s, iq1_m_d, 0.125f, S16_IQ1_M, 1)
 
 /* ---------------------------------------------------------------- dequantizers */
 

@@ -43,6 +43,12 @@ typedef struct {
  * be bit-identical to the single-row kernel on y[t]. */
 typedef void (*qtk_vec_dot8_fn)(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
 
+/* The codebook types' prompt path: a weight row unpacked once (qtk_unpack_fn, QTK_IQ_UNPACKED_BYTES
+ * per super-block of 256) and dotted with eight Q8_K rows at a time by vec_dot8u; each result
+ * must be bit-identical to the type's single-row kernel. */
+#define QTK_IQ_UNPACKED_BYTES 576
+typedef void (*qtk_unpack_fn)(const void *x, int64_t n, uint8_t *u);
+
 /* A register tile of the float weight types: s[r * ss + t] = dot(row r, y[t]) for r < nr rows
  * (x + r * xs bytes), t < nt tokens, 1 <= nr, nt <= 4; each result must be bit-identical to the
  * type's qtk_vec_dot_fn on that row and token. */
@@ -82,6 +88,8 @@ typedef struct {
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
     qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
     qtk_vec_dot8_fn vec_dot8[QTK_TYPE_COUNT];           /* NULL: none (Q8_K types only) */
+    qtk_unpack_fn unpack[QTK_TYPE_COUNT];               /* NULL: none (IQ1/IQ2/IQ3 types only) */
+    qtk_vec_dot8_fn vec_dot8u[QTK_TYPE_COUNT];          /* on unpacked rows; with unpack */
     qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;

@@ -30,6 +30,8 @@ typedef struct {
     qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
     qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
+    qtk_unpack_fn unpack;     /* may be NULL (IQ1/IQ2/IQ3 types) */
+    qtk_vec_dot8_fn dot8u;
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
     int64_t n, row_bytes, act_bytes;
@@ -89,6 +91,8 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     p->dot4 = k->vec_dot[wt->type] ? k->vec_dot4[wt->type] : NULL;
     p->dot8 = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->vec_dot8[wt->type] : NULL;
     p->tile = k->vec_dot[wt->type] ? k->vec_dot_tile[wt->type] : NULL;
+    p->unpack = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->unpack[wt->type] : NULL;
+    p->dot8u = p->unpack ? k->vec_dot8u[wt->type] : NULL;
     return QTK_OK;
 }
 
@@ -150,6 +154,48 @@ static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, con
                   const int64_t *act_idx, const int64_t *out_idx, int64_t c0, int64_t c1, float *out,
                   int64_t out_stride) {
     int64_t col = c0;
+    if (p->dot8u && c1 - c0 >= DOT8_MIN) {
+        /* codebook types: up to 32 rows unpacked at a time, then eight tokens per call */
+        const int64_t nb = p->n / QK_K, ub = nb * QTK_IQ_UNPACKED_BYTES;
+        const int64_t block = 32;
+        uint8_t *u = malloc((size_t)(block * ub > 0 ? block * ub : 1));
+        if (u) {
+            for (int64_t rb = r0; rb < r1; rb += block) {
+                const int64_t nr = r1 - rb < block ? r1 - rb : block;
+                for (int64_t k = 0; k < nr; ++k) {
+                    p->unpack(w + (rb + k) * p->row_bytes, p->n, u + k * ub);
+                }
+                int64_t cc = c0;
+                for (; cc + DOT8_MIN <= c1; cc += 8) {
+                    const int cnt = c1 - cc < 8 ? (int)(c1 - cc) : 8;
+                    qtk_q8k_group grp;
+                    float *o[8];
+                    for (int k = 0; k < 8; ++k) {
+                        const int64_t c = cc + (k < cnt ? k : cnt - 1);
+                        grp.y[k] = act + act_idx[c] * p->act_bytes;
+                        o[k] = out + out_idx[c] * out_stride;
+                    }
+                    for (int64_t k = 0; k < nr; ++k) {
+                        float s8[8];
+                        p->dot8u(p->n, s8, u + k * ub, &grp);
+                        for (int t = 0; t < cnt; ++t) {
+                            o[t][rb + k] = s8[t];
+                        }
+                    }
+                }
+                for (; cc < c1; ++cc) {
+                    const uint8_t *y = act + act_idx[cc] * p->act_bytes;
+                    float *o = out + out_idx[cc] * out_stride;
+                    for (int64_t r = rb; r < rb + nr; ++r) {
+                        do_dot(p, &o[r], w + r * p->row_bytes, y);
+                    }
+                }
+            }
+            free(u);
+            return;
+        }
+        /* without the scratch, the single-row kernel below gives the same results */
+    }
     if (p->tile) {
         /* register tiles: 4 rows x 1 token (a gemv: four independent chains), 4 x 2, 3 x 3, 3 x 4 */
         for (; col < c1;) {

@@ -71,7 +71,8 @@ QTK_DECLARE_KQ_AVX2(iq4_xs)
 #define QTK_DECLARE_IQ_AVX2(name)                                                                        \
     void qtk_dequantize_row_##name##_avx2(const void *x, float *y, int64_t n);                           \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const void *y);              \
-    void qtk_vec_dot4_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const void *const *y);
+    void qtk_unpack_##name##_avx2(const void *x, int64_t n, uint8_t *u);                                 \
+    void qtk_vec_dot8u_##name##_q8_K_avx2(int64_t n, float *s, const void *u, const qtk_q8k_group *g);
 QTK_DECLARE_IQ_AVX2(iq2_xxs)
 QTK_DECLARE_IQ_AVX2(iq2_xs)
 QTK_DECLARE_IQ_AVX2(iq2_s)
