@@ -291,19 +291,41 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
     return _mm256_add_epi32(_mm256_permute2x128_si256(c0, c1, 0x20), _mm256_permute2x128_si256(c0, c1, 0x31));
 }
 
+/* the pair (tot, mt) of two super-blocks in h (after the two hadds: lanes 0..3 of each half), their
+ * factors (dx dy, dmin dy, dx' dy', dmin' dy') in dv: added to s in super-block order */
+static inline __attribute__((always_inline)) float kq_add_pair(float s, __m256i h, __m128 dv, int mins) {
+    const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    float v[4];
+    _mm_storeu_ps(v, _mm_mul_ps(dv, _mm_cvtepi32_ps(r)));
+    s = s + v[0];
+    if (mins) {
+        s = s - v[1];
+    }
+    s = s + v[2];
+    if (mins) {
+        s = s - v[3];
+    }
+    return s;
+}
+
 /* The reduced form (Q4_K, Q6_K: the cheaper eight-token kernel): per super-block and token the
  * exact integer totals tot and mt, then s = s + (dx * dy) * tot, s = s - (dmin * dy) * mt, one token
  * per lane in the eight-token kernel. MINS: 1 for Q4_K (F holds the mins), 0 for Q6_K (F holds the
  * offset factors, subtracted lane for lane); SGN: the sign trick (unused here). */
-#define KQ_KERNELS_REDUCED(name, btype, SINGLE, DECODE, MINS, OFFSET, SGN, DMIN)                        \
+#define KQ_KERNELS_REDUCED(name, btype, SINGLE, DECODE, MINS, OFFSET, SGN, DMIN, PAIRED)                \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {           \
         const btype *x = vx;                                                                            \
         const block_q8_K *y = vy;                                                                       \
         const int64_t nb = n / QK_K;                                                                    \
         float sum = 0.0f;                                                                               \
+        /* two super-blocks per reduction, and the pair before is reduced and added while the next is \
+         * computed (the horizontal sums would otherwise hold it up); additions stay in order. Q6_K  \
+         * (PAIRED 0) runs one super-block at a time: two of its decodes at once spill. */          \
+        __m256i h = _mm256_setzero_si256();                                                             \
+        __m128 dv = _mm_setzero_ps();                                                                   \
+        int pending = 0;                                                                                \
         int64_t i = 0;                                                                                  \
-        /* two super-blocks per reduction: lanes (tot, mt) of i and of i + 1 */                         \
-        for (; i + 2 <= nb; i += 2) {                                                                   \
+        for (; PAIRED && i + 2 <= nb; i += 2) {                                                         \
             __m256i F0, F1;                                                                             \
             __m256i s0 = SINGLE(&x[i], y[i].qs, &F0), s1 = SINGLE(&x[i + 1], y[i + 1].qs, &F1);         \
             const __m256i m0 = bsums_f(y[i].bsums, F0), m1 = bsums_f(y[i + 1].bsums, F1);               \
@@ -311,21 +333,17 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
                 s0 = _mm256_sub_epi32(s0, m0);                                                          \
                 s1 = _mm256_sub_epi32(s1, m1);                                                          \
             }                                                                                           \
-            const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, m0), _mm256_hadd_epi32(s1, m1));  \
-            const __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)); \
-            float v[4];                                                                                 \
+            if (pending) {                                                                              \
+                sum = kq_add_pair(sum, h, dv, MINS);                                                    \
+            }                                                                                           \
+            h = _mm256_hadd_epi32(_mm256_hadd_epi32(s0, m0), _mm256_hadd_epi32(s1, m1));                \
             const float dy0 = y[i].d, dy1 = y[i + 1].d;                                                 \
-            _mm_storeu_ps(v, _mm_mul_ps(_mm_setr_ps(qtk_h2f(x[i].d) * dy0, DMIN(&x[i]) * dy0,           \
-                                                    qtk_h2f(x[i + 1].d) * dy1, DMIN(&x[i + 1]) * dy1),  \
-                                        _mm_cvtepi32_ps(r)));                                           \
-            sum = sum + v[0];                                                                           \
-            if (MINS) {                                                                                 \
-                sum = sum - v[1];                                                                       \
-            }                                                                                           \
-            sum = sum + v[2];                                                                           \
-            if (MINS) {                                                                                 \
-                sum = sum - v[3];                                                                       \
-            }                                                                                           \
+            dv = _mm_setr_ps(qtk_h2f(x[i].d) * dy0, DMIN(&x[i]) * dy0, qtk_h2f(x[i + 1].d) * dy1,       \
+                             DMIN(&x[i + 1]) * dy1);                                                    \
+            pending = 1;                                                                                \
+        }                                                                                               \
+        if (pending) {                                                                                  \
+            sum = kq_add_pair(sum, h, dv, MINS);                                                        \
         }                                                                                               \
         for (; i < nb; ++i) {                                                                           \
             __m256i F;                                                                                  \
@@ -334,8 +352,8 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
             if (OFFSET) {                                                                               \
                 sumi = _mm256_sub_epi32(sumi, m);                                                       \
             }                                                                                           \
-            const __m256i h = _mm256_hadd_epi32(sumi, m);                                               \
-            __m128i r = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));       \
+            const __m256i hh = _mm256_hadd_epi32(sumi, m);                                              \
+            __m128i r = _mm_add_epi32(_mm256_castsi256_si128(hh), _mm256_extracti128_si256(hh, 1));     \
             r = _mm_hadd_epi32(r, r);                                                                   \
             const float dy = y[i].d;                                                                    \
             sum = sum + (qtk_h2f(x[i].d) * dy) * (float)_mm_cvtsi128_si32(r);                           \
@@ -383,12 +401,12 @@ static inline __attribute__((always_inline)) __m256i reduce8(const __m256i a[8])
 #define DMIN_HALF(x) qtk_h2f((x)->dmin)
 #define DMIN_NONE(x) 0.0f
 
-KQ_KERNELS_REDUCED(q4_K, block_q4_K, SINGLE_Q4_K, DECODE_Q4_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_REDUCED(q5_K, block_q5_K, SINGLE_Q5_K, DECODE_Q5_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_REDUCED(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HALF)
-KQ_KERNELS_REDUCED(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE)
-KQ_KERNELS_REDUCED(q6_K, block_q6_K, single_q6_K, decode_q6_K, 0, 1, 0, DMIN_NONE)
-KQ_KERNELS_REDUCED(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE)
+KQ_KERNELS_REDUCED(q4_K, block_q4_K, SINGLE_Q4_K, DECODE_Q4_K, 1, 0, 0, DMIN_HALF, 1)
+KQ_KERNELS_REDUCED(q5_K, block_q5_K, SINGLE_Q5_K, DECODE_Q5_K, 1, 0, 0, DMIN_HALF, 1)
+KQ_KERNELS_REDUCED(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HALF, 1)
+KQ_KERNELS_REDUCED(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE, 1)
+KQ_KERNELS_REDUCED(q6_K, block_q6_K, single_q6_K, decode_q6_K, 0, 1, 0, DMIN_NONE, 0)
+KQ_KERNELS_REDUCED(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE, 1)
 
 #if defined(__clang__)
 #pragma clang attribute pop
