@@ -319,6 +319,11 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_BF16] = qtk_vec_dot_tile_bf16_avx2,
     },
     .unpack = {
+        [QTK_TYPE_Q2_K] = qtk_unpack_q2_K_avx2,
+        [QTK_TYPE_Q3_K] = qtk_unpack_q3_K_avx2,
+        [QTK_TYPE_Q4_K] = qtk_unpack_q4_K_avx2,
+        [QTK_TYPE_Q5_K] = qtk_unpack_q5_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_unpack_q6_K_avx2,
         [QTK_TYPE_IQ2_XXS] = qtk_unpack_iq2_xxs_avx2,
         [QTK_TYPE_IQ2_XS] = qtk_unpack_iq2_xs_avx2,
         [QTK_TYPE_IQ2_S] = qtk_unpack_iq2_s_avx2,
@@ -328,6 +333,11 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ1_M] = qtk_unpack_iq1_m_avx2,
     },
     .vec_dot8u = {
+        [QTK_TYPE_Q2_K] = qtk_vec_dot8u_q2_K_q8_K_avx2,
+        [QTK_TYPE_Q3_K] = qtk_vec_dot8u_q3_K_q8_K_avx2,
+        [QTK_TYPE_Q4_K] = qtk_vec_dot8u_q4_K_q8_K_avx2,
+        [QTK_TYPE_Q5_K] = qtk_vec_dot8u_q5_K_q8_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_vec_dot8u_q6_K_q8_K_avx2,
         [QTK_TYPE_IQ2_XXS] = qtk_vec_dot8u_iq2_xxs_q8_K_avx2,
         [QTK_TYPE_IQ2_XS] = qtk_vec_dot8u_iq2_xs_q8_K_avx2,
         [QTK_TYPE_IQ2_S] = qtk_vec_dot8u_iq2_s_q8_K_avx2,

@@ -216,7 +216,7 @@ static inline __attribute__((always_inline)) __m256i group_dot_s(const iq_group 
 
 /* One kernel body per type: DECODE(block, ib, &group), DOT (group_dot_u / _s), the weight
  * scale D(block) and the final factor. Four-token variants decode each group once. */
-/* Prompt path: a row is unpacked once into QTK_IQ_UNPACKED_BYTES per super-block (the signed
+/* Prompt path: a row is unpacked once into QTK_UNPACKED_BYTES per super-block (the signed
  * value of each element plus 64, as unsigned bytes; each group's int16 scale vector; the 16 factors
  * 64 * scale of the sixteen 16-element bsums; the float d), then dotted with eight tokens at a time
  * by one generic kernel. Both the single-row kernel and the eight-token kernel form per super-block
@@ -257,7 +257,7 @@ static inline __attribute__((always_inline)) __m256i group_dot_s(const iq_group 
     }                                                                                                      \
     void qtk_unpack_##name##_avx2(const void *vx, int64_t n, uint8_t *u) {                                 \
         const btype *x = vx;                                                                               \
-        for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_IQ_UNPACKED_BYTES) {                               \
+        for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_UNPACKED_BYTES) {                               \
             const __m256i s16 = S16(&x[i]);                                                                \
             int16_t f[16];                                                                                 \
             for (int ib = 0; ib < QK_K / 32; ++ib) {                                                       \
@@ -295,7 +295,7 @@ static inline __attribute__((always_inline)) void iq_dot8u(int64_t n, float *s, 
         y[t] = g->y[t];
     }
     __m256 sum = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_IQ_UNPACKED_BYTES) {
+    for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_UNPACKED_BYTES) {
         __m256i acc[8];
 #pragma GCC unroll 8
         for (int t = 0; t < 8; ++t) {

@@ -395,6 +395,88 @@ static inline __attribute__((always_inline)) float kq_add_pair(float s, __m256i 
         _mm256_storeu_ps(s, sum);                                                                       \
     }
 
+/* ---------------------------------------------------------------- the unpacked prompt path
+ * A super-block unpacked once per row (QTK_UNPACKED_BYTES): the 256 levels as bytes, the eight
+ * chunks' scale vectors, the offset factors (Q3_K, Q6_K) and mins factors (Q2_K, Q4_K, Q5_K) per
+ * 16-element bsum, d and dmin. The eight-token kernel then only loads: per 32 weights and token a
+ * vpmaddubsw, vpmaddwd and vpaddd; same integers and float chain as the single-row kernel. */
+#define KU_L 0
+#define KU_S 256
+#define KU_F 512
+#define KU_M 544
+#define KU_D 576
+#define KU_DMIN 580
+
+#define KQ_UNPACKED(name, btype, DECODE, MINS, OFFSET, DMIN)                                            \
+    void qtk_unpack_##name##_avx2(const void *vx, int64_t n, uint8_t *u) {                              \
+        const btype *x = vx;                                                                            \
+        for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_UNPACKED_BYTES) {                               \
+            kblock b;                                                                                   \
+            __m256i F;                                                                                  \
+            DECODE(&x[i], &b, &F);                                                                      \
+            for (int j = 0; j < 8; ++j) {                                                               \
+                _mm256_storeu_si256((__m256i *)(u + KU_L + 32 * j), b.L[j]);                            \
+                _mm256_storeu_si256((__m256i *)(u + KU_S + 32 * j), b.S[j]);                            \
+            }                                                                                           \
+            _mm256_storeu_si256((__m256i *)(u + KU_F), OFFSET ? F : _mm256_setzero_si256());           \
+            _mm256_storeu_si256((__m256i *)(u + KU_M), MINS ? F : _mm256_setzero_si256());             \
+            const float d = qtk_h2f(x[i].d), dmin = DMIN(&x[i]);                                        \
+            memcpy(u + KU_D, &d, 4);                                                                    \
+            memcpy(u + KU_DMIN, &dmin, 4);                                                              \
+        }                                                                                               \
+    }                                                                                                   \
+    void qtk_vec_dot8u_##name##_q8_K_avx2(int64_t n, float *s, const void *u, const qtk_q8k_group *g) { \
+        kq_dot8u(n, s, u, g, MINS, OFFSET);                                                             \
+    }
+
+static inline __attribute__((always_inline)) void kq_dot8u(int64_t n, float *s, const void *vu, const qtk_q8k_group *g,
+                                                          int mins, int offset) {
+    const uint8_t *u = vu;
+    const block_q8_K *y[8];
+    for (int t = 0; t < 8; ++t) {
+        y[t] = g->y[t];
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / QK_K; ++i, u += QTK_UNPACKED_BYTES) {
+        __m256i acc[8];
+#pragma GCC unroll 8
+        for (int t = 0; t < 8; ++t) {
+            acc[t] = _mm256_setzero_si256();
+        }
+#pragma GCC unroll 1
+        for (int j = 0; j < 8; ++j) {
+            const __m256i L = loadu256(u + KU_L + 32 * j), S = loadu256(u + KU_S + 32 * j);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_maddubs_epi16(L, loadu256(y[t][i].qs + 32 * j)), S));
+            }
+        }
+        if (offset) {
+            const __m256i F = loadu256(u + KU_F);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                acc[t] = _mm256_sub_epi32(acc[t], _mm256_madd_epi16(loadu256(y[t][i].bsums), F));
+            }
+        }
+        float d, dmin;
+        memcpy(&d, u + KU_D, 4);
+        memcpy(&dmin, u + KU_DMIN, 4);
+        const __m256 dy = _mm256_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d, y[4][i].d, y[5][i].d, y[6][i].d,
+                                         y[7][i].d);
+        sum = _mm256_add_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(d), dy), _mm256_cvtepi32_ps(reduce8(acc))));
+        if (mins) {
+            const __m256i M = loadu256(u + KU_M);
+            __m256i m[8];
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; ++t) {
+                m[t] = _mm256_madd_epi16(loadu256(y[t][i].bsums), M);
+            }
+            sum = _mm256_sub_ps(sum, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(dmin), dy), _mm256_cvtepi32_ps(reduce8(m))));
+        }
+    }
+    _mm256_storeu_ps(s, sum);
+}
+
 #define DECODE_Q4_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, NULL, b, F)
 #define DECODE_Q5_K(x, b, F) decode_q45_K((x)->scales, (x)->qs, (x)->qh, b, F)
 #define DECODE_IQ4_XS(x, b, F) (decode_iq4_xs(x, b), *(F) = _mm256_setzero_si256())
@@ -407,6 +489,13 @@ KQ_KERNELS_REDUCED(q2_K, block_q2_K, single_q2_K, decode_q2_K, 1, 0, 0, DMIN_HAL
 KQ_KERNELS_REDUCED(q3_K, block_q3_K, single_q3_K, decode_q3_K, 0, 1, 0, DMIN_NONE, 1)
 KQ_KERNELS_REDUCED(q6_K, block_q6_K, single_q6_K, decode_q6_K, 0, 1, 0, DMIN_NONE, 0)
 KQ_KERNELS_REDUCED(iq4_xs, block_iq4_xs, single_iq4_xs, DECODE_IQ4_XS, 0, 0, 1, DMIN_NONE, 1)
+
+/* IQ4_XS keeps its eight-token kernel: its signed levels plus a bias would overflow vpmaddubsw */
+KQ_UNPACKED(q4_K, block_q4_K, DECODE_Q4_K, 1, 0, DMIN_HALF)
+KQ_UNPACKED(q5_K, block_q5_K, DECODE_Q5_K, 1, 0, DMIN_HALF)
+KQ_UNPACKED(q2_K, block_q2_K, decode_q2_K, 1, 0, DMIN_HALF)
+KQ_UNPACKED(q3_K, block_q3_K, decode_q3_K, 0, 1, DMIN_NONE)
+KQ_UNPACKED(q6_K, block_q6_K, decode_q6_K, 0, 1, DMIN_NONE)
 
 #if defined(__clang__)
 #pragma clang attribute pop

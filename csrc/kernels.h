@@ -43,10 +43,10 @@ typedef struct {
  * be bit-identical to the single-row kernel on y[t]. */
 typedef void (*qtk_vec_dot8_fn)(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
 
-/* The codebook types' prompt path: a weight row unpacked once (qtk_unpack_fn, QTK_IQ_UNPACKED_BYTES
- * per super-block of 256) and dotted with eight Q8_K rows at a time by vec_dot8u; each result
- * must be bit-identical to the type's single-row kernel. */
-#define QTK_IQ_UNPACKED_BYTES 576
+/* The prompt path of the K-quants and the codebook types: a weight row unpacked once (qtk_unpack_fn,
+ * QTK_UNPACKED_BYTES per super-block of 256) and dotted with eight Q8_K rows at a time by
+ * vec_dot8u; each result must be bit-identical to the type's single-row kernel. */
+#define QTK_UNPACKED_BYTES 640
 typedef void (*qtk_unpack_fn)(const void *x, int64_t n, uint8_t *u);
 
 /* A register tile of the float weight types: s[r * ss + t] = dot(row r, y[t]) for r < nr rows

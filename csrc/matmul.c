@@ -30,7 +30,7 @@ typedef struct {
     qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
     qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
-    qtk_unpack_fn unpack;     /* may be NULL (IQ1/IQ2/IQ3 types) */
+    qtk_unpack_fn unpack;     /* may be NULL (K-quants, IQ1/IQ2/IQ3 types) */
     qtk_vec_dot8_fn dot8u;
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
@@ -155,8 +155,8 @@ static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, con
                   int64_t out_stride) {
     int64_t col = c0;
     if (p->dot8u && c1 - c0 >= DOT8_MIN) {
-        /* codebook types: up to 32 rows unpacked at a time, then eight tokens per call */
-        const int64_t nb = p->n / QK_K, ub = nb * QTK_IQ_UNPACKED_BYTES;
+        /* K-quants and codebook types: up to 32 rows unpacked at a time, then eight tokens per call */
+        const int64_t nb = p->n / QK_K, ub = nb * QTK_UNPACKED_BYTES;
         const int64_t block = 32;
         uint8_t *u = malloc((size_t)(block * ub > 0 ? block * ub : 1));
         if (u) {

@@ -59,7 +59,9 @@ QTK_DECLARE_FLOAT_AVX2(bf16)
 /* the K-quants with Q8_K activations and IQ4_XS (avx2_kquants.c): single row and eight tokens */
 #define QTK_DECLARE_KQ_AVX2(name)                                                                        \
     void qtk_vec_dot_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const void *y);              \
-    void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
+    void qtk_vec_dot8_##name##_q8_K_avx2(int64_t n, float *s, const void *x, const qtk_q8k_group *g);       \
+    void qtk_unpack_##name##_avx2(const void *x, int64_t n, uint8_t *u);                                 \
+    void qtk_vec_dot8u_##name##_q8_K_avx2(int64_t n, float *s, const void *u, const qtk_q8k_group *g);
 QTK_DECLARE_KQ_AVX2(q2_K)
 QTK_DECLARE_KQ_AVX2(q3_K)
 QTK_DECLARE_KQ_AVX2(q4_K)
