@@ -88,7 +88,7 @@ typedef struct {
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
     qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
     qtk_vec_dot8_fn vec_dot8[QTK_TYPE_COUNT];           /* NULL: none (Q8_K types only) */
-    qtk_unpack_fn unpack[QTK_TYPE_COUNT];               /* NULL: none (IQ1/IQ2/IQ3 types only) */
+    qtk_unpack_fn unpack[QTK_TYPE_COUNT];               /* NULL: none (K-quants, IQ1/IQ2/IQ3 only) */
     qtk_vec_dot8_fn vec_dot8u[QTK_TYPE_COUNT];          /* on unpacked rows; with unpack */
     qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;

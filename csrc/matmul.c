@@ -30,7 +30,7 @@ typedef struct {
     qtk_vec_dot4_fn dot4;     /* may be NULL */
     qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
     qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
-    qtk_unpack_fn unpack;     /* may be NULL (K-quants, IQ1/IQ2/IQ3 types) */
+    qtk_unpack_fn unpack;     /* NULL except for K-quants, IQ1/IQ2/IQ3 types */
     qtk_vec_dot8_fn dot8u;
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
