@@ -203,3 +203,91 @@ def imatrix_activations(path: str, tokens: Sequence[int], ctx: int, n_chunk: int
         llama_cpp.llama_free(lctx)
         llama_cpp.llama_model_free(model)
     return sums, counts
+
+
+# -- an importance-matrix file as llama-quantize loads it -------------------------------------------
+
+
+class _GGUFInitParams(ctypes.Structure):
+    _fields_ = [("no_alloc", ctypes.c_bool), ("ctx", ctypes.POINTER(ctypes.c_void_p))]
+
+
+def imatrix_file_weights(path: str) -> Dict[str, np.ndarray]:
+    """The weights llama-quantize derives from an importance-matrix file (ggml-formats.md §4.5/§5):
+    a GGUF file is parsed by ggml's own C reader (libggml-base's ``gguf_init_from_file``) with the
+    loader's checks (the three imatrix.* keys, an F32 NAME.in_sum2 / NAME.counts pair per entry),
+    then ``sums / count`` per matrix with count-0 matrices all ones; any other file is read as the
+    legacy format and divided by its call count. Raises ValueError where llama-quantize refuses."""
+    import struct
+
+    lib = _ggml_base()
+    lib.gguf_init_from_file.restype = ctypes.c_void_p
+    lib.gguf_init_from_file.argtypes = [ctypes.c_char_p, _GGUFInitParams]
+    lib.gguf_find_key.restype = ctypes.c_int64
+    lib.gguf_find_key.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    lib.gguf_get_kv_type.restype = ctypes.c_int
+    lib.gguf_get_kv_type.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.gguf_get_arr_type.restype = ctypes.c_int
+    lib.gguf_get_arr_type.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+    lib.gguf_free.argtypes = [ctypes.c_void_p]
+    lib.ggml_free.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_first_tensor.restype = ctypes.c_void_p
+    lib.ggml_get_first_tensor.argtypes = [ctypes.c_void_p]
+    lib.ggml_get_next_tensor.restype = ctypes.c_void_p
+    lib.ggml_get_next_tensor.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.ggml_nelements.restype = ctypes.c_int64
+    lib.ggml_nelements.argtypes = [ctypes.c_void_p]
+
+    ctx = ctypes.c_void_p()
+    with open(path, "rb") as f:
+        is_gguf = f.read(4) == b"GGUF"      # (llama.cpp tries GGUF first; checked here to keep its log quiet)
+    g = lib.gguf_init_from_file(path.encode(), _GGUFInitParams(False, ctypes.pointer(ctx))) if is_gguf else None
+    if is_gguf and not g:
+        raise ValueError(f"{path}: ggml cannot parse this GGUF file")
+    if not g:
+        with open(path, "rb") as f:
+            raw = f.read()
+        n, pos, out = struct.unpack_from("<i", raw)[0], 4, {}
+        if n < 1:
+            raise ValueError(f"{path}: no data")
+        for _ in range(n):
+            ln = struct.unpack_from("<i", raw, pos)[0]
+            name = raw[pos + 4:pos + 4 + ln].decode()
+            pos += 4 + ln
+            ncall, nval = struct.unpack_from("<ii", raw, pos)
+            pos += 8
+            vals = np.frombuffer(raw, dtype="<f4", count=nval, offset=pos).astype(np.float32)
+            pos += 4 * nval
+            out[name] = vals / np.float32(ncall) if ncall > 0 else vals
+        return out
+    try:
+        for key in (b"imatrix.datasets", b"imatrix.chunk_count", b"imatrix.chunk_size"):
+            if lib.gguf_find_key(g, key) < 0:
+                raise ValueError(f"{path}: missing imatrix metadata ({key.decode()})")
+        pairs: Dict[str, list] = {}
+        t = lib.ggml_get_first_tensor(ctx)
+        while t:
+            tt = _GGMLTensor.from_address(t)
+            name = tt.name.decode()
+            for suffix, slot in ((".in_sum2", 0), (".counts", 1)):
+                if name.endswith(suffix):
+                    if tt.type != 0:
+                        raise ValueError(f"{path}: {name} is not F32")
+                    n = int(lib.ggml_nelements(t))
+                    data = np.ctypeslib.as_array((ctypes.c_float * n).from_address(tt.data)).copy()
+                    pairs.setdefault(name[: -len(suffix)], [None, None])[slot] = data
+            t = lib.ggml_get_next_tensor(ctx, t)
+        out = {}
+        for name, (sums, counts) in pairs.items():
+            if sums is None or counts is None:
+                raise ValueError(f"{path}: mismatched sums and counts for {name}")
+            c = np.array([float(round(float(v))) for v in counts], dtype=np.float32)
+            sums = sums.reshape(c.size, -1)
+            w = np.ones_like(sums)
+            w[c > 0] = sums[c > 0] / c[c > 0, None]
+            out[name] = w.ravel()
+        return out
+    finally:
+        lib.gguf_free(g)
+        if ctx:
+            lib.ggml_free(ctx)
