@@ -469,3 +469,63 @@ def read_bandwidth(nbytes: int, reps: int, threads: int) -> float:
     out = ffi.new("double *")
     _check(lib.qtk_read_bandwidth(int(nbytes), int(reps), int(threads), out), "read_bandwidth")
     return float(out[0])
+
+
+# -- weights bound once, for inference loops ---------------------------------------------------
+# An inference step calls the same matrices thousands of times with one token: these objects
+# check a weight's type, shape and buffer once, so a call only checks the activation.
+
+class BoundMatmul:
+    """``out = x @ W.T`` for one weight matrix (uint8 ``[rows, row_bytes]`` of type id ``type_id``)."""
+
+    __slots__ = ("wt", "w", "wbuf", "rows", "n")
+
+    def __init__(self, type_id: int, w: np.ndarray, n: int):
+        _require(w, np.uint8, 2, "w")
+        self.wt = wtype(type_id)
+        if w.shape[1] != wtype_row_bytes(self.wt, n):
+            raise QtkValueError(f"weight rows of {w.shape[1]} bytes do not hold {n} values of type {type_id}")
+        self.w, self.wbuf, self.rows, self.n = w, ffi.from_buffer(w), w.shape[0], n
+
+    def __call__(self, x: np.ndarray, threads: int) -> np.ndarray:
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != self.n or not x.flags.c_contiguous:
+            raise QtkValueError(f"x must be C-contiguous float32 [tokens, {self.n}], got {x.dtype} {x.shape}")
+        out = np.empty((x.shape[0], self.rows), dtype=np.float32)
+        _check(lib.qtk_matmul(self.wt, self.wbuf, self.rows, self.n, ffi.from_buffer("float[]", x), x.shape[0],
+                              ffi.from_buffer("float[]", out, require_writable=True), int(threads)), "matmul")
+        return out
+
+
+class BoundMoeFFN:
+    """The fused expert FFN of one MoE layer (see :func:`moe_ffn`) with its three stacks bound."""
+
+    __slots__ = ("wts", "mats", "bufs", "n_expert", "n_ff", "n_embd")
+
+    def __init__(self, type_ids, gate: np.ndarray, up: np.ndarray, down: np.ndarray, n_embd: int, n_ff: int):
+        for a, name in ((gate, "gate"), (up, "up"), (down, "down")):
+            _require(a, np.uint8, 3, name)
+        self.wts = tuple(wtype(t) for t in type_ids)
+        E = gate.shape[0]
+        ok = (up.shape[:2] == gate.shape[:2] == (E, n_ff) and down.shape[:2] == (E, n_embd)
+              and gate.shape[2] == wtype_row_bytes(self.wts[0], n_embd) and up.shape[2] == wtype_row_bytes(self.wts[1], n_embd)
+              and down.shape[2] == wtype_row_bytes(self.wts[2], n_ff))
+        if not ok:
+            raise QtkValueError(f"gate {gate.shape}, up {up.shape} and down {down.shape} do not form one expert FFN")
+        self.mats = (gate, up, down)
+        self.bufs = tuple(ffi.from_buffer(a) for a in self.mats)
+        self.n_expert, self.n_ff, self.n_embd = E, n_ff, n_embd
+
+    def __call__(self, x: np.ndarray, ids: np.ndarray, weights: np.ndarray, threads: int) -> np.ndarray:
+        T = x.shape[0] if x.ndim == 2 else -1
+        if (x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != self.n_embd or not x.flags.c_contiguous
+                or ids.dtype != np.int32 or ids.ndim != 2 or ids.shape[0] != T or not ids.flags.c_contiguous
+                or weights.dtype != np.float32 or weights.shape != ids.shape or not weights.flags.c_contiguous):
+            raise QtkValueError("moe_ffn: x must be float32 [tokens, n_embd], ids int32 and weights float32 [tokens, k]")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_expert):
+            raise QtkValueError(f"expert ids must lie in [0, {self.n_expert})")
+        out = np.empty((T, self.n_embd), dtype=np.float32)
+        _check(lib.qtk_moe_ffn(self.wts[0], self.wts[1], self.wts[2], self.bufs[0], self.bufs[1], self.bufs[2],
+                               self.n_expert, self.n_ff, self.n_embd, ffi.from_buffer("float[]", x), T,
+                               ffi.from_buffer("int32_t[]", ids), ffi.from_buffer("float[]", weights), ids.shape[1],
+                               ffi.from_buffer("float[]", out, require_writable=True), int(threads)), "moe_ffn")
+        return out

@@ -19,6 +19,13 @@ from .errors import QtkError
 COMMANDS = {
     "info": ("qtoolkit.cli_info", "version, supported types and the machine's kernels"),
     "errors": ("qtoolkit.cli_errors", "quantize a tensor to every type and print the error table"),
+    "convert": ("qtoolkit.cli_convert", "convert a Hugging Face checkpoint to a GGUF file in one streaming pass"),
+    "quantize": ("qtoolkit.cli_quantize", "re-quantize an F32/F16/BF16 GGUF file with a llama-quantize preset"),
+    "inspect": ("qtoolkit.cli_inspect", "show a GGUF file's metadata, tensors, types and bits per weight (or an imatrix's coverage)"),
+    "imatrix": ("qtoolkit.cli_imatrix", "compute an importance matrix on a calibration text (per expert for MoE models)"),
+    "perplexity": ("qtoolkit.cli_perplexity", "perplexity of a GGUF file or HF folder on a text (llama-perplexity's method)"),
+    "compare": ("qtoolkit.cli_compare", "PPL, KL divergence, top-token and router agreement of a quant vs its base"),
+    "generate": ("qtoolkit.cli_generate", "greedy generation from a prompt (smoke test; prints tok/s)"),
 }
 
 

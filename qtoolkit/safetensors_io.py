@@ -146,12 +146,27 @@ class SafetensorsFile:
             return (raw.astype(np.uint32) << 16).view(np.float32)
         return raw.astype(np.float32)
 
+    def release(self, name: str) -> None:
+        """Drop the pages of one tensor from this process's memory (they stay in the page cache).
+
+        Reading through a memory map makes every touched page count towards the resident set;
+        a streaming converter calls this after each tensor so its footprint stays one tensor."""
+        info = self.tensors.get(name)
+        if info is None or self._map is None or isinstance(self._map, bytes) or info.end <= info.start:
+            return
+        page = mmap.PAGESIZE
+        start = info.start // page * page
+        try:
+            self._map.madvise(mmap.MADV_DONTNEED, start, info.end - start)
+        except (AttributeError, OSError, ValueError):  # pragma: no cover - not Linux
+            pass
+
     def close(self) -> None:
         """Unmap now if no array still views the data; otherwise the map goes with the last view."""
         if self._map is not None and not isinstance(self._map, bytes):
             try:
                 self._map.close()
-            except BufferError:
+            except BufferError:  # arrays still view the map; it is unmapped when they go
                 pass
         self._map = None
 
@@ -185,3 +200,37 @@ def open_model_tensors(model_dir: str) -> Dict[str, SafetensorsFile]:
     if not found:
         raise QtkFileNotFoundError(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
     return {os.path.join(model_dir, f): SafetensorsFile(os.path.join(model_dir, f)) for f in found}
+
+
+class Checkpoint:
+    """All tensors of a model folder (one file or shards) by name, headers validated at open."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.files = open_model_tensors(model_dir)
+        self.where: Dict[str, SafetensorsFile] = {}
+        for path, sf in self.files.items():
+            for name in sf.tensors:
+                if name in self.where:
+                    raise QtkFormatError(f"{path}: tensor {name!r} is also in {self.where[name].path}")
+                self.where[name] = sf
+
+    @property
+    def shapes(self) -> Dict[str, Tuple[int, ...]]:
+        return {n: sf.tensors[n].shape for n, sf in self.where.items()}
+
+    def info(self, name: str) -> TensorInfo:
+        return self.where[name].tensors[name]
+
+    def file_of(self, name: str) -> str:
+        return self.where[name].path
+
+    def raw(self, name: str) -> np.ndarray:
+        return self.where[name].raw(name)
+
+    def release(self, name: str) -> None:
+        self.where[name].release(name)
+
+    def close(self) -> None:
+        for sf in self.files.values():
+            sf.close()

@@ -1,16 +1,36 @@
-"""Shared test fixtures: the ggml oracle (when llama-cpp-python is installed) and the golden file."""
+"""Shared test fixtures: the ggml oracle (when llama-cpp-python is installed), the golden file, and
+small random Hugging Face checkpoints for the converter."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import settings
+
+sys.path.insert(0, os.path.dirname(__file__))  # llama_ref
+
+from tools.synth_checkpoint import make_checkpoint  # noqa: E402
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("QTK_HYPOTHESIS_PROFILE", "ci"))
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
+ALL_ARCHS = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3moe", "qwen2moe"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running (run with -m slow or RUN_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("RUN_SLOW") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow test: set RUN_SLOW=1 or use -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +49,21 @@ def golden():
     path = os.path.join(DATA, "ggml_golden.npz")
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """(arch, **shape) -> a small random checkpoint folder (built once per session)."""
+    cache = {}
+
+    def get(arch, **kw):
+        key = (arch, repr(sorted(kw.items())))
+        if key not in cache:
+            d = tmp_path_factory.mktemp(arch)
+            cache[key] = make_checkpoint(str(d), arch, **kw)
+        return cache[key]
+
+    return get
 
 
 # -- instruction sets ------------------------------------------------------------------------

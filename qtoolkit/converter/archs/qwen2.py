@@ -1,0 +1,10 @@
+"""Qwen2 / Qwen2.5 dense: GGUF architecture ``qwen2`` (NEOX rope: no permutation; q/k/v biases)."""
+
+from . import register
+from .base import DecoderArch
+
+
+@register
+class Qwen2(DecoderArch):
+    hf_architectures = ("Qwen2ForCausalLM",)
+    gguf_arch = "qwen2"

@@ -1,0 +1,221 @@
+"""Perplexity and quantized-vs-base comparison, measured exactly as docs/METHODS.md states it
+(llama-perplexity's method): tokenize once with the model's BOS rule, non-overlapping chunks of
+``ctx`` tokens each evaluated from an empty cache, only the second half scored, float64 sums.
+
+:func:`compare` runs both models chunk by chunk side by side and keeps only per-position scalars
+(never anything of size tokens × vocabulary): KL divergence, top-token agreement, Δp, and per MoE
+layer the overlap of the routed expert sets.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import QtkFileNotFoundError, QtkValueError
+from .forward import Model
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, Dict[str, Any]], None]   # (chunks done, chunks, running figures)
+ROWS_PER_BLOCK = 64  # scored positions turned into float64 log-probabilities at a time
+
+
+def _model(m: Union[str, Model], threads: Optional[int]) -> Model:
+    if isinstance(m, Model):
+        return m
+    from .loader import load
+
+    return load(m, threads=threads)
+
+
+def _text(text: Optional[str], file: Optional[str]) -> str:
+    if (text is None) == (file is None):
+        raise QtkValueError("give exactly one of text= or file=")
+    if file is not None:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise QtkFileNotFoundError(f"{file}: no such file") from None
+    return text  # type: ignore[return-value]
+
+
+def chunk_plan(n_tokens: int, ctx: int, chunks: Optional[int]) -> int:
+    """Number of chunks (METHODS.md step 2); refuses texts shorter than 2 × ctx tokens."""
+    if not isinstance(ctx, int) or ctx < 4 or ctx % 2:
+        raise QtkValueError(f"ctx must be an even integer >= 4, got {ctx!r}")
+    if n_tokens < 2 * ctx:
+        raise QtkValueError(
+            f"the text has {n_tokens} tokens; perplexity at ctx {ctx} needs at least 2 × ctx = {2 * ctx} tokens "
+            "(use a longer text or a smaller --ctx)"
+        )
+    n = n_tokens // ctx
+    if chunks is not None:
+        if chunks < 1:
+            raise QtkValueError(f"chunks must be >= 1, got {chunks}")
+        n = min(n, chunks)
+    return n
+
+
+def _chunk(tokens: Sequence[int], c: int, ctx: int, model: Model) -> np.ndarray:
+    chunk = np.asarray(tokens[c * ctx:(c + 1) * ctx], dtype=np.int64)
+    tok = model.tokenizer
+    if tok is not None and tok.add_bos:
+        chunk = chunk.copy()
+        chunk[0] = tok.bos_id
+    return chunk
+
+
+def _log_softmax64(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=-1, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    return z
+
+
+def _scored_logits(model: Model, chunk: np.ndarray, trace=None) -> np.ndarray:
+    """Logits of positions ctx/2 .. ctx-2 (the ones METHODS.md scores)."""
+    ctx = chunk.size
+    first = ctx // 2
+    lg = model.forward(chunk, model.new_cache(ctx), logits_from=first, trace=trace)
+    return lg[: ctx - 1 - first]
+
+
+def perplexity(model: Union[str, Model], file: Optional[str] = None, text: Optional[str] = None, ctx: int = 512,
+               chunks: Optional[int] = None, threads: Optional[int] = None,
+               progress: Optional[Progress] = None) -> Dict[str, Any]:
+    """Perplexity of ``model`` (a path or a loaded model) on ``file`` or ``text`` (METHODS.md).
+
+    Returns ``{"ppl", "ppl_stderr", "nll", "tokens", "scored", "chunks", "ctx", "seconds",
+    "tok_per_s", "model", "file_type"}``; ``tokens`` counts the evaluated tokens (chunks × ctx)."""
+    t_load = time.perf_counter()
+    m = _model(model, threads)
+    body = _text(text, file)
+    tokens = m.tokenizer.encode(body)
+    n_chunk = chunk_plan(len(tokens), ctx, chunks)
+    first = ctx // 2
+    t0 = time.perf_counter()
+    nll_sum = nll2_sum = 0.0
+    n_scored = 0
+    for c in range(n_chunk):
+        chunk = _chunk(tokens, c, ctx, m)
+        lg = _scored_logits(m, chunk)
+        targets = chunk[first + 1:]
+        for r in range(0, lg.shape[0], ROWS_PER_BLOCK):
+            lp = _log_softmax64(lg[r:r + ROWS_PER_BLOCK])
+            nll = -lp[np.arange(lp.shape[0]), targets[r:r + lp.shape[0]]]
+            nll_sum += float(nll.sum())
+            nll2_sum += float(np.square(nll).sum())
+            n_scored += nll.size
+        if progress is not None:
+            progress(c + 1, n_chunk, {"ppl": math.exp(nll_sum / n_scored)})
+    seconds = time.perf_counter() - t0
+    mean = nll_sum / n_scored
+    var = max(nll2_sum / n_scored - mean * mean, 0.0)
+    stderr_nll = math.sqrt(var / max(n_scored - 1, 1))
+    ppl = math.exp(mean)
+    return {
+        "model": m.path, "file_type": m.file_type, "architecture": m.hp.arch,
+        "ppl": ppl, "ppl_stderr": ppl * stderr_nll, "nll": mean,
+        "tokens": n_chunk * ctx, "scored": n_scored, "text_tokens": len(tokens), "chunks": n_chunk, "ctx": ctx,
+        "add_bos": bool(m.tokenizer.add_bos), "seconds": round(seconds, 3),
+        "load_seconds": round(t0 - t_load, 3), "tok_per_s": round(n_chunk * ctx / seconds, 1) if seconds else None,
+    }
+
+
+def router_overlap(base_ids: np.ndarray, quant_ids: np.ndarray) -> np.ndarray:
+    """|top-k(base) ∩ top-k(quant)| / k per position, from two [T, k] arrays of distinct expert ids."""
+    k = base_ids.shape[1]
+    return (base_ids[:, :, None] == quant_ids[:, None, :]).any(axis=2).sum(axis=1) / k
+
+
+def _percentile(sorted_vals: np.ndarray, q: float) -> float:
+    return float(np.percentile(sorted_vals, q)) if sorted_vals.size else float("nan")
+
+
+def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[str] = None,
+            text: Optional[str] = None, ctx: int = 512, chunks: Optional[int] = None,
+            threads: Optional[int] = None, progress: Optional[Progress] = None,
+            report: Optional[str] = None) -> Dict[str, Any]:
+    """How far ``quant`` is from ``base`` on the same tokens (METHODS.md, "Comparing two models").
+
+    Both are paths (a Hugging Face folder or a GGUF file) or loaded models. Returns a JSON-ready dict:
+    ``ppl_base``, ``ppl_quant``, ``ppl_ratio``, ``kld_mean``, ``kld_median``, ``kld_p99``,
+    ``kld_p999``, ``kld_max``, ``top1_agree``, ``rms_dp``, and for MoE models ``router_agree``
+    (overall) and ``router_agree_layers``. ``report``: a folder for a markdown summary and PNG plots
+    (needs matplotlib)."""
+    t_load = time.perf_counter()
+    mb = _model(base, threads)
+    mq = _model(quant, threads)
+    if mb.n_vocab != mq.n_vocab:
+        raise QtkValueError(f"the models have different vocabularies ({mb.n_vocab} vs {mq.n_vocab} tokens)")
+    body = _text(text, file)
+    tokens = mb.tokenizer.encode(body)
+    if mq.tokenizer is not None and mq.tokenizer.encode(body) != tokens:
+        log.warning("the two models tokenize the text differently; the base model's tokens are used for both")
+    n_chunk = chunk_plan(len(tokens), ctx, chunks)
+    first = ctx // 2
+    moe = mb.hp.is_moe and mq.hp.is_moe and (mb.hp.n_expert, mb.hp.n_expert_used) == (mq.hp.n_expert, mq.hp.n_expert_used)
+    router_sum = np.zeros(mb.hp.n_layer) if moe else None
+    router_n = 0
+    kld_all: List[np.ndarray] = []
+    dp_all: List[np.ndarray] = []
+    nll_b = nll_q = 0.0
+    same_top = 0
+    n_scored = 0
+    t0 = time.perf_counter()
+    for c in range(n_chunk):
+        chunk = _chunk(tokens, c, ctx, mb)
+        tb: Dict[str, Any] = {}
+        tq: Dict[str, Any] = {}
+        lb = _scored_logits(mb, chunk, tb if moe else None)
+        lq = _scored_logits(mq, chunk, tq if moe else None)
+        targets = chunk[first + 1:]
+        for r in range(0, lb.shape[0], ROWS_PER_BLOCK):
+            pb = _log_softmax64(lb[r:r + ROWS_PER_BLOCK])
+            pq = _log_softmax64(lq[r:r + ROWS_PER_BLOCK])
+            rows = np.arange(pb.shape[0])
+            tgt = targets[r:r + pb.shape[0]]
+            P = np.exp(pb)
+            kld_all.append(np.sum(P * (pb - pq), axis=-1))
+            nll_b -= float(pb[rows, tgt].sum())
+            nll_q -= float(pq[rows, tgt].sum())
+            dp_all.append(np.exp(pq[rows, tgt]) - P[rows, tgt])
+            same_top += int(np.count_nonzero(pb.argmax(axis=-1) == pq.argmax(axis=-1)))
+            n_scored += pb.shape[0]
+        if moe:
+            for il, (eb, eq) in enumerate(zip(tb["experts"], tq["experts"])):
+                router_sum[il] += float(router_overlap(eb, eq).sum())
+            router_n += chunk.size
+        if progress is not None:
+            progress(c + 1, n_chunk, {"kld": float(np.concatenate(kld_all).mean()),
+                                      "ppl_q/ppl_b": math.exp((nll_q - nll_b) / n_scored)})
+    seconds = time.perf_counter() - t0
+    kld = np.sort(np.concatenate(kld_all))
+    kld = np.maximum(kld, 0.0)  # rounding can make a near-zero divergence slightly negative
+    dp = np.concatenate(dp_all)
+    ppl_b, ppl_q = math.exp(nll_b / n_scored), math.exp(nll_q / n_scored)
+    out: Dict[str, Any] = {
+        "base": mb.path, "quant": mq.path, "base_type": mb.file_type, "quant_type": mq.file_type,
+        "ctx": ctx, "chunks": n_chunk, "tokens": n_chunk * ctx, "scored": n_scored,
+        "ppl_base": ppl_b, "ppl_quant": ppl_q, "ppl_ratio": ppl_q / ppl_b,
+        "kld_mean": float(kld.mean()), "kld_median": _percentile(kld, 50), "kld_p99": _percentile(kld, 99),
+        "kld_p999": _percentile(kld, 99.9), "kld_max": float(kld.max()),
+        "top1_agree": same_top / n_scored, "rms_dp": float(np.sqrt(np.mean(dp * dp))),
+        "seconds": round(seconds, 3), "load_seconds": round(t0 - t_load, 3),
+    }
+    if moe:
+        layers = (router_sum / router_n).tolist()
+        out["router_agree"] = float(np.mean(layers))
+        out["router_agree_layers"] = layers
+    if report:
+        from .report import write_report
+
+        out["report"] = write_report(report, out, kld)
+    return out
+

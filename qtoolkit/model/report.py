@@ -1,0 +1,100 @@
+"""``qtoolkit compare --report DIR``: a markdown summary and PNG plots (KL-divergence histogram,
+per-layer router agreement). matplotlib is an optional extra (``pip install qtoolkit[report]``),
+imported only here."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict
+
+import numpy as np
+
+from ..errors import QtkNotImplementedError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise QtkNotImplementedError(
+            "--report needs matplotlib, which is an optional extra: pip install 'qtoolkit[report]' (or matplotlib)"
+        ) from None
+    return plt
+
+
+def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str, str]:
+    """Writes report.md, kld_hist.png, router_agreement.png (MoE only) and compare.json into
+    ``folder``; returns the paths written."""
+    plt = _pyplot()
+    os.makedirs(folder, exist_ok=True)
+    paths = {}
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    v = np.log10(np.maximum(kld, 1e-10))
+    ax.hist(v, bins=80, color="#4472c4")
+    ax.set_xlabel("log10 KL divergence per scored token (nats)")
+    ax.set_ylabel("tokens")
+    ax.set_title(f"KLD of {os.path.basename(str(res['quant']))} from {os.path.basename(str(res['base']))}")
+    for q, name, color in ((res["kld_mean"], "mean", "black"), (res["kld_p99"], "p99", "red")):
+        if q > 0:
+            ax.axvline(np.log10(q), color=color, linestyle="--", label=f"{name} {q:.4g}")
+    ax.legend()
+    fig.tight_layout()
+    paths["kld_hist"] = os.path.join(folder, "kld_hist.png")
+    fig.savefig(paths["kld_hist"], dpi=100)
+    plt.close(fig)
+
+    if "router_agree_layers" in res:
+        layers = res["router_agree_layers"]
+        fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(layers) + 3), 4))
+        ax.bar(np.arange(len(layers)), layers, color="#ed7d31")
+        low = min(layers)
+        ax.set_ylim(max(0.0, low - max(0.01, 0.5 * (1.0 - low))), 1.0)
+        ax.set_xticks(np.arange(0, len(layers), max(1, len(layers) // 24)))
+        if len(layers) <= 16:
+            for i, a in enumerate(layers):
+                ax.text(i, a, f"{100 * a:.2f}%", ha="center", va="bottom", fontsize=8)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("mean |top-k(base) ∩ top-k(quant)| / k")
+        ax.set_title("router agreement per MoE layer")
+        fig.tight_layout()
+        paths["router"] = os.path.join(folder, "router_agreement.png")
+        fig.savefig(paths["router"], dpi=100)
+        plt.close(fig)
+
+    md = [
+        f"# {os.path.basename(str(res['quant']))} vs {os.path.basename(str(res['base']))}",
+        "",
+        f"Method: docs/METHODS.md (llama-perplexity's), ctx {res['ctx']}, {res['chunks']} chunks, "
+        f"{res['scored']} scored tokens.",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| PPL base ({res['base_type']}) | {res['ppl_base']:.4f} |",
+        f"| PPL quant ({res['quant_type']}) | {res['ppl_quant']:.4f} |",
+        f"| PPL ratio | {res['ppl_ratio']:.5f} |",
+        f"| KLD mean | {res['kld_mean']:.6f} |",
+        f"| KLD median | {res['kld_median']:.6f} |",
+        f"| KLD p99 | {res['kld_p99']:.6f} |",
+        f"| KLD p99.9 | {res['kld_p999']:.6f} |",
+        f"| KLD max | {res['kld_max']:.6f} |",
+        f"| same top token | {100 * res['top1_agree']:.3f} % |",
+        f"| RMS Δp | {100 * res['rms_dp']:.3f} % |",
+    ]
+    if "router_agree" in res:
+        md.append(f"| router agreement (all layers) | {100 * res['router_agree']:.3f} % |")
+        md += ["", "| layer | router agreement |", "| --- | --- |"]
+        md += [f"| {i} | {100 * a:.3f} % |" for i, a in enumerate(res["router_agree_layers"])]
+        md += ["", "![router agreement](router_agreement.png)"]
+    md += ["", "![KLD histogram](kld_hist.png)", ""]
+    paths["markdown"] = os.path.join(folder, "report.md")
+    with open(paths["markdown"], "w", encoding="utf-8") as f:
+        f.write("\n".join(md))
+    paths["json"] = os.path.join(folder, "compare.json")
+    with open(paths["json"], "w", encoding="utf-8") as f:
+        json.dump({k: v for k, v in res.items() if k != "report"}, f, indent=1)
+    return paths
