@@ -39,8 +39,8 @@ static inline uint64_t grid_entry(const uint64_t *grid, int index) {
 /* Eight grid values times db, signed by the bits of `signs`. */
 static inline void emit8(float *y, float db, uint64_t g, uint8_t signs) {
     for (int j = 0; j < 8; ++j) {
-        const float v = (float)(uint8_t)(g >> (8 * j));
-        y[j] = db * v * (signs & (1u << j) ? -1.f : 1.f);
+        const float v = db * (float)(uint8_t)(g >> (8 * j));
+        y[j] = signs & (1u << j) ? -v : v;   /* ggml's "* -1.f" as the compiler emits it: a negation */
     }
 }
 
