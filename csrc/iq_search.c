@@ -180,12 +180,19 @@ static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xva
 }
 
 #ifdef QTK_FASTQ_HAVE_AVX2
+#include <immintrin.h>
+
 /* The same sums eight neighbours at a time (two lane blocks side by side in 256-bit lanes; an odd
  * last block alone), for CPUs with AVX2. No fused multiply-add: the target does not enable FMA. */
 typedef float v8f __attribute__((vector_size(32)));
 
 __attribute__((target("avx2"))) static inline v8f splat8(float x) {
     return (v8f){x, x, x, x, x, x, x, x};
+}
+
+/* Four floats at a, then four at b. */
+__attribute__((target("avx2"))) static inline v8f load4x2(const float *a, const float *b) {
+    return (v8f)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
 }
 
 __attribute__((target("avx2"))) static int nearest8_lanes_avx2(const qtk_iq_lattice *lat, int32_t u,
@@ -204,7 +211,7 @@ __attribute__((target("avx2"))) static int nearest8_lanes_avx2(const qtk_iq_latt
     for (; j + 4 < count; j += 8, q += 64) {   /* two blocks: neighbours j..j+7 */
         v8f d = splat8(0.0f);
         for (int i = 0; i < 8; ++i) {
-            const v8f qv = __builtin_shufflevector(load4(q + 4 * i), load4(q + 32 + 4 * i), 0, 1, 2, 3, 4, 5, 6, 7);
+            const v8f qv = load4x2(q + 4 * i, q + 32 + 4 * i);
             const v8f e = s * qv - x[i];
             d += wv[i] * e * e;
         }

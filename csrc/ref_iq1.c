@@ -290,6 +290,8 @@ void qtk_dequantize_row_iq1_s(const void *vx, float *y, int64_t n) {
 /* ---------------------------------------------------------------- IQ1_M */
 
 #ifdef QTK_FASTQ_HAVE_AVX2
+#include <immintrin.h>
+
 /* IQ1_M's split search (below) with eight consecutive i2 at once, for CPUs with AVX2: the same
  * float operations per candidate (no FMA: the target does not enable it) and the same order of
  * replacements of the running best. px, pw: the prefix sums, padded to 24. */
@@ -351,7 +353,7 @@ __attribute__((target("avx2"))) static void split_search_m_avx2(split_best *b, c
                 any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
             }
             const v8i hit = any & (lane <= splat8((float)(N - i2)));
-            const unsigned m = (unsigned)__builtin_ia32_movmskps256((v8f)hit);
+            const unsigned m = (unsigned)_mm256_movemask_ps((__m256)hit);
             if (!m) {
                 continue;
             }
