@@ -84,7 +84,7 @@ void qtk_quantize_row_iq2_xxs(const float *x, void *vy, int64_t n, const float *
                 scales[ib] = 0;
                 continue;
             }
-            float scale = qtk_search_positive(32, IQ2_KMAXQ + 1, xval, (uint8_t *)L, weight);
+            float scale = qtk_iq_search_positive(32, IQ2_KMAXQ + 1, xval, (uint8_t *)L, weight);
             const float eff_max = scale * IQ2_KMAXQ;
             if (eff_max <= 0) {
                 scales[ib] = 0;
