@@ -11,6 +11,7 @@ from .errors import (
     QtkFormatError,
     QtkImatrixCoverageError,
     QtkImatrixRequiredError,
+    QtkIOError,
     QtkMemoryError,
     QtkNotImplementedError,
     QtkTypeError,
@@ -81,4 +82,5 @@ __all__ = [
     "QtkNotImplementedError",
     "QtkFileExistsError",
     "QtkFileNotFoundError",
+    "QtkIOError",
 ]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 from typing import List, Optional
 
 from ._version import __version__
@@ -48,14 +51,42 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    old_term = _catch_sigterm()
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except QtkError as exc:
         print(f"qtoolkit {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `qtoolkit inspect x.gguf | head`: the reader left
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except OSError:  # pragma: no cover
+            pass
+        return 141
+    except _Terminated:
+        print(f"qtoolkit {args.command}: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"qtoolkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that unfinished outputs are cleaned up the same way."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Route SIGTERM through _Terminated while a command runs (only when nobody else handles it)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+    return signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 if __name__ == "__main__":  # pragma: no cover

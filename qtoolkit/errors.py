@@ -53,3 +53,7 @@ class QtkFileExistsError(QtkError, FileExistsError):
 
 class QtkFileNotFoundError(QtkError, FileNotFoundError):
     """An input file or directory is missing."""
+
+
+class QtkIOError(QtkError, OSError):
+    """A file cannot be read or written (permissions, a full disk, a file-size limit)."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError
+from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError
 from .formats import QuantType, type_info
 
 GGUF_MAGIC = b"GGUF"
@@ -123,13 +124,24 @@ class GGUFFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            self.size = os.path.getsize(path)
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(st.st_mode):  # opening a pipe would wait for a writer
+                raise QtkIOError(f"{path}: not a regular file")
+            self.size = st.st_size
             self._fh = open(path, "rb")
         except FileNotFoundError:
             raise QtkFileNotFoundError(f"{path}: no such file") from None
         except IsADirectoryError:
             raise QtkFormatError(f"{path}: is a directory, not a GGUF file") from None
-        self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+        except OSError as exc:  # permissions, a special file...
+            raise QtkIOError(f"{path}: cannot read it: {exc}") from None
+        try:
+            self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+        except (OSError, ValueError) as exc:  # not a regular file (a pipe, a device)
+            self._fh.close()
+            raise QtkIOError(f"{path}: cannot map it: {exc}") from None
         try:
             self._parse()
         except BaseException:

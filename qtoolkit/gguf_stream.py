@@ -6,20 +6,29 @@ then produced and written one piece at a time: ``GGUFWriter.write_tensor_data`` 
 :class:`StreamedTensor`, whose ``tofile`` runs the producer and writes its pieces (gguf-py's own
 lazy tensors use the same ``tofile`` hook). Only one piece is in memory at a time.
 
-Nothing half-written survives: the file is written as ``OUT.partial`` and renamed on success;
-any error or Ctrl-C removes it, and an existing ``OUT`` is only replaced with ``force``.
+Nothing half-written survives: the file is written as ``OUT.partial`` (locked against a second
+writer), flushed to disk and renamed on success; any error or Ctrl-C removes it, and an existing
+``OUT`` is only replaced with ``force``. After a SIGKILL or a power cut ``OUT.partial`` may remain;
+the next run overwrites it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import QtkError, QtkFileExistsError, QtkFormatError
+from .errors import QtkError, QtkFileExistsError, QtkFormatError, QtkIOError, QtkValueError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock against a second writer
+    fcntl = None
 from .formats import QuantType, type_info
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,53 @@ class StreamedTensor:
             raise QtkFormatError(f"internal error: tensor {self.t.name} produced {self.written} bytes, expected {self.nbytes}")
 
 
+_INT_RANGES = {0: (0, 2**8), 1: (-2**7, 2**7), 2: (0, 2**16), 3: (-2**15, 2**15), 4: (0, 2**32),
+               5: (-2**31, 2**31), 10: (0, 2**64), 11: (-2**63, 2**63)}
+_TYPE_NAMES = {0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "INT32", 10: "UINT64", 11: "INT64"}
+
+
+def check_metadata(metadata: Sequence[Tuple[str, object, int, Optional[int]]], where: str) -> None:
+    """Every integer value fits its GGUF type and every finite FLOAT32 value fits a float32 (a
+    config's 10^20 context length must be an error that names it, not a struct.error from the
+    writer). Arrays are checked element by element (numpy arrays at once)."""
+    for key, value, vtype, sub in metadata:
+        t = sub if vtype == 9 else vtype
+        if t not in _INT_RANGES and t != 6:
+            continue
+        values = value if vtype == 9 else [value]
+        if isinstance(values, np.ndarray):
+            ok = _array_fits(values, t)
+        else:
+            ok = all(_fits(v, t) for v in values)
+        if not ok:
+            shown = repr(value) if vtype != 9 else "some of its values"
+            raise QtkValueError(f"{where}: metadata {key} = {shown} does not fit a GGUF {_TYPE_NAMES.get(t, 'FLOAT32')}")
+
+
+_FLT_MAX = 3.4028234663852886e38
+
+
+def _fits(v, t: int) -> bool:
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if t in _INT_RANGES:
+        lo, hi = _INT_RANGES[t]
+        return isinstance(v, (int, np.integer)) and lo <= v < hi
+    return isinstance(v, (int, float, np.integer, np.floating)) and not (math.isfinite(v) and abs(v) > _FLT_MAX)
+
+
+def _array_fits(a: np.ndarray, t: int) -> bool:
+    if not a.size:
+        return True
+    if t in _INT_RANGES:
+        lo, hi = _INT_RANGES[t]
+        return a.dtype.kind in "iu" and lo <= int(a.min()) and int(a.max()) < hi
+    if a.dtype.kind not in "iuf":
+        return False
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    return not finite.size or float(np.abs(finite).max()) <= _FLT_MAX
+
+
 def check_output(out_path: str, force: bool) -> None:
     if os.path.isdir(out_path):
         raise QtkFileExistsError(f"{out_path}: is a directory; give a file name for the output")
@@ -86,18 +142,28 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
 
     ``metadata``: (key, value, GGUF value type id, array element type id or None), written in
     order after ``general.architecture``.
+
+    The file is written as ``OUT.partial``, flushed to disk and renamed to ``OUT`` when complete,
+    so ``OUT`` is either absent, the old file, or the new complete one. ``OUT.partial`` is locked
+    while it is written: a second writer of the same output is refused; a ``.partial`` left by a
+    killed run (its lock died with it) is overwritten. On any error or Ctrl-C it is removed.
     """
     import gguf
 
     check_output(out_path, force)
+    check_metadata(metadata, out_path)
     progress = progress or Progress()
     partial = out_path + ".partial"
     writer = None
+    lock = _lock_partial(out_path, partial)
     try:
         writer = gguf.GGUFWriter(partial, arch, endianess=gguf.GGUFEndian.LITTLE)
         for key, value, vtype, sub in metadata:
             if isinstance(value, np.ndarray):
                 value = value.tolist()
+            if key == "general.alignment":  # the key alone would not change gguf-py's padding
+                writer.add_custom_alignment(int(value))
+                continue
             writer.add_key_value(key, value, gguf.GGUFValueType(vtype),
                                  sub_type=gguf.GGUFValueType(sub) if sub is not None else None)
         for t in tensors:
@@ -115,18 +181,62 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
             progress.tensor_done(t.name)
         writer.close()
         writer = None
-        size = os.path.getsize(partial)
+        os.fsync(lock)  # the data on disk before the name points at it
+        size = os.fstat(lock).st_size
         os.replace(partial, out_path)
+        _fsync_dir(os.path.dirname(os.path.abspath(out_path)))
         return size
+    except QtkError:
+        raise
     except OSError as exc:
-        raise QtkError(f"{out_path}: cannot write the output: {exc}") from exc
+        hint = " (the disk is full or a file-size limit was reached)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        raise QtkIOError(f"{out_path}: cannot write the output: {exc}{hint}; nothing was written") from exc
     finally:
         progress.close()
         if writer is not None:
             try:
                 writer.close()
-            except Exception:  # pragma: no cover
+            except Exception:  # pragma: no cover - e.g. the flush of a full disk fails again
                 pass
-        if os.path.exists(partial):
+        if os.path.exists(partial) and os.path.samestat(os.stat(partial), os.fstat(lock)):
             os.remove(partial)
             log.info("removed the unfinished %s", partial)
+        os.close(lock)
+
+
+def _lock_partial(out_path: str, partial: str) -> int:
+    """An fd of ``partial`` holding an exclusive flock (created if needed, not truncated: the
+    writer truncates it once the lock is ours). Refuses while another process holds it."""
+    for _ in range(5):
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise QtkIOError(f"{out_path}: cannot create {partial}: {exc}") from exc
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise QtkFileExistsError(
+                f"{out_path}: another process is writing it ({partial} is locked); wait for it or stop it"
+            ) from None
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(partial)):
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the name was removed or replaced between open and lock: try again
+    raise QtkIOError(f"{out_path}: {partial} keeps changing under us")  # pragma: no cover
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)

@@ -40,6 +40,7 @@ KEY_CHUNK_COUNT = "imatrix.chunk_count"
 KEY_CHUNK_SIZE = "imatrix.chunk_size"
 SUM_SUFFIX = ".in_sum2"
 COUNT_SUFFIX = ".counts"
+MAX_COUNT = 2.0**53  # token counts beyond this are not counts (and would overflow the int64 view of them)
 POLICIES = ("uniform", "layer-mean", "error")
 FORMATS = ("gguf", "dat")
 
@@ -132,6 +133,13 @@ def _read_gguf(path: str) -> ImatrixStats:
         if missing:
             what = "a model file, not an importance matrix" if "general.architecture" in g.kv else "not an importance matrix"
             raise QtkFormatError(f"{path}: GGUF file without the {missing[0]!r} key ({what}; llama-quantize refuses it too)")
+        ds = g.get(KEY_DATASETS)
+        if not isinstance(ds, list) or not all(isinstance(d, str) for d in ds):
+            raise QtkFormatError(f"{path}: {KEY_DATASETS} (offset {g.kv[KEY_DATASETS].offset}) is not an array of strings")
+        for key in (KEY_CHUNK_COUNT, KEY_CHUNK_SIZE):
+            v = g.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise QtkFormatError(f"{path}: {key} (offset {g.kv[key].offset}) = {v!r} is not a non-negative integer")
         by_name = {t.name: t for t in g.tensors}
         sums: Dict[str, np.ndarray] = {}
         counts: Dict[str, np.ndarray] = {}
@@ -154,9 +162,10 @@ def _read_gguf(path: str) -> ImatrixStats:
                 raise QtkFormatError(f"{path}: {base}{COUNT_SUFFIX} has {ct.n_elements} values for {n_mat} matrices")
             sums[base] = np.frombuffer(g.data(t).tobytes(), dtype="<f4").reshape(n_mat, n).astype(np.float32)
             counts[base] = np.frombuffer(g.data(ct).tobytes(), dtype="<f4").reshape(n_mat).astype(np.float64)
-        ds = g.get(KEY_DATASETS)
-        datasets = [str(d) for d in ds] if isinstance(ds, list) else []
-        return ImatrixStats(sums, counts, datasets, int(g.get(KEY_CHUNK_COUNT) or 0), int(g.get(KEY_CHUNK_SIZE) or 0),
+            if not (np.isfinite(counts[base]).all() and (counts[base] >= 0).all() and (counts[base] <= MAX_COUNT).all()):
+                raise QtkFormatError(f"{path}: {base}{COUNT_SUFFIX} (data at offset {ct.data_offset}) has negative, NaN, "
+                                     f"Inf or impossibly large (> 2^53) counts")
+        return ImatrixStats(sums, counts, list(ds), int(g.get(KEY_CHUNK_COUNT)), int(g.get(KEY_CHUNK_SIZE)),
                             legacy=False, path=path)
 
 
@@ -185,6 +194,8 @@ def _read_dat(path: str) -> ImatrixStats:
         if ln <= 0 or pos + ln > size:
             raise QtkFormatError(f"{path}: entry {i} name length {ln} at offset {pos - 4} is invalid")
         name = buf[pos:pos + ln].decode("utf-8", errors="replace")
+        if name in sums:
+            raise QtkFormatError(f"{path}: entry {i} at offset {pos - 4} repeats the name {name!r}")
         pos += ln
         ncall = take("<i", f"{name} call count")
         nval = take("<i", f"{name} value count")

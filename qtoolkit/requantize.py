@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 
-from .errors import QtkFormatError, QtkValueError
+from .errors import QtkError, QtkFormatError, QtkValueError
 from .formats import QuantType, default_threads, dequantize, type_info
 from .gguf_read import GGUFFile, TensorEntry
 from .gguf_stream import TensorOut, check_output, write_gguf
@@ -30,22 +30,32 @@ _DROP_KEYS = {"general.file_type", "general.quantization_version", "split.no", "
 SLAB_ELEMENTS = 1 << 20
 
 
-def _first(v: Any) -> int:
-    if isinstance(v, np.ndarray):
-        return int(v.flat[0]) if v.size else 0
-    if isinstance(v, list):
-        return int(v[0]) if v else 0
-    return int(v or 0)
+def _count(g: GGUFFile, key: str, default: int) -> int:
+    """A count the mixture rules use: an integer (or per-layer integers: the first) in [0, 2^31)."""
+    kv = g.kv.get(key)
+    if kv is None:
+        return default
+    v = kv.value
+    if isinstance(v, (list, np.ndarray)):
+        v = v[0] if len(v) else None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or not 0 <= v < 1 << 31:
+        raise QtkFormatError(f"{g.path}: {key} (offset {kv.offset}) = {_short(kv.value)} is not a count")
+    return int(v)
+
+
+def _short(v: Any) -> str:
+    r = repr(v.tolist() if isinstance(v, np.ndarray) else v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 def model_info(g: GGUFFile) -> ModelInfo:
     arch = g.get("general.architecture")
     if not isinstance(arch, str):
         raise QtkFormatError(f"{g.path}: no general.architecture")
-    n_layer = _first(g.get(f"{arch}.block_count", 0))
-    n_head = _first(g.get(f"{arch}.attention.head_count", 0))
-    n_head_kv = _first(g.get(f"{arch}.attention.head_count_kv", n_head)) or n_head
-    n_expert = _first(g.get(f"{arch}.expert_count", 0))
+    n_layer = _count(g, f"{arch}.block_count", 0)
+    n_head = _count(g, f"{arch}.attention.head_count", 0)
+    n_head_kv = _count(g, f"{arch}.attention.head_count_kv", n_head) or n_head
+    n_expert = _count(g, f"{arch}.expert_count", 0)
     return ModelInfo(arch, n_layer, n_head, n_head_kv, n_expert)
 
 
@@ -84,7 +94,10 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
             token_embedding_type=_as_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None,
             tensor_types=parse_tensor_types(tensor_types), pure=pure, has_imatrix=imatrix is not None,
         )
-        types = plan_types(specs, preset, minfo, popts)
+        try:
+            types = plan_types(specs, preset, minfo, popts)
+        except QtkValueError as exc:  # e.g. a tensor of a layer beyond block_count
+            raise type(exc)(f"{in_path}: {exc}") from None
         im = None
         iminfo: Dict[str, Any] = {}
         opts = ConvertOptions(uncovered_experts=uncovered_experts or DEFAULT_UNCOVERED_POLICY,
@@ -118,6 +131,10 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
         check_coverage(iminfo, opts)
         md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
               if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
+        empty = [k for k, v, t, _ in md if t == 9 and len(v) == 0]
+        if empty:  # gguf-py cannot write an empty array; an absent key reads the same to llama.cpp's loader
+            log.warning("%s: empty metadata arrays are not copied: %s", in_path, ", ".join(empty))
+            md = [m for m in md if m[0] not in empty]
         md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", 2, 4, None)]
         if im is not None:
             md += [("quantize.imatrix.file", os.path.basename(im.path), 8, None),
@@ -127,6 +144,8 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
                 md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
             md += uncovered_metadata(iminfo)
         report = _report(in_path, out_path, preset, rows, dry_run)
+        if empty:
+            report["dropped_keys"] = empty
         report["imatrix"] = iminfo or None
         if dry_run:
             return report
@@ -142,6 +161,14 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
 
 def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, pool, threads: int):
     def produce() -> Iterator[np.ndarray]:
+        try:
+            yield from _produce()
+        except QtkError as exc:  # quantizer errors do not know the file and the tensor
+            if g.path in str(exc):
+                raise
+            raise type(exc)(f"{g.path}: tensor {e.name}: {exc}") from None
+
+    def _produce() -> Iterator[np.ndarray]:
         data = g.data(e)
         if src == dst:
             step = max(1, (1 << 26) // max(1, data.shape[-1]))

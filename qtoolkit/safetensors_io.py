@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import stat
 import struct
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
+from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError, QtkNotImplementedError
 
 # safetensors dtype -> (bytes per element, numpy dtype used to map the raw data)
 DTYPES = {
@@ -37,6 +38,20 @@ FLOAT_DTYPES = ("F32", "F16", "BF16")
 MAX_HEADER = 100 * 1024 * 1024  # the safetensors spec's own limit
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs):
+    """json object hook: a header that names a tensor twice is refused (json would keep the last)."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
 class TensorInfo(NamedTuple):
     name: str
     dtype: str
@@ -51,7 +66,12 @@ class SafetensorsFile:
     def __init__(self, path: str):
         self.path = path
         try:
-            self.size = os.path.getsize(path)
+            st = os.stat(path)
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(path)
+            if not stat.S_ISREG(st.st_mode):  # opening a pipe would wait for a writer
+                raise QtkIOError(f"{path}: not a regular file")
+            self.size = st.st_size
             with open(path, "rb") as f:
                 head = f.read(8)
                 if len(head) < 8:
@@ -64,9 +84,15 @@ class SafetensorsFile:
                 raw = f.read(hlen)
         except FileNotFoundError:
             raise QtkFileNotFoundError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise QtkFormatError(f"{path}: is a directory, not a safetensors file") from None
+        except OSError as exc:  # permissions, a special file...
+            raise QtkIOError(f"{path}: cannot read it: {exc}") from None
         try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+        except _DuplicateKey as exc:
+            raise QtkFormatError(f"{path}: header (offset 8, {hlen} bytes) names {exc.args[0]!r} twice") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, absurd nesting
             raise QtkFormatError(f"{path}: header (offset 8, {hlen} bytes) is not valid JSON: {exc}") from None
         if not isinstance(header, dict):
             raise QtkFormatError(f"{path}: header is not a JSON object")
@@ -118,8 +144,14 @@ class SafetensorsFile:
 
     def _mapped(self):
         if self._map is None:
-            with open(self.path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+            try:
+                with open(self.path, "rb") as f:
+                    size = os.fstat(f.fileno()).st_size
+                    if size != self.size:  # the header was checked against the old size
+                        raise QtkFormatError(f"{self.path}: the file changed size ({self.size} -> {size} bytes) since it was opened")
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
+            except OSError as exc:
+                raise QtkIOError(f"{self.path}: cannot map it: {exc}") from None
         return self._map
 
     def raw(self, name: str) -> np.ndarray:
@@ -179,14 +211,19 @@ def open_model_tensors(model_dir: str) -> Dict[str, SafetensorsFile]:
     if os.path.exists(index):
         try:
             with open(index, encoding="utf-8") as f:
-                weight_map = json.load(f).get("weight_map")
-        except (OSError, json.JSONDecodeError) as exc:
+                doc = json.load(f)
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
             raise QtkFormatError(f"{index}: cannot read the shard index: {exc}") from None
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict):
             raise QtkFormatError(f"{index}: no weight_map object")
         files = {}
         for tensor, shard in weight_map.items():
-            path = os.path.join(model_dir, str(shard))
+            if not isinstance(shard, str) or not shard or os.path.basename(shard) != shard or shard in (".", ".."):
+                raise QtkFormatError(
+                    f"{index}: tensor {tensor!r} is said to be in {shard!r}, which is not a file name in the model folder"
+                )
+            path = os.path.join(model_dir, shard)
             if path not in files:
                 if not os.path.exists(path):
                     raise QtkFileNotFoundError(f"{path}: shard listed in {index} (for tensor {tensor!r}) is missing")

@@ -239,3 +239,18 @@ def test_nan_position_is_the_checkpoints_even_after_the_rope_permutation(tmp_pat
     save_file(t, p)
     with pytest.raises(QtkValueError, match=r"q_proj.weight.*row 40, column 3"):
         qtoolkit.convert(d, str(tmp_path / "o.gguf"), "Q8_0")
+
+
+def test_values_too_large_for_the_format_name_the_tensor(tmp_path):
+    d = fresh(tmp_path, arch="qwen3", dtype="f32")
+    p = os.path.join(d, "model.safetensors")
+    from safetensors.numpy import load_file, save_file
+
+    t = load_file(p)
+    t["model.layers.1.mlp.up_proj.weight"][3, :] = 3.0e38  # finite, but Q4_0's fp16 scale would be Inf
+    save_file(t, p)
+    out = str(tmp_path / "o.gguf")
+    with pytest.raises(QtkValueError, match=r"model.safetensors: tensor model.layers.1.mlp.up_proj.weight -> "
+                                            r"blk.1.ffn_up.weight \(Q4_0\): .*too large"):
+        qtoolkit.convert(d, out, "Q4_0", pure=True)
+    nothing_written(tmp_path, out)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 
 import qtoolkit
 from tools.synth_checkpoint import make_checkpoint
@@ -33,10 +34,21 @@ def run_child(args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_peak_rss_of_a_streaming_conversion(tmp_path):
+SIZES = {
     # ~227 M weights (454 MB of bf16): 32 experts x 3 projections x 3 layers, two 33 M-weight vocab matrices
-    d = make_checkpoint(str(tmp_path / "big"), "qwen3moe", hidden=1024, layers=3, heads=8, kv_heads=4, head_dim=128,
-                        experts=32, top_k=4, moe_ff=512, vocab=32768, tied=False, dtype="bf16")
+    # (largest tensor 128 MiB in f32)
+    "default": dict(hidden=1024, layers=3, heads=8, kv_heads=4, head_dim=128, experts=32, top_k=4, moe_ff=512,
+                    vocab=32768),
+    # ~357 M weights (714 MB of bf16): the same layers, two 102 M-weight vocab matrices (largest tensor
+    # 400 MiB in f32, "a few hundred MB"); all weights in f32 exceed the bound
+    "large": dict(hidden=1024, layers=3, heads=8, kv_heads=4, head_dim=128, experts=32, top_k=4, moe_ff=512,
+                  vocab=102400),
+}
+
+
+@pytest.mark.parametrize("size", ["default", pytest.param("large", marks=pytest.mark.slow)])
+def test_peak_rss_of_a_streaming_conversion(tmp_path, size):
+    d = make_checkpoint(str(tmp_path / "big"), "qwen3moe", tied=False, dtype="bf16", **SIZES[size])
     plan = qtoolkit.convert(d, None, "Q4_K_M", dry_run=True)
     largest_f32 = max(t["elements"] for t in plan["tensors"]) * 4
     total_f32 = plan["totals"]["elements"] * 4
@@ -44,8 +56,9 @@ def test_peak_rss_of_a_streaming_conversion(tmp_path):
     res = run_child(["convert", d, "-o", out, "--type", "Q4_K_M", "--quiet", "--threads", "2"])
     peak = res["maxrss_kb"] * 1024
     limit = 2 * largest_f32 + 300 * 2**20
-    print(f"\npeak RSS {peak / 2**20:.0f} MiB (limit {limit / 2**20:.0f} MiB; all weights in f32 would be "
-          f"{total_f32 / 2**20:.0f} MiB), {res['seconds']:.1f} s")
+    print(f"\n{size}: largest tensor {largest_f32 / 2**20:.0f} MiB in f32; peak RSS {peak / 2**20:.0f} MiB "
+          f"(limit {limit / 2**20:.0f} MiB; all weights in f32 would be {total_f32 / 2**20:.0f} MiB), {res['seconds']:.1f} s")
     assert res["rc"] == 0
     assert peak <= limit
+    assert total_f32 > limit  # a design that held the weights in f32 would fail
     assert os.path.getsize(out) > plan["totals"]["bytes"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import QtkFormatError, QtkNotImplementedError, QtkValueError
 from ..formats import QuantType, dequantize, quantize, resolve, type_info
-from ..gguf_stream import Progress, TensorOut, check_output, write_gguf
+from ..gguf_stream import Progress, TensorOut, check_metadata, check_output, write_gguf
 from ..pipeline import quantize_stream
 from ..presets import ModelInfo, PlanOptions, Preset, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
 from ..safetensors_io import FLOAT_DTYPES, Checkpoint
@@ -188,6 +188,7 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
     check_coverage(iminfo, opts)
 
     metadata = _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im)
+    check_metadata(metadata, f"{cfg.path} (or the tokenizer files)")
     return Plan(model_dir, arch, preset, planned, metadata, ckpt, vocab, iminfo)
 
 
@@ -382,7 +383,15 @@ def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):
         def done(e):
             plan.checkpoint.release(out.parts[e].source)  # keep mapped pages from piling up
 
-        yield from quantize_stream(jobs(), pt.type, pool, threads, done)
+        try:
+            yield from quantize_stream(jobs(), pt.type, pool, threads, done)
+        except QtkValueError as exc:  # the quantizer's errors (values too large for a scale) know no tensor
+            if plan.checkpoint.file_of(out.parts[0].source) in str(exc):
+                raise
+            srcs = sorted({p.source for p in out.parts})
+            sources = srcs[0] + (f" (and {len(srcs) - 1} more)" if len(srcs) > 1 else "")
+            raise type(exc)(f"{plan.checkpoint.file_of(out.parts[0].source)}: tensor {sources} -> {out.name} "
+                            f"({pt.type.name}): {exc}") from None
         for part in out.parts:
             plan.checkpoint.release(part.source)
     return produce

@@ -9,6 +9,7 @@ positive integer or an error that names the file and the field.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any, Dict, Optional
 
@@ -40,7 +41,7 @@ class HFConfig:
                 raw = json.load(f)
         except FileNotFoundError:
             raise QtkFileNotFoundError(f"{path}: missing (every Hugging Face model folder has a config.json)") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
             raise QtkFormatError(f"{path}: cannot read it as JSON: {exc}") from None
         if not isinstance(raw, dict):
             raise QtkFormatError(f"{path}: not a JSON object")
@@ -72,8 +73,8 @@ class HFConfig:
 
     def float(self, name: str, default: Any = _MISSING) -> float:
         v = self.find(name, default)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            raise QtkFormatError(f"{self.path}: field {name!r} must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise QtkFormatError(f"{self.path}: field {name!r} must be a finite number, got {v!r}")
         return float(v)
 
     def bool(self, name: str, default: Any = _MISSING) -> bool:
@@ -107,7 +108,7 @@ class HFConfig:
     @property
     def rope_theta(self) -> float:
         theta = self.rope.get("rope_theta", self.raw.get("rope_theta", 10000.0))
-        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0:
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 < theta < math.inf:
             raise QtkFormatError(f"{self.path}: rope_theta must be a positive number, got {theta!r}")
         return float(theta)
 

@@ -94,23 +94,28 @@ def _read_json(path: str, required: bool = True) -> Optional[Any]:
         if required:
             raise QtkFileNotFoundError(f"{path}: missing (the tokenizer is written into the GGUF file)") from None
         return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
         raise QtkFormatError(f"{path}: cannot read it as JSON: {exc}") from None
 
 
-def _split_regexes(pre: Any) -> List[Tuple[str, str]]:
+def _split_regexes(pre: Any, depth: int = 0) -> List[Tuple[str, str]]:
     """(kind, regex) of every splitting step of a pre-tokenizer definition."""
     if not isinstance(pre, dict):
         return []
     kind = pre.get("type")
     if kind == "Sequence":
+        steps = pre.get("pretokenizers")
+        if not isinstance(steps, list) or depth > 16:
+            return [("unknown:Sequence", "")]
         out = []
-        for p in pre.get("pretokenizers") or []:
-            out += _split_regexes(p)
+        for p in steps:
+            out += _split_regexes(p, depth + 1)
         return out
     if kind == "Split":
-        pattern = pre.get("pattern") or {}
-        if "Regex" in pattern:
+        pattern = pre.get("pattern")
+        if not isinstance(pattern, dict):
+            return [("unknown:Split", "")]
+        if isinstance(pattern.get("Regex"), str):
             return [("regex", pattern["Regex"])]
         return [("string", str(pattern.get("String")))]
     if kind == "ByteLevel" and pre.get("use_regex", True):
@@ -145,6 +150,12 @@ def detect_pre(tokenizer_json: Dict[str, Any], path: str) -> str:
         "If you know which llama.cpp pre-tokenizer matches it, pass --tokenizer-pre NAME "
         "(e.g. qwen2, llama-bpe, gpt-2, deepseek-v3); the tokenizer would otherwise split text differently."
     )
+
+
+def _special_id(step: Any) -> Optional[Any]:
+    """The id of a TemplateProcessing step that is a special token, or None."""
+    special = step.get("SpecialToken") if isinstance(step, dict) else None
+    return special.get("id") if isinstance(special, dict) else None
 
 
 def _token_content(entry: Any) -> Optional[str]:
@@ -193,7 +204,10 @@ def load_vocab(model_dir: str, n_vocab: int, pre_override: Optional[str] = None,
 
     for tok, tid in vocab.items():
         place(tok, tid, NORMAL, "vocabulary")
-    for entry in tj.get("added_tokens") or []:
+    added = tj.get("added_tokens") or []
+    if not isinstance(added, list):
+        raise QtkFormatError(f"{tj_path}: added_tokens is not a list")
+    for entry in added:
         if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
             raise QtkFormatError(f"{tj_path}: malformed added_tokens entry {entry!r}")
         text = entry["content"]
@@ -209,6 +223,8 @@ def load_vocab(model_dir: str, n_vocab: int, pre_override: Optional[str] = None,
             types[i] = UNUSED
 
     merges_raw = model.get("merges") or []
+    if not isinstance(merges_raw, list):
+        raise QtkFormatError(f"{tj_path}: model.merges is not a list")
     merges: List[str] = []
     for m in merges_raw:
         if isinstance(m, str):
@@ -263,12 +279,12 @@ def _special_tokens(v: Vocab, model_dir: str, tj: Dict[str, Any], config: Dict[s
             v.special_ids[typ] = tid
     # add_bos/add_eos: tokenizer_config's booleans, else what the post-processor template adds
     post = tj.get("post_processor") or {}
-    for proc in (post.get("processors") or [post]) if isinstance(post, dict) else []:
+    procs = (post.get("processors") or [post]) if isinstance(post, dict) else []
+    for proc in procs if isinstance(procs, list) else []:
         if isinstance(proc, dict) and proc.get("type") == "TemplateProcessing":
             single = proc.get("single") or []
-            if len(single) > 1:
-                first = (single[0].get("SpecialToken") or {}).get("id")
-                last = (single[-1].get("SpecialToken") or {}).get("id")
+            if isinstance(single, list) and len(single) > 1:
+                first, last = (_special_id(single[0]), _special_id(single[-1]))
                 bos = _token_content(tc.get("bos_token"))
                 eos = _token_content(tc.get("eos_token"))
                 if first is not None:
@@ -284,10 +300,14 @@ def _special_tokens(v: Vocab, model_dir: str, tj: Dict[str, Any], config: Dict[s
         jinja = os.path.join(model_dir, "chat_template.jinja")
         js = os.path.join(model_dir, "chat_template.json")
         if os.path.isfile(jinja):
-            with open(jinja, encoding="utf-8") as f:
-                tmpl = f.read()
+            try:
+                with open(jinja, encoding="utf-8") as f:
+                    tmpl = f.read()
+            except (OSError, ValueError) as exc:  # ValueError: not UTF-8
+                raise QtkFormatError(f"{jinja}: cannot read the chat template: {exc}") from None
         elif os.path.isfile(js):
-            tmpl = (_read_json(js) or {}).get("chat_template")
+            doc = _read_json(js)
+            tmpl = doc.get("chat_template") if isinstance(doc, dict) else None
     if isinstance(tmpl, str):
         v.chat_template = tmpl
     elif isinstance(tmpl, list):

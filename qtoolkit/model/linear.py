@@ -89,12 +89,12 @@ class Experts:
                 data = np.asarray(data).view(np.float32)
             mats.append(data)
         self.gate, self.up, self.down = mats
-        if self.qtypes[0] == QuantType.F32 and self.gate.ndim == 3:
+        all_f32 = all(q == QuantType.F32 for q in self.qtypes)
+        if all_f32 and self.gate.ndim == 3:  # mixed types (say F32 gate, Q4_0 up) stay as bytes for the kernel
             self.gate = self.gate.reshape(self.gate.shape[0], self.n_ff, self.n_embd)
             self.up = self.up.reshape(self.up.shape[0], self.n_ff, self.n_embd)
             self.down = self.down.reshape(self.down.shape[0], self.n_embd, self.n_ff)
         self.n_expert = int(self.gate.shape[0])
-        all_f32 = all(q == QuantType.F32 for q in self.qtypes)
         self._f32 = (self.gate, self.up, self.down) if all_f32 else None
         self._mm = None
         if not all_f32:

@@ -17,7 +17,8 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..errors import QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
+from .. import _clib
+from ..errors import QtkError, QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
 from ..formats import QuantType, dequantize
 from .forward import Layer, Model
 from .hparams import HParams
@@ -28,7 +29,13 @@ log = logging.getLogger(__name__)
 
 
 class _Source:
-    """Tensors by GGUF name: ``get(name)`` -> (array, QuantType, ne) or None when absent."""
+    """Tensors by GGUF name: ``get(name)`` -> (array, QuantType, ne) or None when absent.
+    ``where`` (the file or folder) starts every error message; ``names()`` lists the tensors."""
+
+    where = ""
+
+    def names(self):
+        raise NotImplementedError
 
     def get(self, name: str) -> Optional[Tuple[np.ndarray, QuantType, Tuple[int, ...]]]:
         raise NotImplementedError
@@ -39,7 +46,11 @@ class _GGUFSource(_Source):
         from ..gguf_read import GGUFFile
 
         self.f = GGUFFile(path)
+        self.where = path
         self.metadata = {k: kv.value for k, kv in self.f.kv.items()}
+
+    def names(self):
+        return [t.name for t in self.f.tensors]
 
     def get(self, name):
         try:
@@ -49,6 +60,9 @@ class _GGUFSource(_Source):
         try:
             q = QuantType(t.type_id)
         except ValueError:
+            q = None
+        traits = _clib.type_traits(t.type_id) if q is not None else None
+        if traits is None or not traits.can_dequantize:
             raise QtkFormatError(f"{self.f.path}: tensor {name} has type {t.type_name}, which qtoolkit cannot run") from None
         return self.f.data(t), q, tuple(t.ne)
 
@@ -59,10 +73,14 @@ class _HFSource(_Source):
 
         self._tensor_f32 = tensor_f32
         self.plan = build_plan(model_dir, ConvertOptions(qtype="F32", threads=threads))
+        self.where = model_dir
         self.metadata = {k: v for k, v, _t, _s in self.plan.metadata}
         self.metadata["general.architecture"] = self.plan.arch.gguf_arch
         self.by_name = {pt.out.name: pt.out for pt in self.plan.tensors}
         self.threads = threads
+
+    def names(self):
+        return list(self.by_name)
 
     def get(self, name):
         out = self.by_name.get(name)
@@ -78,7 +96,7 @@ def _vector(src: _Source, name: str, n: int, required: bool = True) -> Optional[
     got = src.get(name)
     if got is None:
         if required:
-            raise QtkFormatError(f"the model has no tensor {name}")
+            raise QtkFormatError(f"{src.where}: the model has no tensor {name}")
         return None
     arr, q, ne = got
     if q == QuantType.F32:
@@ -87,7 +105,7 @@ def _vector(src: _Source, name: str, n: int, required: bool = True) -> Optional[
         v = dequantize(np.ascontiguousarray(arr), q)
     v = np.ascontiguousarray(v.reshape(-1), dtype=np.float32)
     if v.size != n:
-        raise QtkFormatError(f"tensor {name} has {v.size} elements, expected {n}")
+        raise QtkFormatError(f"{src.where}: tensor {name} has {v.size} elements, expected {n}")
     return v
 
 
@@ -96,11 +114,11 @@ def _linear(src: _Source, name: str, rows: int, cols: int, threads, required: bo
     got = src.get(name)
     if got is None:
         if required:
-            raise QtkFormatError(f"the model has no tensor {name}")
+            raise QtkFormatError(f"{src.where}: the model has no tensor {name}")
         return None
     arr, q, ne = got
     if tuple(ne[:2]) != (cols, rows) or any(d != 1 for d in ne[2:]):
-        raise QtkFormatError(f"tensor {name} has dimensions {list(ne)}, expected [{cols}, {rows}]")
+        raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected [{cols}, {rows}]")
     b = _vector(src, bias, rows, required=False) if bias else None
     try:
         return Linear(arr.reshape(rows, -1), q, cols, bias=b, threads=threads)
@@ -121,15 +139,17 @@ def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
         name = f"{prefix}ffn_{proj}_exps.weight"
         got = src.get(name)
         if got is None:
-            raise QtkFormatError(f"the model has no tensor {name}")
+            raise QtkFormatError(f"{src.where}: the model has no tensor {name}")
         arr, q, ne = got
         if len(ne) != 3 or ne[2] != hp.n_expert:
-            raise QtkFormatError(f"tensor {name} has dimensions {list(ne)}, expected 3 with {hp.n_expert} experts")
+            raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected 3 with {hp.n_expert} experts")
         if proj == "gate":
             n_ff = ne[1]
+            if n_ff < 1:
+                raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}: no expert rows")
         want = (hp.n_embd, n_ff) if proj != "down" else (n_ff, hp.n_embd)
         if tuple(ne[:2]) != want:
-            raise QtkFormatError(f"tensor {name} has dimensions {list(ne)}, expected {list(want) + [hp.n_expert]}")
+            raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected {list(want) + [hp.n_expert]}")
         datas.append(arr.reshape(ne[2], ne[1], -1))
         types.append(q)
     try:
@@ -140,14 +160,35 @@ def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
         return Experts(*wide, [QuantType.F32] * 3, hp.n_embd, n_ff, threads=threads)
 
 
+def _rows(src: _Source, got, name: str) -> int:
+    """The row count (ne[1]) of a matrix that sets a dimension (vocabulary, feed-forward width)."""
+    ne = got[2]
+    if len(ne) < 2 or any(d != 1 for d in ne[2:]) or ne[1] < 1:
+        raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected a matrix [n_embd, rows]")
+    return int(ne[1])
+
+
+def _check_blocks(src: _Source, hp: HParams) -> None:
+    """block_count against the blk.N tensors present (llama.cpp refuses both missing and extra ones)."""
+    blocks = set()
+    for name in src.names():
+        parts = name.split(".", 2)
+        if len(parts) == 3 and parts[0] == "blk" and parts[1].isascii() and parts[1].isdigit():
+            blocks.add(int(parts[1]))
+    if len(blocks) != hp.n_layer or (blocks and (min(blocks) != 0 or max(blocks) != hp.n_layer - 1)):
+        have = f"blocks {min(blocks)}..{max(blocks)} ({len(blocks)} distinct)" if blocks else "no blk.N tensors"
+        raise QtkFormatError(f"{src.where}: {hp.arch}.block_count is {hp.n_layer}, but the file has {have}")
+
+
 def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Model:
     md = src.metadata
     hp = HParams.from_metadata(md, where)
+    _check_blocks(src, hp)
     D, H, Hkv, hd, hdv = hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v
     embd = src.get("token_embd.weight")
     if embd is None:
         raise QtkFormatError(f"{where}: no token_embd.weight")
-    n_vocab = int(embd[2][1])
+    n_vocab = _rows(src, embd, "token_embd.weight")
     tok_embd = _linear(src, "token_embd.weight", n_vocab, D, threads)
     output = _linear(src, "output.weight", n_vocab, D, threads, required=False) or tok_embd
     rope_freqs = _vector(src, "rope_freqs.weight", hp.n_rot // 2, required=False)
@@ -168,7 +209,7 @@ def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Mode
             L.experts = _experts(src, b, hp, threads)
             sh = src.get(b + "ffn_gate_shexp.weight")
             if sh is not None:
-                Fs = int(sh[2][1])
+                Fs = _rows(src, sh, b + "ffn_gate_shexp.weight")
                 L.shexp_gate = _linear(src, b + "ffn_gate_shexp.weight", Fs, D, threads)
                 L.shexp_up = _linear(src, b + "ffn_up_shexp.weight", Fs, D, threads)
                 L.shexp_down = _linear(src, b + "ffn_down_shexp.weight", D, Fs, threads)
@@ -177,7 +218,7 @@ def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Mode
             g = src.get(b + "ffn_gate.weight")
             if g is None:
                 raise QtkFormatError(f"{where}: no {b}ffn_gate.weight")
-            F = int(g[2][1])
+            F = _rows(src, g, b + "ffn_gate.weight")
             L.ffn_gate = _linear(src, b + "ffn_gate.weight", F, D, threads, bias=b + "ffn_gate.bias")
             L.ffn_up = _linear(src, b + "ffn_up.weight", F, D, threads, bias=b + "ffn_up.bias")
             L.ffn_down = _linear(src, b + "ffn_down.weight", D, F, threads, bias=b + "ffn_down.bias")
@@ -196,6 +237,8 @@ def load(path: str, threads: Optional[int] = None) -> Model:
         src: Any = _HFSource(path, threads)
         try:
             model = build_model(src, path, threads)
+        except QtkError as exc:
+            raise _naming(exc, path) from None
         finally:
             src.close()
         model.tokenizer = Tokenizer.from_hf(path, add_bos=bool(src.plan.vocab.add_special.get("bos", False)),
@@ -206,19 +249,33 @@ def load(path: str, threads: Optional[int] = None) -> Model:
     if not os.path.exists(path):
         raise QtkFileNotFoundError(f"{path}: no such file or directory")
     src = _GGUFSource(path)
-    model = build_model(src, path, threads)
-    model.tokenizer = Tokenizer.from_gguf_metadata(src.metadata, path)
+    try:
+        model = build_model(src, path, threads)
+        model.tokenizer = Tokenizer.from_gguf_metadata(src.metadata, path, n_vocab=model.n_vocab)
+    except QtkError as exc:
+        raise _naming(exc, path) from None
     model.source, model.path = "gguf", path
     model.file_type = _file_type_name(src.metadata.get("general.file_type"))
     model._keep = src.f  # the mapped file lives as long as the model
     return model
 
 
+def _naming(exc: QtkError, path: str) -> QtkError:
+    """``exc`` with the file named (errors of the kernels' binding checks do not know it)."""
+    if path in str(exc):
+        return exc
+    try:
+        return type(exc)(f"{path}: {exc}")
+    except TypeError:  # pragma: no cover - a subclass with another constructor
+        return exc
+
+
 def _file_type_name(ftype: Any) -> str:
     from ..presets import PRESETS
 
-    for name, p in PRESETS.items():
-        if p.ftype == ftype:
-            return name
+    if isinstance(ftype, (int, np.integer)) and not isinstance(ftype, bool):
+        for name, p in PRESETS.items():
+            if p.ftype == ftype:
+                return name
     return f"ftype {ftype}" if ftype is not None else "unknown"
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from typing import Any, List, Mapping, Optional
 
+import numpy as np
+
 from ..errors import QtkFormatError, QtkNotImplementedError
 
 # token types of tokenizer.ggml.token_type
@@ -28,6 +30,21 @@ _ALIASES = {
                             "modern-bert")},
 }
 _ADDS_BOS = {"llama-bpe"}       # llama.cpp adds BOS for these when tokenizer.ggml.add_bos_token is absent
+
+
+def _strings(md: Mapping[str, Any], key: str, where: str) -> List[str]:
+    v = md.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(t, str) for t in v):
+        raise QtkFormatError(f"{where}: {key} must be an array of strings")
+    return v
+
+
+def _int_array(v: Any) -> bool:
+    if isinstance(v, np.ndarray):
+        return v.ndim == 1 and v.dtype.kind in "iu"
+    return isinstance(v, list) and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v)
 
 
 def _require_tokenizers():
@@ -60,7 +77,9 @@ class Tokenizer:
         return cls(tk, add_bos, bos_id, eos_id)
 
     @classmethod
-    def from_gguf_metadata(cls, md: Mapping[str, Any], where: str) -> "Tokenizer":
+    def from_gguf_metadata(cls, md: Mapping[str, Any], where: str, n_vocab: Optional[int] = None) -> "Tokenizer":
+        """The tokenizer of GGUF metadata; ``n_vocab`` (the embedding's rows), when given, must be
+        the number of tokens, as llama.cpp requires."""
         tokenizers = _require_tokenizers()
         from tokenizers import decoders, models, pre_tokenizers
 
@@ -71,13 +90,24 @@ class Tokenizer:
             raise QtkNotImplementedError(
                 f"{where}: tokenizer.ggml.model is {kind!r}; only byte-level BPE ('gpt2') vocabularies are supported"
             )
-        tokens: List[str] = list(md.get("tokenizer.ggml.tokens") or [])
-        merges_raw = list(md.get("tokenizer.ggml.merges") or [])
+        tokens = _strings(md, "tokenizer.ggml.tokens", where)
+        merges_raw = _strings(md, "tokenizer.ggml.merges", where)
         if not tokens or not merges_raw:
             raise QtkFormatError(f"{where}: tokenizer.ggml.tokens / tokenizer.ggml.merges are missing or empty")
+        if n_vocab is not None and len(tokens) != n_vocab:
+            raise QtkFormatError(f"{where}: tokenizer.ggml.tokens has {len(tokens)} tokens, token_embd.weight has {n_vocab} rows")
         types = md.get("tokenizer.ggml.token_type")
-        types = [int(t) for t in types] if types is not None else [1] * len(tokens)
-        pre = str(md.get("tokenizer.ggml.pre") or "default")  # llama.cpp's name for a missing key
+        if types is None:
+            types = [1] * len(tokens)
+        else:
+            if not _int_array(types) or len(types) != len(tokens):
+                raise QtkFormatError(
+                    f"{where}: tokenizer.ggml.token_type must be {len(tokens)} integers, one per token"
+                )
+            types = [int(t) for t in types]
+        pre = md.get("tokenizer.ggml.pre", "default")  # llama.cpp's name for a missing key
+        if not isinstance(pre, str):
+            raise QtkFormatError(f"{where}: tokenizer.ggml.pre = {pre!r} is not a string")
         pre = _ALIASES.get(pre, pre)
         # name -> (split regex, whether llama.cpp takes whole words from the vocabulary before merging)
         by_name = {name: (rx, ignore) for rx, names in KNOWN_REGEXES.items() for ignore, name in names.items()}
@@ -95,7 +125,10 @@ class Tokenizer:
                 raise QtkFormatError(f"{where}: merge {m!r} has no space")
             merges.append((m[:cut], m[cut + 1:]))
         regex, ignore_merges = by_name[pre]
-        bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+        try:
+            bpe = models.BPE(vocab, merges, ignore_merges=ignore_merges)
+        except Exception as exc:  # tokenizers raises its own Exception type (e.g. a merge of unknown tokens)
+            raise QtkFormatError(f"{where}: tokenizer.ggml.tokens / merges do not form a BPE vocabulary: {exc}") from None
         tk = tokenizers.Tokenizer(bpe)
         if pre == "gpt-2":
             tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -113,10 +146,17 @@ class Tokenizer:
             tk.add_special_tokens(special)
         if user:
             tk.add_tokens(user)
-        bos = md.get("tokenizer.ggml.bos_token_id")
-        eos = md.get("tokenizer.ggml.eos_token_id")
+        ids = []
+        for key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+            v = md.get(key)
+            if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer))
+                                  or not 0 <= v < len(tokens)):
+                raise QtkFormatError(f"{where}: {key} = {v!r} is not a token id in [0, {len(tokens)})")
+            ids.append(None if v is None else int(v))
         add_bos = md.get("tokenizer.ggml.add_bos_token", pre in _ADDS_BOS)  # llama.cpp's default otherwise
-        return cls(tk, bool(add_bos), None if bos is None else int(bos), None if eos is None else int(eos))
+        if not isinstance(add_bos, (bool, np.bool_)):
+            raise QtkFormatError(f"{where}: tokenizer.ggml.add_bos_token = {add_bos!r} is not a BOOL")
+        return cls(tk, bool(add_bos), ids[0], ids[1])
 
     # -- use -----------------------------------------------------------------------------------
     def encode(self, text: str, add_bos: Optional[bool] = None, parse_special: bool = False) -> List[int]:

@@ -51,13 +51,23 @@ def mutate_safetensors(blob: bytes, rng: np.random.Generator) -> bytes:
     if kind == 2:  # an absurd header length
         return struct.pack("<Q", [len(blob), 2**63, 2**64 - 1, 9, 10**9][int(rng.integers(0, 5))]) + blob[8:]
     (hlen,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + hlen])
+    try:
+        header = json.loads(blob[8:8 + hlen])
+    except (ValueError, RecursionError):  # an already mutated file: flip a bit instead
+        b = bytearray(blob)
+        if b:
+            b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        return bytes(b)
+    if not isinstance(header, dict):
+        return blob[:-1]
     data = blob[8 + hlen:]
     names = [k for k in header if k != "__metadata__"]
     if not names:
         return blob[:-1]
     name = names[int(rng.integers(0, len(names)))]
     entry = header[name]
+    if not isinstance(entry, dict):  # broken by an earlier mutation
+        return blob[:-1]
     if kind == 3:  # extreme offsets
         entry["data_offsets"] = [EXTREME_INTS[int(rng.integers(0, len(EXTREME_INTS)))], EXTREME_INTS[int(rng.integers(0, len(EXTREME_INTS)))]]
     elif kind == 4:  # extreme or malformed shapes

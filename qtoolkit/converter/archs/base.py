@@ -18,6 +18,8 @@ import numpy as np
 from ...errors import QtkFormatError, QtkNotImplementedError
 from ..hfconfig import HFConfig
 
+MAX_EXPERTS = 4096  # a sanity bound on a config value that sizes the plan
+
 # GGUF metadata value types (gguf.GGUFValueType values)
 U32, I32, F32, BOOL, STR, ARR = 4, 5, 6, 7, 8, 9
 
@@ -160,6 +162,15 @@ class DecoderArch:
     # -- tensors ---------------------------------------------------------------------------
     def plan(self, available: Mapping[str, Tuple[int, ...]]) -> ArchPlan:
         """The output tensors, given the checkpoint's tensor names and shapes."""
+        # counts that size the plan itself, checked before it is built (a config claiming 10^9
+        # layers must not make a list of 10^9 layers): every layer has tensors of its own, and
+        # there are at most MAX_EXPERTS experts
+        if self.n_layer > len(available):
+            raise QtkFormatError(f"{self.cfg.path}: num_hidden_layers {self.n_layer} is more than the checkpoint's "
+                                 f"{len(available)} tensors")
+        if self.n_expert > MAX_EXPERTS:
+            raise QtkFormatError(f"{self.cfg.path}: num_experts {self.n_expert} is more than qtoolkit's limit of "
+                                 f"{MAX_EXPERTS} (llama.cpp's LLAMA_MAX_EXPERTS is 512)")
         D, V, hd = self.n_embd, self.n_vocab, self.head_dim
         H, Hkv = self.n_head, self.n_head_kv
         out: List[OutTensor] = []
