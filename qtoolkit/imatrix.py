@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError, QtkValueError
+from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError, QtkValueError
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,14 @@ def read_imatrix(path: str) -> ImatrixStats:
     if not os.path.isfile(path):
         if os.path.isdir(path):
             raise QtkFormatError(f"{path}: is a directory, not an importance-matrix file")
+        if os.path.exists(path):  # a pipe or a device: reading it could wait forever
+            raise QtkIOError(f"{path}: not a regular file, cannot be an importance-matrix file")
         raise QtkFileNotFoundError(f"{path}: no such importance-matrix file")
-    with open(path, "rb") as f:
-        magic = f.read(4)
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:  # permissions, an unreadable disk...
+        raise QtkIOError(f"{path}: cannot read the importance-matrix file: {exc}") from None
     stats = _read_gguf(path) if magic == b"GGUF" else _read_dat(path)
     for name in stats.sums:
         s, c = stats.sums[name], stats.counts[name]
@@ -170,9 +175,12 @@ def _read_gguf(path: str) -> ImatrixStats:
 
 
 def _read_dat(path: str) -> ImatrixStats:
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        buf = f.read()
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            buf = f.read()
+    except OSError as exc:
+        raise QtkIOError(f"{path}: cannot read the importance-matrix file: {exc}") from None
     pos = 0
 
     def take(fmt: str, what: str):

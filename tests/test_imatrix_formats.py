@@ -2,13 +2,15 @@
 back, what the quantizer gets from each (llama-quantize's arithmetic), the uncovered-expert
 policies, and the errors for broken files."""
 
+import os
 import struct
 
 import numpy as np
 import pytest
 
 import qtoolkit
-from qtoolkit.errors import QtkError, QtkFileExistsError, QtkFileNotFoundError, QtkFormatError, QtkValueError
+from qtoolkit.errors import (QtkError, QtkFileExistsError, QtkFileNotFoundError, QtkFormatError, QtkIOError,
+                             QtkValueError)
 from qtoolkit.gguf_read import GGUFFile
 from qtoolkit.imatrix import Imatrix, ImatrixStats, load_imatrix, read_imatrix, write_imatrix
 
@@ -175,6 +177,27 @@ def test_missing_file_and_directory(tmp_path):
         read_imatrix(str(tmp_path / "nope.gguf"))
     with pytest.raises(QtkFormatError, match="directory"):
         read_imatrix(str(tmp_path))
+
+
+def test_pipes_and_unreadable_files_are_io_errors(tmp_path, monkeypatch):
+    fifo = str(tmp_path / "pipe.gguf")
+    os.mkfifo(fifo)
+    with pytest.raises(QtkIOError, match="not a regular file"):  # never blocks waiting for a writer
+        read_imatrix(fifo)
+    path = str(tmp_path / "im.gguf")
+    write_imatrix(path, ImatrixStats({"blk.0.attn_q.weight": np.ones((1, 8))}, {"blk.0.attn_q.weight": np.ones(1)},
+                                     ["x"], 1, 8))
+    import builtins
+    real_open = builtins.open
+
+    def refusing_open(file, *a, **k):
+        if os.fspath(file) == path:
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+    with pytest.raises(QtkIOError, match=r"im\.gguf: cannot read the importance-matrix file.*Permission denied"):
+        read_imatrix(path)
 
 
 def test_model_file_is_not_an_imatrix(tmp_path):
