@@ -156,9 +156,7 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
     if popts.tensor_types and not type_info(preset.default).is_quantized:
         log.warning("--tensor-type is ignored with the %s preset (as llama-quantize does)", preset.name)
     by_name = {t.name: t for t in ap.tensors}
-    specs = [TensorSpec(t.name, t.ne, QuantType.F32) for t in ap.tensors]
-    minfo = ModelInfo(arch.gguf_arch, arch.n_layer, arch.n_head, arch.n_head_kv, arch.n_expert)
-    types = plan_types(specs, preset, minfo, popts)
+    types = tensor_types(arch, ap.tensors, preset, popts)
     for name, t in types.items():
         if not _clib_can(t):
             raise QtkNotImplementedError(f"tensor {name}: qtoolkit cannot produce {t.name} yet")
@@ -204,6 +202,19 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
 
     metadata = _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im)
     return Plan(model_dir, arch, preset, planned, metadata, ckpt, vocab, iminfo)
+
+
+def model_info(arch) -> ModelInfo:
+    """The hyper-parameters the mixture rules look at, from an architecture object."""
+    return ModelInfo(arch.gguf_arch, arch.n_layer, arch.n_head, arch.n_head_kv, arch.n_expert)
+
+
+def tensor_types(arch, tensors: Sequence[OutTensor], preset, popts: Optional[PlanOptions] = None) -> Dict[str, QuantType]:
+    """Every output tensor's type under ``preset`` (and overrides): the one place where the converter,
+    ``qtoolkit plan`` and the bit allocator turn shapes into types. Source tensors are F32 as far as
+    the rules are concerned (what "keep the input type" means for norms and routers)."""
+    specs = [TensorSpec(t.name, t.ne, QuantType.F32) for t in tensors]
+    return plan_types(specs, preset, model_info(arch), popts)
 
 
 def _clib_can(t: QuantType) -> bool:
