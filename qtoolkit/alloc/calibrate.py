@@ -129,7 +129,7 @@ class Calibration:
         self.n_tokens = n * ctx
         self.scored = n * (ctx - 1 - self.first)
         self.inputs: List[List[np.ndarray]] = []   # per chunk: the input of every layer, then the final hidden state
-        self.base_lp: List[np.ndarray] = []
+        self.base_logits: List[np.ndarray] = []
         self.stats: Dict[str, Any] = {}
         self.seconds = 0.0
         self.probe_seconds = 0.0
@@ -172,8 +172,8 @@ class Calibration:
                 x = m.run_layers(x, cache, 0, inputs=inputs)
                 inputs.append(x)
                 self.inputs.append(inputs)
-                lp = _log_softmax64(m.head(x[self.first:self.ctx - 1]))
-                self.base_lp.append(lp.astype(np.float32))
+                # the float32 logits (not float32 log-probabilities: those would round to a KLD floor)
+                self.base_logits.append(m.head(x[self.first:self.ctx - 1]))
         finally:
             for obj, attr, cur in reversed(saved):
                 setattr(obj, attr, cur)
@@ -230,7 +230,7 @@ class Calibration:
             else:
                 x = self.inputs[c][-1]
             lq = _log_softmax64(m.head(x[self.first:self.ctx - 1]))
-            lb = self.base_lp[c].astype(np.float64)
+            lb = _log_softmax64(self.base_logits[c])
             total += float(np.sum(np.exp(lb) * (lb - lq)))
             n += lb.shape[0]
         self.probe_seconds += time.perf_counter() - t0
