@@ -60,7 +60,7 @@ def test_plan_tensor_bytes_equal_real_conversions(tmp_path):
     for model, presets in ((TINY_MOE, ("Q2_K", "Q3_K_M", "Q4_K_M", "IQ4_XS")), (TINY_DENSE, ("Q2_K", "Q3_K_M", "Q4_K_M"))):
         shape = load_shape(model)
         for preset in presets:
-            out = str(tmp_path / f"{preset}.gguf")
+            out = str(tmp_path / f"{os.path.basename(model)}-{preset}.gguf")
             qtoolkit.convert(model, out, preset)
             with GGUFFile(out) as g:
                 data = sum(t.nbytes for t in g.tensors)
