@@ -27,6 +27,7 @@ from ..pipeline import quantize_stream
 from ..presets import ModelInfo, PlanOptions, Preset, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
 from ..safetensors_io import FLOAT_DTYPES, Checkpoint
 from .archs import get_arch
+from .archs.base import OutTensor
 from .archs.base import OutTensor, Part, permute_rows
 from .hfconfig import HFConfig
 from .tokenizer import load_vocab
@@ -309,6 +310,21 @@ def _slabs(plan: Plan, pt: PlannedTensor) -> Iterator[Tuple[int, np.ndarray]]:
     for e, part in enumerate(pt.out.parts):
         for x in _rows_f32(plan.checkpoint, part, pt.out.name):
             yield e, x
+
+
+def tensor_f32(plan: Plan, out: OutTensor) -> np.ndarray:
+    """One output tensor of the plan as float32, exactly as an F32 conversion writes it (names,
+    llama's Q/K row permutation and expert stacking applied). `out` is a planned tensor's `.out`.
+    Used by the inference loop to run a Hugging Face folder as the full-precision reference."""
+    if out.const is not None:
+        return np.ascontiguousarray(out.const, dtype=np.float32)
+    mats = []
+    for part in out.parts:
+        slabs = list(_rows_f32(plan.checkpoint, part, out.name))
+        mats.append(slabs[0] if len(slabs) == 1 else np.concatenate(slabs, axis=0))
+        plan.checkpoint.release(part.source)
+    arr = mats[0] if len(out.shape) < 3 else np.stack(mats)
+    return np.ascontiguousarray(arr.reshape(out.shape), dtype=np.float32)
 
 
 def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):

@@ -55,9 +55,9 @@ class _GGUFSource(_Source):
 
 class _HFSource(_Source):
     def __init__(self, model_dir: str, threads: Optional[int]):
-        from ..converter.core import ConvertOptions, _rows_f32, build_plan
+        from ..converter.core import ConvertOptions, build_plan, tensor_f32
 
-        self._rows_f32 = _rows_f32
+        self._tensor_f32 = tensor_f32
         self.plan = build_plan(model_dir, ConvertOptions(qtype="F32", threads=threads))
         self.metadata = {k: v for k, v, _t, _s in self.plan.metadata}
         self.metadata["general.architecture"] = self.plan.arch.gguf_arch
@@ -68,17 +68,7 @@ class _HFSource(_Source):
         out = self.by_name.get(name)
         if out is None:
             return None
-        if out.const is not None:
-            arr = np.ascontiguousarray(out.const, dtype=np.float32)
-        else:
-            mats = []
-            for part in out.parts:
-                slabs = list(self._rows_f32(self.plan.checkpoint, part, name))
-                mats.append(slabs[0] if len(slabs) == 1 else np.concatenate(slabs, axis=0))
-                self.plan.checkpoint.release(part.source)
-            arr = mats[0] if len(out.shape) < 3 else np.stack(mats)
-            arr = np.ascontiguousarray(arr.reshape(out.shape), dtype=np.float32)
-        return arr, QuantType.F32, out.ne
+        return self._tensor_f32(self.plan, out), QuantType.F32, out.ne
 
     def close(self):
         self.plan.checkpoint.close()
