@@ -152,19 +152,6 @@ def _type_bytes(n: int, t: QuantType) -> int:
     return n // info.block_size * info.type_size
 
 
-def _read_f32(plan, out) -> np.ndarray:
-    """A planned tensor's float32 weights in numpy order (experts stacked on axis 0)."""
-    from ..converter.core import _rows_f32
-
-    mats = []
-    for part in out.parts:
-        slabs = list(_rows_f32(plan.checkpoint, part, out.name))
-        mats.append(slabs[0] if len(slabs) == 1 else np.concatenate(slabs, axis=0))
-        plan.checkpoint.release(part.source)
-    arr = mats[0] if len(out.shape) < 3 else np.stack(mats)
-    return np.ascontiguousarray(arr.reshape(out.shape), dtype=np.float32)
-
-
 def _sample_rows(n_rows: int, n_mat: int, max_rows: int) -> np.ndarray:
     k = min(n_rows, max(4, max_rows // max(n_mat, 1)))
     return np.unique(np.linspace(0, n_rows - 1, k).round().astype(np.int64))
@@ -201,7 +188,8 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
     ``types``: the types to choose from (default: every type llama.cpp runs, the importance-matrix
     ones only with ``imatrix``); ``runnable_only`` keeps only those qtoolkit's own kernels run."""
     from .. import load
-    from ..converter.core import ConvertOptions, build_plan, tensor_types as plan_tensor_types
+    from ..converter.core import ConvertOptions, build_plan, tensor_f32
+    from ..converter.core import tensor_types as plan_tensor_types
     from ..gguf_stream import file_layout
     from ..imatrix import load_imatrix
     from ..presets import PlanOptions
@@ -279,7 +267,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         for i, tp in enumerate(free):
             report("tensors", i, len(free))
             o = by_name[tp.name]
-            w = _read_f32(plan, o)
+            w = tensor_f32(plan, o)
             w3 = w.reshape((-1,) + w.shape[-2:])
             n_mat, n_rows, n_cols = w3.shape
             col_w, row_w = calib.error_weights(tp.name, n_cols, n_mat, n_rows)
