@@ -229,3 +229,19 @@ def test_convert_target_errors(tmp_path):
         qtoolkit.convert(TINY_MOE, out, None, target_size=200_000, calib=CALIB, calib_chunks=2, calib_ctx=256)
     assert main(["convert", TINY_MOE, "-o", out, "--calib", CALIB]) == 1   # --calib without a target
     assert not os.path.exists(out)
+
+
+def test_probe_bands_share_a_measurement():
+    from qtoolkit.alloc import allocate, read_text
+
+    a = allocate(TINY_MOE, read_text(CALIB), target_bpw=4.5, calib_chunks=2, calib_ctx=256, probe_layers=2,
+                 types=parse_types("Q2_K,Q4_K,Q6_K,Q8_0"))
+    free = [t for t in a.tensors if t.types]
+    banded = [t for t in free if t.name.startswith("blk.")]
+    assert all(len(t.band) == 2 for t in banded)
+    assert a.calibration["probe_bands"] == 8 and a.calibration["probes"] == 8 * 3   # 7 kinds x 2 layers, + token_embd
+    # members of a band split its KLD in proportion to their errors
+    g0, g1 = (next(t for t in free if t.name == f"blk.{i}.ffn_down_exps.weight") for i in (0, 1))
+    j = g0.types.index(Q.Q2_K)
+    assert g0.probes["Q2_K"] / g1.probes["Q2_K"] == pytest.approx(g0.error[j] / g1.error[j])
+    assert a.bpw <= 4.5

@@ -59,7 +59,8 @@ class TensorPlan:
     types: List[QuantType] = field(default_factory=list)
     nbytes: List[int] = field(default_factory=list)
     error: List[float] = field(default_factory=list)      # weighted squared error per candidate
-    probes: Dict[str, float] = field(default_factory=dict)  # type name -> measured KLD
+    probes: Dict[str, float] = field(default_factory=dict)  # type name -> measured KLD (its share of a band's)
+    band: List[str] = field(default_factory=list)         # the tensors probed together with it (none: alone)
     loss: List[float] = field(default_factory=list)       # predicted KLD per candidate
     chosen: Optional[QuantType] = None
 
@@ -157,6 +158,36 @@ def _sample_rows(n_rows: int, n_mat: int, max_rows: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_rows - 1, k).round().astype(np.int64))
 
 
+def _band_key(name: str, band: int) -> Tuple[str, int]:
+    m = re.match(r"^blk\.(\d+)\.(.+)$", name)
+    return (name, -1) if m is None else (m.group(2), int(m.group(1)) // band)
+
+
+def _bands(free: Sequence[TensorPlan], band: int) -> List[List[TensorPlan]]:
+    """Tensors probed together: the same kind (name after ``blk.N.``) in ``band`` consecutive layers."""
+    groups: Dict[Tuple[str, int], List[TensorPlan]] = {}
+    for tp in free:
+        groups.setdefault(_band_key(tp.name, band), []).append(tp)
+    out = []
+    for members in groups.values():   # members of a band must share their candidate types
+        by_types: Dict[Tuple[QuantType, ...], List[TensorPlan]] = {}
+        for tp in members:
+            by_types.setdefault(tuple(tp.types), []).append(tp)
+        out.extend(by_types.values())
+    return out
+
+
+def _auto_band(free: Sequence[TensorPlan], n_probe_types: int, max_probes: int) -> int:
+    """The fewest layers per band that keep the probe runs within ``max_probes``."""
+    band = 1
+    while len(_bands(free, band)) * n_probe_types > max_probes:
+        nxt = band * 2
+        if len(_bands(free, nxt)) == len(_bands(free, band)):
+            break
+        band = nxt
+    return band
+
+
 def _user_fixed(names: Sequence[str], tensor_types, output_tensor_type, token_embedding_type) -> Dict[str, QuantType]:
     from ..converter.core import _as_type, parse_tensor_types
 
@@ -181,12 +212,15 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
              base_preset: Optional[str] = None, tensor_types: Sequence = (), output_tensor_type=None,
              token_embedding_type=None, calib_ctx: int = 512, calib_chunks: Optional[int] = 16,
              probe_bpw: Sequence[float] = PROBE_BPW, max_rows: int = 4096, runnable_only: bool = False,
+             probe_layers: Optional[int] = None, max_probes: int = 256,
              threads: Optional[int] = None, progress: Optional[Progress] = None,
              tokenizer_pre: Optional[str] = None) -> Allocation:
     """Choose every tensor's type for a file of at most ``target_size`` bytes (or ``target_bpw`` bits
     per weight of tensor data); see the module doc. ``calib_text``: the calibration text itself.
     ``types``: the types to choose from (default: every type llama.cpp runs, the importance-matrix
-    ones only with ``imatrix``); ``runnable_only`` keeps only those qtoolkit's own kernels run."""
+    ones only with ``imatrix``); ``runnable_only`` keeps only those qtoolkit's own kernels run.
+    ``probe_layers``: probe the same tensor of that many consecutive layers together (default: 1
+    while the probe runs stay within ``max_probes``, else the fewest layers that do)."""
     from .. import load
     from ..converter.core import ConvertOptions, build_plan, tensor_f32
     from ..converter.core import tensor_types as plan_tensor_types
@@ -260,21 +294,21 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         report("calibration", 1, 1)
         secs["calibration"] = time.perf_counter() - t1
 
-        # error table and probes, one tensor at a time
-        t_err = t_probe = 0.0
+        # the error table, one tensor at a time
+        t_err = time.perf_counter()
         by_name = {o.name: o for o in outs}
         tied = model.output is model.tok_embd
+        q_ims: Dict[str, Optional[np.ndarray]] = {}
         for i, tp in enumerate(free):
-            report("tensors", i, len(free))
-            o = by_name[tp.name]
-            w = tensor_f32(plan, o)
+            report("errors", i, len(free))
+            w = tensor_f32(plan, by_name[tp.name])
             w3 = w.reshape((-1,) + w.shape[-2:])
             n_mat, n_rows, n_cols = w3.shape
             col_w, row_w = calib.error_weights(tp.name, n_cols, n_mat, n_rows)
             q_im = im.weights(tp.name, n_cols, n_mat) if im is not None else None
+            q_ims[tp.name] = q_im
             rows = _sample_rows(n_rows, n_mat, max_rows)
             scale = n_rows / rows.size
-            ta = time.perf_counter()
             for t in tp.types:
                 total = 0.0
                 for m in range(n_mat):
@@ -283,30 +317,47 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
                     e = quant_error(np.ascontiguousarray(w3[m][rows]), t, imatrix=qi, weights=cw, threads=threads)
                     total += float(np.dot(e, row_w[rows]) if row_w is not None else e.sum()) * scale
                 tp.error.append(total)
-            tb = time.perf_counter()
-            t_err += tb - ta
-            # probes: the candidates nearest the probe sizes
-            bpws = [type_info(t).bits_per_weight for t in tp.types]
-            probe = sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), tp.error[j])) for b in probe_bpw})
-            start = start_layer(tp.name, len(model.layers), tied)
+        report("errors", len(free), len(free))
+        secs["errors"] = time.perf_counter() - t_err
+
+        # sensitivity probes: each band of tensors quantized alone to each probe type
+        t_probe = time.perf_counter()
+        band = probe_layers or _auto_band(free, len(probe_bpw), max_probes)
+        bands = _bands(free, band)
+        for bi, members in enumerate(bands):
+            report("probes", bi, len(bands))
+            start = min(start_layer(tp.name, len(model.layers), tied) for tp in members)
+            bpws = [type_info(t).bits_per_weight for t in members[0].types]
+            probe = sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), members[0].error[j]))
+                            for b in probe_bpw})
             for j in probe:
-                t = tp.types[j]
-                if tp.error[j] <= 0.0:
-                    tp.probes[t.name] = 0.0
-                    continue
-                imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
-                wq = dequantize(quantize(w, t, imatrix=imq, threads=threads), t, threads=threads).reshape(w.shape)
-                undo = replace_tensor(model, tp.name, wq)
-                try:
-                    tp.probes[t.name] = calib.kld(start)
-                finally:
-                    undo()
-            t_probe += time.perf_counter() - tb
+                t = members[0].types[j]
+                total_err = sum(tp.error[j] for tp in members)
+                if total_err <= 0.0:
+                    k = 0.0
+                else:
+                    undos = []
+                    try:
+                        for tp in members:
+                            w = tensor_f32(plan, by_name[tp.name])
+                            q_im = q_ims[tp.name]
+                            imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
+                            wq = dequantize(quantize(w, t, imatrix=imq, threads=threads), t, threads=threads).reshape(w.shape)
+                            undos.append(replace_tensor(model, tp.name, wq))
+                        k = calib.kld(start)
+                    finally:
+                        for undo in reversed(undos):
+                            undo()
+                for tp in members:   # the band's KLD shared in proportion to each member's error
+                    share = tp.error[j] / total_err if total_err > 0 else 0.0
+                    tp.probes[t.name] = k * share
+                    tp.band = [m.name for m in members] if len(members) > 1 else []
+            log.info("probes of %s: %s", ", ".join(tp.name for tp in members),
+                     ", ".join(f"{n} {sum(tp.probes[n] for tp in members):.2e}" for n in members[0].probes))
+        for tp in free:
             tp.loss = [tp.predict(e) for e in tp.error]
-            log.info("%s: probes %s", tp.name, ", ".join(f"{k} {v:.2e}" for k, v in tp.probes.items()))
-        report("tensors", len(free), len(free))
-        secs["errors"] = t_err
-        secs["probes"] = t_probe
+        report("probes", len(bands), len(bands))
+        secs["probes"] = time.perf_counter() - t_probe
 
         # solve
         t2 = time.perf_counter()
@@ -361,7 +412,8 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
             solver={"method": sol.method, "loss": sol.loss, "lower_bound": sol.lower_bound, "gap": sol.gap,
                     "lambda": sol.lam, "free_tensors": len(free), "fixed_tensors": len(tplans) - len(free)},
             calibration={"tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
-                         "scored": calib.scored, "probes": calib.n_probes,
+                         "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band,
+                         "probe_bands": len(bands),
                          "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}},
             preset_predictions=preset_pred, seconds={k: round(v, 3) for k, v in secs.items()},
         )
