@@ -21,6 +21,11 @@ def add_arguments(parser) -> None:
     g.add_argument("--calib", metavar="FILE", help="calibration text for the allocation (not the text you evaluate on)")
     g.add_argument("--calib-chunks", type=int, default=16, metavar="N", help="chunks of calibration text (default 16)")
     g.add_argument("--calib-ctx", type=int, default=512, metavar="N", help="tokens per calibration chunk (default 512)")
+    g.add_argument("--calib-reference", metavar="GGUF",
+                   help="calibrate against this conversion of the same model (Q8_0 or BF16) instead of the float32 "
+                        "weights: for models whose float32 weights do not fit in memory")
+    g.add_argument("--max-probes", type=int, default=256, metavar="N",
+                   help="at most N sensitivity probe runs; deeper models probe bands of layers together (default 256)")
     g.add_argument("--recipe", metavar="FILE", help="where to write the REGEX=TYPE recipe (default: OUT.recipe)")
     g.add_argument("--alloc-types", metavar="LIST",
                    help="comma-separated types the allocator may choose (default: every type llama.cpp runs; "
@@ -121,8 +126,8 @@ def run(args) -> int:
 
         def alloc_progress(phase, done, total):
             print(f"\rallocation: {phase} {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
-    if not targeting and (args.calib or args.recipe or args.alloc_types):
-        raise QtkValueError("--calib, --recipe and --alloc-types only go with --target-size or --target-bpw")
+    if not targeting and (args.calib or args.recipe or args.alloc_types or args.calib_reference):
+        raise QtkValueError("--calib, --calib-reference, --recipe and --alloc-types only go with --target-size or --target-bpw")
     report = convert(
         args.model_dir, args.output, args.type, imatrix=args.imatrix, tensor_types=tensor_type_args(args),
         output_tensor_type=args.output_tensor_type, token_embedding_type=args.token_embedding_type,
@@ -130,6 +135,7 @@ def run(args) -> int:
         tokenizer_pre=args.tokenizer_pre, progress=progress, target_size=args.target_size,
         target_bpw=args.target_bpw, calib=args.calib, calib_chunks=args.calib_chunks, calib_ctx=args.calib_ctx,
         recipe=args.recipe, alloc_types=args.alloc_types, alloc_progress=alloc_progress,
+        calib_reference=args.calib_reference, max_probes=args.max_probes,
     )
     if args.json:
         print(json.dumps(report))

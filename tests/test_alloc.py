@@ -239,9 +239,34 @@ def test_probe_bands_share_a_measurement():
     free = [t for t in a.tensors if t.types]
     banded = [t for t in free if t.name.startswith("blk.")]
     assert all(len(t.band) == 2 for t in banded)
-    assert a.calibration["probe_bands"] == 8 and a.calibration["probes"] == 8 * 3   # 7 kinds x 2 layers, + token_embd
+    # 7 kinds x 2 layers, + token_embd; per band 3 weight probes and 2 kernel probes (Q8_K and Q8_0 activations)
+    assert a.calibration["probe_bands"] == 8 and a.calibration["probes"] == 8 * 5
     # members of a band split its KLD in proportion to their errors
     g0, g1 = (next(t for t in free if t.name == f"blk.{i}.ffn_down_exps.weight") for i in (0, 1))
     j = g0.types.index(Q.Q2_K)
     assert g0.probes["Q2_K"] / g1.probes["Q2_K"] == pytest.approx(g0.error[j] / g1.error[j])
     assert a.bpw <= 4.5
+
+
+def test_gguf_reference_calibration(tmp_path, monkeypatch):
+    """Big models calibrate against a Q8_0 (or BF16) conversion instead of float32 weights; the
+    answer is close to the float32 one."""
+    import importlib
+
+    alloc_mod = importlib.import_module("qtoolkit.alloc.allocate")
+    from qtoolkit.alloc import allocate, read_text
+    from qtoolkit.errors import QtkMemoryError
+
+    ref = str(tmp_path / "ref-q8.gguf")
+    qtoolkit.convert(TINY_MOE, ref, "Q8_0")
+    kw = dict(target_bpw=4.0, calib_chunks=2, calib_ctx=256, types=parse_types("Q2_K,Q3_K,Q4_K,Q6_K,Q8_0"))
+    a = allocate(TINY_MOE, read_text(CALIB), **kw)
+    b = allocate(TINY_MOE, read_text(CALIB), reference=ref, **kw)
+    assert b.bpw <= 4.0
+    assert b.predicted_kld == pytest.approx(a.predicted_kld, rel=0.25)
+    same = sum(a.types[n] == b.types[n] for n in a.types)
+    assert same >= len(a.types) - 4
+    # without a reference, a model whose float32 weights do not fit is refused before loading
+    monkeypatch.setattr(alloc_mod, "_available_memory", lambda: 1_000_000)
+    with pytest.raises(QtkMemoryError, match="calib-reference"):
+        allocate(TINY_MOE, read_text(CALIB), **kw)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import QtkValueError
+from ..errors import QtkMemoryError, QtkValueError
 from ..formats import QuantType, dequantize, quant_error, quantize, type_info
 from ..presets import PRESETS, get_preset, is_quantizable
 from .calibrate import Calibration, replace_tensor, start_layer
@@ -59,13 +59,22 @@ class TensorPlan:
     types: List[QuantType] = field(default_factory=list)
     nbytes: List[int] = field(default_factory=list)
     error: List[float] = field(default_factory=list)      # weighted squared error per candidate
-    probes: Dict[str, float] = field(default_factory=dict)  # type name -> measured KLD (its share of a band's)
+    probes: Dict[str, float] = field(default_factory=dict)  # type name -> KLD of its weight error (its share of a band's)
+    act: Dict[str, float] = field(default_factory=dict)     # activation format -> KLD the kernels add
+    act_probe: Dict[str, str] = field(default_factory=dict)  # activation format -> the type that measured it
+    null: float = 0.0                                       # KLD of undoing a GGUF reference's own error
     band: List[str] = field(default_factory=list)         # the tensors probed together with it (none: alone)
     loss: List[float] = field(default_factory=list)       # predicted KLD per candidate
     chosen: Optional[QuantType] = None
 
-    def predict(self, err: float) -> float:
+    def weight_loss(self, err: float) -> float:
         return predict_loss(self.probe_points, err)
+
+    def predict(self, t: QuantType, err: float) -> float:
+        """Predicted KLD of this tensor at type ``t``: its weight error's, plus the activation
+        quantization of ``t``'s kernels (Q8_1 taken as Q8_0: same 32-element blocks)."""
+        fmt = activation_format(t)
+        return self.weight_loss(err) + self.act.get("Q8_0" if fmt == "Q8_1" else fmt, 0.0)
 
     @property
     def probe_points(self) -> List[Tuple[float, float]]:
@@ -74,6 +83,21 @@ class TensorPlan:
             i = self.types.index(QuantType[name])
             pts.append((self.error[i], k))
         return pts
+
+
+_ACT_Q8_0 = {QuantType.Q4_0, QuantType.Q5_0, QuantType.Q8_0, QuantType.IQ4_NL}
+_ACT_Q8_1 = {QuantType.Q4_1, QuantType.Q5_1}
+
+
+def activation_format(t: QuantType) -> str:
+    """What a CPU matmul quantizes the activations to for weights of type ``t`` (ggml's vec_dot_type)."""
+    if t in (QuantType.F32, QuantType.F16, QuantType.BF16):
+        return t.name
+    if t in _ACT_Q8_0:
+        return "Q8_0"
+    if t in _ACT_Q8_1:
+        return "Q8_1"
+    return "Q8_K"
 
 
 def predict_loss(points: Sequence[Tuple[float, float]], err: float, slope_range=(0.5, 1.5)) -> float:
@@ -140,6 +164,7 @@ class Allocation:
             i = t.types.index(t.chosen)
             rows.append({"name": t.name, "type": t.chosen.name, "fixed": False, "bytes": t.nbytes[i],
                          "error": t.error[i], "predicted_kld": t.loss[i], "probes": dict(t.probes),
+                         "activation_kld": dict(t.act), "null_kld": t.null, "band": list(t.band),
                          "options": {q.name: {"bytes": b, "error": e, "predicted_kld": l}
                                      for q, b, e, l in zip(t.types, t.nbytes, t.error, t.loss)}})
         return {"base_preset": self.base_preset, "predicted_kld": self.predicted_kld, "budget_bytes": self.budget_bytes,
@@ -188,6 +213,31 @@ def _auto_band(free: Sequence[TensorPlan], n_probe_types: int, max_probes: int) 
     return band
 
 
+def _available_memory() -> Optional[int]:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return None
+
+
+def _check_reference(model, outs, path: str) -> None:
+    """A GGUF reference must be the same model: every planned matrix present with its shape."""
+    hp = model.hp
+    if hp.n_layer != max((int(o.name.split(".")[1]) for o in outs if o.name.startswith("blk.")), default=-1) + 1:
+        raise QtkValueError(f"{path}: has {hp.n_layer} layers, the checkpoint another number; it is not the same model")
+    emb = next(o for o in outs if o.name == "token_embd.weight")
+    if (model.tok_embd.rows, model.tok_embd.cols) != (emb.shape[0], emb.shape[1]):
+        raise QtkValueError(f"{path}: token_embd is {model.tok_embd.rows} x {model.tok_embd.cols}, the checkpoint's "
+                            f"{emb.shape[0]} x {emb.shape[1]}; it is not the same model")
+    tied_ref = model.output is model.tok_embd
+    if tied_ref != all(o.name != "output.weight" for o in outs):
+        raise QtkValueError(f"{path}: its output head is {'tied' if tied_ref else 'untied'}, the checkpoint's is not")
+
+
 def _user_fixed(names: Sequence[str], tensor_types, output_tensor_type, token_embedding_type) -> Dict[str, QuantType]:
     from ..converter.core import _as_type, parse_tensor_types
 
@@ -212,7 +262,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
              base_preset: Optional[str] = None, tensor_types: Sequence = (), output_tensor_type=None,
              token_embedding_type=None, calib_ctx: int = 512, calib_chunks: Optional[int] = 16,
              probe_bpw: Sequence[float] = PROBE_BPW, max_rows: int = 4096, runnable_only: bool = False,
-             probe_layers: Optional[int] = None, max_probes: int = 256,
+             probe_layers: Optional[int] = None, max_probes: int = 256, reference: Optional[str] = None,
              threads: Optional[int] = None, progress: Optional[Progress] = None,
              tokenizer_pre: Optional[str] = None) -> Allocation:
     """Choose every tensor's type for a file of at most ``target_size`` bytes (or ``target_bpw`` bits
@@ -220,7 +270,9 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
     ``types``: the types to choose from (default: every type llama.cpp runs, the importance-matrix
     ones only with ``imatrix``); ``runnable_only`` keeps only those qtoolkit's own kernels run.
     ``probe_layers``: probe the same tensor of that many consecutive layers together (default: 1
-    while the probe runs stay within ``max_probes``, else the fewest layers that do)."""
+    while the probe runs stay within ``max_probes``, else the fewest layers that do). ``reference``:
+    a GGUF conversion of the same model (Q8_0, BF16...) to calibrate against instead of the float32
+    model, for models whose float32 weights do not fit in memory."""
     from .. import load
     from ..converter.core import ConvertOptions, build_plan, tensor_f32
     from ..converter.core import tensor_types as plan_tensor_types
@@ -289,7 +341,18 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         # calibration
         t1 = time.perf_counter()
         report("calibration", 0, 1)
-        model = load(model_dir, threads=threads)
+        if reference is None:
+            need = 4 * n_elements
+            avail = _available_memory()
+            if avail is not None and need > 0.8 * avail:
+                raise QtkMemoryError(
+                    f"the calibration run needs the model in float32 ({need / 1e9:.1f} GB) and only "
+                    f"{avail / 1e9:.1f} GB of memory is available; convert it to Q8_0 (or BF16) first and pass that "
+                    "file as the calibration reference (--calib-reference FILE.gguf)")
+            model = load(model_dir, threads=threads)
+        else:
+            model = load(reference, threads=threads)
+            _check_reference(model, outs, reference)
         calib = Calibration(model, calib_text, ctx=calib_ctx, chunks=calib_chunks)
         report("calibration", 1, 1)
         secs["calibration"] = time.perf_counter() - t1
@@ -320,42 +383,72 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         report("errors", len(free), len(free))
         secs["errors"] = time.perf_counter() - t_err
 
-        # sensitivity probes: each band of tensors quantized alone to each probe type
+        # sensitivity probes: each band of tensors changed alone (see the module doc)
         t_probe = time.perf_counter()
-        band = probe_layers or _auto_band(free, len(probe_bpw), max_probes)
+        n_kinds = len(probe_bpw) + 2 + (reference is not None)
+        band = probe_layers or _auto_band(free, n_kinds, max_probes)
         bands = _bands(free, band)
+
+        def probe(members, t, mode) -> float:
+            """KLD with every member replaced: ``weights`` = quantized to t and run in float32,
+            ``kernels`` = quantized to t and run by the kernels (activations quantized as the file's
+            will be), ``null`` = its own full-precision weights in float32."""
+            undos = []
+            try:
+                for tp in members:
+                    w = tensor_f32(plan, by_name[tp.name])
+                    if mode == "null":
+                        undos.append(replace_tensor(model, tp.name, w))
+                        continue
+                    q_im = q_ims[tp.name]
+                    imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
+                    q = quantize(w, t, imatrix=imq, threads=threads)
+                    if mode == "weights":
+                        undos.append(replace_tensor(model, tp.name, dequantize(q, t, threads=threads).reshape(w.shape)))
+                    else:
+                        undos.append(replace_tensor(model, tp.name, q, t, w.shape[-1]))
+                return calib.kld(min(start_layer(tp.name, len(model.layers), tied) for tp in members))
+            finally:
+                for undo in reversed(undos):
+                    undo()
+
+        def share(members, j):
+            total = sum(tp.error[j] for tp in members)
+            return [tp.error[j] / total if total > 0 else 1.0 / len(members) for tp in members]
+
         for bi, members in enumerate(bands):
             report("probes", bi, len(bands))
-            start = min(start_layer(tp.name, len(model.layers), tied) for tp in members)
-            bpws = [type_info(t).bits_per_weight for t in members[0].types]
-            probe = sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), members[0].error[j]))
-                            for b in probe_bpw})
-            for j in probe:
-                t = members[0].types[j]
-                total_err = sum(tp.error[j] for tp in members)
-                if total_err <= 0.0:
-                    k = 0.0
-                else:
-                    undos = []
-                    try:
-                        for tp in members:
-                            w = tensor_f32(plan, by_name[tp.name])
-                            q_im = q_ims[tp.name]
-                            imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
-                            wq = dequantize(quantize(w, t, imatrix=imq, threads=threads), t, threads=threads).reshape(w.shape)
-                            undos.append(replace_tensor(model, tp.name, wq))
-                        k = calib.kld(start)
-                    finally:
-                        for undo in reversed(undos):
-                            undo()
-                for tp in members:   # the band's KLD shared in proportion to each member's error
-                    share = tp.error[j] / total_err if total_err > 0 else 0.0
-                    tp.probes[t.name] = k * share
-                    tp.band = [m.name for m in members] if len(members) > 1 else []
-            log.info("probes of %s: %s", ", ".join(tp.name for tp in members),
-                     ", ".join(f"{n} {sum(tp.probes[n] for tp in members):.2e}" for n in members[0].probes))
+            lead = members[0]
+            bpws = [type_info(t).bits_per_weight for t in lead.types]
+            if len(members) > 1:
+                for tp in members:
+                    tp.band = [m.name for m in members]
+            # a GGUF reference has its own error on these tensors: what removing it costs is subtracted
+            null = probe(members, None, "null") if reference is not None else 0.0
+            for tp, sh in zip(members, share(members, 0)):
+                tp.null = null * sh
+            for j in sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), lead.error[j])) for b in probe_bpw}):
+                t = lead.types[j]
+                k = max(probe(members, t, "weights") - null, 0.0) if sum(tp.error[j] for tp in members) > 0 else 0.0
+                for tp, sh in zip(members, share(members, j)):
+                    tp.probes[t.name] = k * sh
+            # activation quantization: what the kernels add over float32, per activation format, at the
+            # most precise candidate that quantizes its activations that way
+            for fmt in ("Q8_K", "Q8_0"):
+                js = [j for j, t in enumerate(lead.types) if activation_format(t) == fmt]
+                if not js:
+                    continue
+                j = max(js, key=lambda j: (bpws[j], -lead.error[j]))
+                t = lead.types[j]
+                k = max(probe(members, t, "kernels") - null, 0.0)
+                for tp, sh in zip(members, share(members, j)):
+                    tp.act[fmt] = max(k * sh - tp.weight_loss(tp.error[j]), 0.0)
+                    tp.act_probe[fmt] = t.name
+            log.info("probes of %s: %s; activations %s", ", ".join(tp.name for tp in members),
+                     ", ".join(f"{n} {sum(tp.probes[n] for tp in members):.2e}" for n in lead.probes),
+                     ", ".join(f"{f} {sum(tp.act.get(f, 0) for tp in members):.2e}" for f in lead.act))
         for tp in free:
-            tp.loss = [tp.predict(e) for e in tp.error]
+            tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
         report("probes", len(bands), len(bands))
         secs["probes"] = time.perf_counter() - t_probe
 

@@ -238,12 +238,19 @@ class Calibration:
         return max(total / n, 0.0)
 
 
-def replace_tensor(model: Model, name: str, w: np.ndarray):
-    """Put float32 weights ``w`` (numpy shape of the GGUF tensor) in place of tensor ``name``;
-    returns an undo function."""
+def replace_tensor(model: Model, name: str, w: np.ndarray, qtype: QuantType = QuantType.F32, cols: int = 0):
+    """Put weights ``w`` in place of tensor ``name``: float32 in the tensor's numpy shape, or, with
+    ``qtype``, its quantized bytes (rows of ``cols`` elements; ``[n_expert, rows, row_bytes]`` for
+    experts) run by the kernels as the quantized file will be. Returns an undo function."""
+    def linear(cols_of, bias=None, threads=None):
+        if qtype == QuantType.F32:
+            return Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, cols_of, bias=bias, threads=threads)
+        return Linear(np.ascontiguousarray(w).reshape(w.shape[-2] if w.ndim == 3 else w.shape[0], -1), qtype, cols_of,
+                      bias=bias, threads=threads)
+
     if name in ("token_embd.weight", "output.weight"):
         old_embd, old_out = model.tok_embd, model.output
-        lin = Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, w.shape[1])
+        lin = linear(cols or w.shape[1], threads=old_embd.threads)
         if name == "token_embd.weight":
             model.tok_embd = lin
             if old_out is old_embd:
@@ -259,18 +266,20 @@ def replace_tensor(model: Model, name: str, w: np.ndarray):
     L = model.layers[il]
     if suffix in EXPERT_PROJ:
         old = L.experts
-        mats = list(old._f32) if old._f32 is not None else None
-        if mats is None:
-            raise QtkValueError("sensitivity probes need a full-precision reference model")
-        mats[EXPERT_PROJ[suffix]] = np.ascontiguousarray(w, dtype=np.float32)
-        L.experts = Experts(*mats, [QuantType.F32] * 3, old.n_embd, old.n_ff, threads=old.threads)
+        # the other two projections stay as they are (float32, or quantized in a GGUF reference)
+        mats = list(old._f32) if old._f32 is not None else [old.gate, old.up, old.down]
+        qtypes = list(old.qtypes)
+        j = EXPERT_PROJ[suffix]
+        mats[j] = np.ascontiguousarray(w, dtype=np.float32) if qtype == QuantType.F32 else np.ascontiguousarray(w)
+        qtypes[j] = qtype
+        L.experts = Experts(*mats, qtypes, old.n_embd, old.n_ff, threads=old.threads)
 
         def undo():
             L.experts = old
         return undo
     attr = LAYER_ATTRS[suffix]
     old = getattr(L, attr)
-    setattr(L, attr, Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, old.cols, bias=old.bias, threads=old.threads))
+    setattr(L, attr, linear(old.cols, bias=old.bias, threads=old.threads))
 
     def undo():
         setattr(L, attr, old)

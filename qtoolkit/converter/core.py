@@ -60,6 +60,8 @@ class ConvertOptions:
     recipe: Optional[str] = None           # where to write the recipe (default: next to the output)
     alloc_types: Optional[Any] = None      # the types to choose from (default: all llama.cpp runs)
     alloc_progress: Optional[Any] = None   # callback(phase, done, total)
+    calib_reference: Optional[str] = None  # a GGUF of the same model to calibrate against (big models)
+    max_probes: int = 256
 
 
 @dataclass
@@ -412,7 +414,7 @@ def _allocate(model_dir: str, out_path: Optional[str], opts: ConvertOptions):
                      tensor_types=opts.tensor_types, output_tensor_type=opts.output_tensor_type,
                      token_embedding_type=opts.token_embedding_type, calib_ctx=opts.calib_ctx,
                      calib_chunks=opts.calib_chunks, threads=opts.threads, progress=opts.alloc_progress,
-                     tokenizer_pre=opts.tokenizer_pre)
+                     tokenizer_pre=opts.tokenizer_pre, reference=opts.calib_reference, max_probes=opts.max_probes)
     path = opts.recipe or (recipe_path(out_path) if out_path and not opts.dry_run else None)
     if path:
         target = f"{size:,} bytes (whole file)" if size is not None else f"{opts.target_bpw:g} bits per weight"
