@@ -270,3 +270,13 @@ def test_gguf_reference_calibration(tmp_path, monkeypatch):
     monkeypatch.setattr(alloc_mod, "_available_memory", lambda: 1_000_000)
     with pytest.raises(QtkMemoryError, match="calib-reference"):
         allocate(TINY_MOE, read_text(CALIB), **kw)
+
+
+def test_calibration_imatrix_sums(calib):
+    sums = calib.imatrix_sums()
+    s, c = sums["blk.0.ffn_down_exps.weight"]
+    assert s.shape == (8, 256) and c.shape == (8,)
+    assert c.sum() == calib.n_tokens * calib.model.hp.n_expert_used
+    s, c = sums["blk.1.attn_q.weight"]
+    assert s.shape == (1, 256) and c.tolist() == [calib.n_tokens]
+    assert not any(k.startswith(("token_embd", "output")) for k in sums)
