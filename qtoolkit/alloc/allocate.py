@@ -135,7 +135,7 @@ class Allocation:
     base_preset: str
     recipe: List[str]
     predicted_kld: float
-    budget_bytes: int
+    budget_bytes: int                           # the target: file bytes, or tensor-data bytes for a bpw target
     budget_kind: str                            # "file" or "bpw"
     tensor_bytes: int
     file_bytes: int
@@ -329,6 +329,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
             kind = "bpw"
             size_of = int
             budget = int(float(target_bpw) * n_elements / 8)
+        target_bytes = budget + (header if kind == "file" else 0)   # what the user asked for, in bytes
         budget -= sum(size_of(_type_bytes(tp.n_elements, tp.fixed)) for tp in tplans if tp.fixed is not None)
         least = sum(size_of(min(tp.nbytes)) for tp in free)
         if budget < least:
@@ -498,8 +499,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         secs["total"] = time.perf_counter() - t0
         return Allocation(
             types=chosen, base_preset=base, recipe=lines, predicted_kld=sol.loss,
-            budget_bytes=int(target_size) if kind == "file" else budget + sum(
-                _type_bytes(tp.n_elements, tp.fixed) for tp in tplans if tp.fixed is not None),
+            budget_bytes=target_bytes,
             budget_kind=kind, tensor_bytes=tensor_bytes, file_bytes=file_bytes, n_elements=n_elements,
             tensors=tplans,
             solver={"method": sol.method, "loss": sol.loss, "lower_bound": sol.lower_bound, "gap": sol.gap,
