@@ -24,7 +24,8 @@ from conftest import DATA
 
 TINY_MOE = os.path.join(DATA, "tiny-moe")
 CALIB = os.path.join(DATA, "calib-shakespeare.txt")
-FAST = ["--calib-chunks", "2", "--calib-ctx", "256"]   # a short calibration keeps the tests fast
+# a short calibration and no slow IQ3 quantizer keep the tests fast
+FAST = ["--calib-chunks", "2", "--calib-ctx", "256", "--alloc-types", "Q2_K,Q3_K,IQ4_XS,Q4_0,Q4_K,Q5_K,Q6_K,Q8_0,F16"]
 
 
 # -- solver ------------------------------------------------------------------------------------
@@ -259,7 +260,8 @@ def test_gguf_reference_calibration(tmp_path, monkeypatch):
 
     ref = str(tmp_path / "ref-q8.gguf")
     qtoolkit.convert(TINY_MOE, ref, "Q8_0")
-    kw = dict(target_bpw=4.0, calib_chunks=2, calib_ctx=256, types=parse_types("Q2_K,Q3_K,Q4_K,Q6_K,Q8_0"))
+    kw = dict(target_bpw=4.0, calib_chunks=2, calib_ctx=256, types=parse_types("Q2_K,Q3_K,Q4_K,Q6_K,Q8_0"),
+              probe_layers=2)
     a = allocate(TINY_MOE, read_text(CALIB), **kw)
     b = allocate(TINY_MOE, read_text(CALIB), reference=ref, **kw)
     assert b.bpw <= 4.0
