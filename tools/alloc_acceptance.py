@@ -83,7 +83,11 @@ def main(argv=None) -> int:
             row = {"model": name, "preset": preset, "imatrix": bool(im), **{f"{k}_{kk}": v for k, d in res.items() for kk, v in d.items()},
                    "predicted_preset": a["preset_predictions"].get(preset, {}).get("predicted_kld"),
                    "predicted_alloc": a["predicted_kld"], "alloc_seconds": round(t_alloc, 1),
-                   "base_preset": a["base_preset"], "recipe": recipe_path(a_out)}
+                   "base_preset": a["base_preset"], "recipe": recipe_path(a_out), "solver": a["solver"],
+                   "alloc_phase_seconds": a["seconds"], "calibration": {k: v for k, v in a["calibration"].items()
+                                                                         if k != "expert_counts"},
+                   "types": {t["name"]: t["type"] for t in a["tensors"] if not t["fixed"]},
+                   "preset_predictions": a["preset_predictions"]}
             row["kld_ratio"] = row["alloc_kld"] / row["preset_kld"]
             row["size_ratio"] = row["alloc_bytes"] / row["preset_bytes"]
             row["met"] = row["kld_ratio"] <= 0.8 and 0.99 <= row["size_ratio"] <= 1.0
