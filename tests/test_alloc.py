@@ -24,8 +24,9 @@ from conftest import DATA
 
 TINY_MOE = os.path.join(DATA, "tiny-moe")
 CALIB = os.path.join(DATA, "calib-shakespeare.txt")
-# a short calibration and no slow IQ3 quantizer keep the tests fast
-FAST = ["--calib-chunks", "2", "--calib-ctx", "256", "--alloc-types", "Q2_K,Q3_K,IQ4_XS,Q4_0,Q4_K,Q5_K,Q6_K,Q8_0,F16"]
+# a short calibration, probes of two layers at once and no slow IQ3 quantizer keep the tests fast
+FAST = ["--calib-chunks", "2", "--calib-ctx", "128", "--max-probes", "40",
+        "--alloc-types", "Q2_K,Q3_K,IQ4_XS,Q4_0,Q4_K,Q5_K,Q6_K,Q8_0,F16"]
 
 
 # -- solver ------------------------------------------------------------------------------------
@@ -210,8 +211,8 @@ def test_convert_target_size_recipe_reproduces_bytes(tmp_path, capsys):
 
 def test_convert_target_bpw(tmp_path):
     out = str(tmp_path / "b.gguf")
-    rep = qtoolkit.convert(TINY_MOE, out, None, target_bpw=4.0, calib=CALIB, calib_chunks=2, calib_ctx=256,
-                           alloc_types="Q2_K,Q3_K,Q4_K,Q6_K,Q8_0", tensor_types=["attn_v=q8_0"])
+    rep = qtoolkit.convert(TINY_MOE, out, None, target_bpw=4.0, calib=CALIB, calib_chunks=2, calib_ctx=128,
+                           max_probes=40, alloc_types="Q2_K,Q3_K,Q4_K,Q6_K,Q8_0", tensor_types=["attn_v=q8_0"])
     a = rep["allocation"]
     assert 3.95 <= a["bpw"] <= 4.0
     assert rep["totals"]["bpw"] == pytest.approx(a["bpw"], abs=1e-3)
@@ -235,7 +236,7 @@ def test_convert_target_errors(tmp_path):
 def test_probe_bands_share_a_measurement():
     from qtoolkit.alloc import allocate, read_text
 
-    a = allocate(TINY_MOE, read_text(CALIB), target_bpw=4.5, calib_chunks=2, calib_ctx=256, probe_layers=2,
+    a = allocate(TINY_MOE, read_text(CALIB), target_bpw=4.5, calib_chunks=2, calib_ctx=128, probe_layers=2,
                  types=parse_types("Q2_K,Q4_K,Q6_K,Q8_0"))
     free = [t for t in a.tensors if t.types]
     banded = [t for t in free if t.name.startswith("blk.")]
@@ -266,8 +267,11 @@ def test_gguf_reference_calibration(tmp_path, monkeypatch):
     b = allocate(TINY_MOE, read_text(CALIB), reference=ref, **kw)
     assert b.bpw <= 4.0
     assert b.predicted_kld == pytest.approx(a.predicted_kld, rel=0.25)
-    same = sum(a.types[n] == b.types[n] for n in a.types)
-    assert same >= len(a.types) - 4
+    # judged by the float32 calibration's own loss table, the reference's choice is nearly as good
+    # as the float32 optimum
+    table = {t.name: t for t in a.tensors if t.types}
+    cross = sum(t.loss[t.types.index(b.types[n])] for n, t in table.items())
+    assert 0.99 * a.predicted_kld <= cross <= 1.3 * a.predicted_kld
     # without a reference, a model whose float32 weights do not fit is refused before loading
     monkeypatch.setattr(alloc_mod, "_available_memory", lambda: 1_000_000)
     with pytest.raises(QtkMemoryError, match="calib-reference"):
