@@ -9,6 +9,7 @@ from .errors import (
     QtkFileExistsError,
     QtkFileNotFoundError,
     QtkFormatError,
+    QtkImatrixCoverageError,
     QtkImatrixRequiredError,
     QtkMemoryError,
     QtkNotImplementedError,
@@ -17,6 +18,7 @@ from .errors import (
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
 from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
+from . import imatrix  # noqa: E402  a callable module: qtoolkit.imatrix(model, file=..., output=...)
 
 
 def convert(model_dir, out_path, qtype=None, **options):
@@ -62,6 +64,7 @@ __all__ = [
     "load",
     "perplexity",
     "compare",
+    "imatrix",
     "matmul",
     "moe_matmul",
     "moe_ffn",
@@ -74,6 +77,7 @@ __all__ = [
     "QtkTypeError",
     "QtkFormatError",
     "QtkImatrixRequiredError",
+    "QtkImatrixCoverageError",
     "QtkMemoryError",
     "QtkNotImplementedError",
     "QtkFileExistsError",

@@ -37,7 +37,13 @@ def add_arguments(parser) -> None:
 
 def add_quant_options(parser) -> None:
     """Options shared with 'qtoolkit quantize'."""
-    parser.add_argument("--imatrix", metavar="FILE", help="importance matrix from llama-imatrix (GGUF or legacy .dat)")
+    parser.add_argument("--imatrix", metavar="FILE",
+                        help="importance matrix from 'qtoolkit imatrix' or llama-imatrix (GGUF or legacy .dat)")
+    parser.add_argument("--uncovered-experts", choices=("uniform", "layer-mean", "error"), default=None,
+                        help="experts the imatrix calibration did not reach: uniform weights (llama-quantize's "
+                             "choice, the default), the mean of the layer's covered experts, or refuse")
+    parser.add_argument("--min-expert-tokens", type=int, default=1, metavar="N",
+                        help="an expert that fewer than N calibration tokens reached counts as uncovered (default 1)")
     parser.add_argument("--tensor-type", action="append", default=[], metavar="REGEX=TYPE",
                         help="type for tensors whose name matches REGEX (repeatable; first match wins)")
     parser.add_argument("--tensor-type-file", metavar="FILE",
@@ -106,6 +112,20 @@ def print_report(report: dict, plan: bool) -> None:
     im = report.get("imatrix")
     if im and im.get("missing"):
         print(f"importance matrix: no data for {len(im['missing'])} tensors (quantized without): {', '.join(im['missing'][:5])}")
+    if im and im.get("uncovered"):
+        bad = im["uncovered"]
+        n = sum(len(v["experts"]) for v in bad.values())
+        filled = "/".join(sorted({v["filled"] for v in bad.values()}))
+        first = "; ".join(f"{k}: {', '.join(map(str, v['experts']))}" for k, v in list(bad.items())[:3])
+        print(f"importance matrix: {n} expert matrices in {len(bad)} tensors below {im['min_expert_tokens']} "
+              f"calibration tokens got {filled} weights ({first}{' ...' if len(bad) > 3 else ''})")
+
+
+def uncovered_options(args) -> dict:
+    opts = {"min_expert_tokens": args.min_expert_tokens}
+    if args.uncovered_experts:
+        opts["uncovered_experts"] = args.uncovered_experts
+    return opts
 
 
 def run(args) -> int:
@@ -135,7 +155,7 @@ def run(args) -> int:
         tokenizer_pre=args.tokenizer_pre, progress=progress, target_size=args.target_size,
         target_bpw=args.target_bpw, calib=args.calib, calib_chunks=args.calib_chunks, calib_ctx=args.calib_ctx,
         recipe=args.recipe, alloc_types=args.alloc_types, alloc_progress=alloc_progress,
-        calib_reference=args.calib_reference, max_probes=args.max_probes,
+        calib_reference=args.calib_reference, max_probes=args.max_probes, **uncovered_options(args),
     )
     if args.json:
         print(json.dumps(report))

@@ -21,6 +21,16 @@ class QtkImatrixRequiredError(QtkValueError):
         self.qtype = qtype
 
 
+class QtkImatrixCoverageError(QtkValueError):
+    """An importance matrix leaves experts without data (fewer calibration tokens than the
+    threshold) and the chosen policy is to refuse. ``uncovered`` maps each tensor name to its
+    expert ids."""
+
+    def __init__(self, message: str, uncovered=None):
+        super().__init__(message)
+        self.uncovered = dict(uncovered or {})
+
+
 class QtkTypeError(QtkError, TypeError):
     """An argument has the wrong Python type."""
 

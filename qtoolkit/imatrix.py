@@ -1,11 +1,22 @@
-"""Importance matrices from llama-imatrix: the GGUF format (``NAME.in_sum2`` + ``NAME.counts``)
-and the legacy ``.dat`` format, as per-matrix weights for the quantizer.
+"""Importance matrices: what they hold, llama.cpp's two file formats, and the weights the
+quantizer gets from them (docs/imatrix.md; shared/docs/ggml-formats.md §5).
 
-For a weight tensor of ``ne = [n, rows, n_mat]`` the quantizer needs ``n_mat`` rows of ``n``
-non-negative weights (one per input column, per expert). GGUF files keep per-expert counts, so
-an expert that calibration never routed to (count 0) gets uniform weights (all ones) instead of
-a division by zero; legacy files have one count per tensor (their writer already stores 1.0 for
-unused experts). See shared/docs/ggml-formats.md §5.
+An importance matrix holds, for every weight tensor that a matrix multiplication reads, the sum
+over the calibration tokens of the squared activation entering each input column, and how many
+activation rows were summed. A stack of experts (``ne = [n, rows, n_expert]``) has one row of
+sums and one count per expert: an expert's statistics count only the tokens routed to it.
+
+* :class:`ImatrixStats` is that content, as collected or as read from a file.
+* :func:`read_imatrix` / :func:`write_imatrix`: the GGUF format (``NAME.in_sum2`` ``[n, n_mat]``
+  and ``NAME.counts`` ``[1, n_mat]``, both F32, plus ``imatrix.datasets``, ``imatrix.chunk_count``
+  and ``imatrix.chunk_size``; ``general.type = imatrix``, no architecture) and the legacy ``.dat``
+  format (per tensor ``mean × ncall`` and one call count, no per-expert counts).
+* :class:`Imatrix` (:func:`load_imatrix`) turns a file into the quantizer's per-matrix weights,
+  ``sums / count``, and says what to do with experts that calibration did not reach (fewer than
+  ``min_tokens`` tokens): ``uniform`` (all ones, what llama-quantize does for count 0),
+  ``layer-mean`` (the mean of the covered experts' weights in that tensor) or ``error``.
+
+``qtoolkit.imatrix(...)`` (this module, called) computes one: see :mod:`qtoolkit.model.calibrate`.
 """
 
 from __future__ import annotations
@@ -13,87 +24,143 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import sys
+import types
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError
+from .errors import QtkFileNotFoundError, QtkFormatError, QtkValueError
 
 log = logging.getLogger(__name__)
 
+KEY_DATASETS = "imatrix.datasets"
+KEY_CHUNK_COUNT = "imatrix.chunk_count"
+KEY_CHUNK_SIZE = "imatrix.chunk_size"
+SUM_SUFFIX = ".in_sum2"
+COUNT_SUFFIX = ".counts"
+POLICIES = ("uniform", "layer-mean", "error")
+FORMATS = ("gguf", "dat")
+
 
 @dataclass
-class Imatrix:
-    path: str
-    format: str                                   # "gguf" or "dat"
-    entries: Dict[str, np.ndarray]                # tensor name -> float32 (n_mat, n) or flat (legacy)
+class ImatrixStats:
+    """What llama-imatrix collects, per weight tensor name:
+
+    * ``sums[name]``: float ``(n_mat, n)``, the per-column sums of squared activations (n_mat = 1
+      for a plain matrix, the number of experts for a stack). For a legacy ``.dat`` file the
+      matrix count is unknown without the model, so the array is flat ``(n_mat × n,)`` and holds
+      what the file holds: ``mean × ncall``.
+    * ``counts[name]``: float64 ``(n_mat,)``, activation rows summed into each matrix (tokens; for
+      an expert, the tokens routed to it). A legacy file has one count per tensor, ``(1,)`` = ncall.
+    """
+
+    sums: Dict[str, np.ndarray]
+    counts: Dict[str, np.ndarray]
     datasets: List[str] = field(default_factory=list)
     chunk_count: int = 0
-    zero_count_experts: Dict[str, List[int]] = field(default_factory=dict)
+    chunk_size: int = 0
+    legacy: bool = False
+    path: Optional[str] = None
 
-    def weights(self, name: str, n: int, n_mat: int) -> Optional[np.ndarray]:
-        """(n_mat, n) weights for a tensor, None when the file has no entry for it."""
-        w = self.entries.get(name)
-        if w is None:
+    @property
+    def format(self) -> str:
+        return "dat" if self.legacy else "gguf"
+
+    def names(self) -> List[str]:
+        return sorted(self.sums)
+
+    def n_mat(self, name: str) -> Optional[int]:
+        """Matrices in the tensor (experts), or None when a legacy file cannot tell."""
+        if self.legacy:
             return None
-        if w.size != n * n_mat:
-            raise QtkFormatError(
-                f"{self.path}: importance entry for {name} has {w.size} values, the tensor needs {n} x {n_mat} = {n * n_mat}"
-            )
-        return np.ascontiguousarray(w, dtype=np.float32).reshape(n_mat, n)
+        return int(self.counts[name].size)
+
+    def expert_counts(self, name: str) -> Optional[np.ndarray]:
+        """Per-matrix token counts (int64), or None for a legacy file (it keeps none per expert)."""
+        if self.legacy:
+            return None
+        return np.rint(self.counts[name]).astype(np.int64)
+
+    def means(self, name: str, n: Optional[int] = None, n_mat: Optional[int] = None) -> np.ndarray:
+        """The quantizer's weights for a tensor as llama-quantize computes them from the file:
+        float32 ``sums / count`` per matrix, all ones for a matrix with count 0 (GGUF); a legacy
+        entry divided by its call count. Shape ``(n_mat, n)``."""
+        s = self.sums[name]
+        if self.legacy:
+            ncall = float(self.counts[name][0])
+            w = s / np.float32(ncall) if ncall > 0 else s.copy()
+            if n is None or n_mat is None:
+                return w.reshape(1, -1).astype(np.float32, copy=False)
+            return np.ascontiguousarray(w, dtype=np.float32).reshape(n_mat, n)
+        s32 = np.asarray(s, dtype=np.float32)
+        c = np.rint(self.counts[name]).astype(np.float32)
+        w = np.ones_like(s32)
+        used = c > 0
+        w[used] = s32[used] / c[used, None]
+        return w
 
 
-def load_imatrix(path: str) -> Imatrix:
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read_imatrix(path: str) -> ImatrixStats:
+    """An importance-matrix file, GGUF or legacy ``.dat`` (told apart by the GGUF magic)."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise QtkFormatError(f"{path}: is a directory, not an importance-matrix file")
         raise QtkFileNotFoundError(f"{path}: no such importance-matrix file")
     with open(path, "rb") as f:
         magic = f.read(4)
-    im = _load_gguf(path) if magic == b"GGUF" else _load_dat(path)
-    for name, w in im.entries.items():
-        if not np.all(np.isfinite(w)):
+    stats = _read_gguf(path) if magic == b"GGUF" else _read_dat(path)
+    for name in stats.sums:
+        s, c = stats.sums[name], stats.counts[name]
+        if not (np.all(np.isfinite(s)) and np.all(np.isfinite(c))):
             raise QtkFormatError(f"{path}: importance entry for {name} contains NaN or Inf")
-        if np.any(w < 0):
+        if np.any(s < 0) or np.any(c < 0):
             raise QtkFormatError(f"{path}: importance entry for {name} has negative values")
-    return im
+    return stats
 
 
-def _load_gguf(path: str) -> Imatrix:
+def _read_gguf(path: str) -> ImatrixStats:
     from .gguf_read import GGUFFile
 
     with GGUFFile(path) as g:
-        for key in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"):
-            if key not in g.kv:
-                raise QtkFormatError(f"{path}: GGUF importance matrix without the {key!r} key")
-        entries: Dict[str, np.ndarray] = {}
-        zero: Dict[str, List[int]] = {}
+        missing = [k for k in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE) if k not in g.kv]
+        if missing:
+            what = "a model file, not an importance matrix" if "general.architecture" in g.kv else "not an importance matrix"
+            raise QtkFormatError(f"{path}: GGUF file without the {missing[0]!r} key ({what}; llama-quantize refuses it too)")
         by_name = {t.name: t for t in g.tensors}
+        sums: Dict[str, np.ndarray] = {}
+        counts: Dict[str, np.ndarray] = {}
         for tname, t in by_name.items():
-            if not tname.endswith(".in_sum2"):
+            if tname.endswith(COUNT_SUFFIX):
+                if tname[: -len(COUNT_SUFFIX)] + SUM_SUFFIX not in by_name:
+                    raise QtkFormatError(f"{path}: {tname} has no matching {tname[: -len(COUNT_SUFFIX)]}{SUM_SUFFIX} tensor")
                 continue
-            base = tname[: -len(".in_sum2")]
-            ct = by_name.get(base + ".counts")
+            if not tname.endswith(SUM_SUFFIX):
+                continue
+            base = tname[: -len(SUM_SUFFIX)]
+            ct = by_name.get(base + COUNT_SUFFIX)
             if ct is None:
-                raise QtkFormatError(f"{path}: {tname} has no matching {base}.counts tensor")
+                raise QtkFormatError(f"{path}: {tname} has no matching {base}{COUNT_SUFFIX} tensor")
             if t.type_id != 0 or ct.type_id != 0:
-                raise QtkFormatError(f"{path}: {tname} / {base}.counts must be F32")
+                raise QtkFormatError(f"{path}: {tname} and {base}{COUNT_SUFFIX} must be F32")
             n = t.ne[0]
             n_mat = int(np.prod(t.ne[1:], dtype=np.int64)) if len(t.ne) > 1 else 1
             if ct.n_elements != n_mat:
-                raise QtkFormatError(f"{path}: {base}.counts has {ct.n_elements} values for {n_mat} matrices")
-            sums = np.frombuffer(g.data(t).tobytes(), dtype="<f4").reshape(n_mat, n).astype(np.float32)
-            counts = np.frombuffer(g.data(ct).tobytes(), dtype="<f4").reshape(n_mat).astype(np.float32)
-            w = np.ones((n_mat, n), dtype=np.float32)
-            used = counts > 0
-            w[used] = sums[used] / counts[used, None]
-            if (~used).any():
-                zero[base] = [int(i) for i in np.nonzero(~used)[0]]
-            entries[base] = w
-        ds = g.get("imatrix.datasets")
-        return Imatrix(path, "gguf", entries, list(ds) if isinstance(ds, list) else [], int(g.get("imatrix.chunk_count") or 0), zero)
+                raise QtkFormatError(f"{path}: {base}{COUNT_SUFFIX} has {ct.n_elements} values for {n_mat} matrices")
+            sums[base] = np.frombuffer(g.data(t).tobytes(), dtype="<f4").reshape(n_mat, n).astype(np.float32)
+            counts[base] = np.frombuffer(g.data(ct).tobytes(), dtype="<f4").reshape(n_mat).astype(np.float64)
+        ds = g.get(KEY_DATASETS)
+        datasets = [str(d) for d in ds] if isinstance(ds, list) else []
+        return ImatrixStats(sums, counts, datasets, int(g.get(KEY_CHUNK_COUNT) or 0), int(g.get(KEY_CHUNK_SIZE) or 0),
+                            legacy=False, path=path)
 
 
-def _load_dat(path: str) -> Imatrix:
+def _read_dat(path: str) -> ImatrixStats:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         buf = f.read()
@@ -109,9 +176,10 @@ def _load_dat(path: str) -> Imatrix:
         return v[0]
 
     n_entries = take("<i", "entry count")
-    if n_entries < 0 or n_entries > size // 12:
+    if n_entries < 1 or n_entries > size // 12:
         raise QtkFormatError(f"{path}: entry count {n_entries} at offset 0 is impossible (not an imatrix file?)")
-    entries: Dict[str, np.ndarray] = {}
+    sums: Dict[str, np.ndarray] = {}
+    counts: Dict[str, np.ndarray] = {}
     for i in range(n_entries):
         ln = take("<i", f"entry {i} name length")
         if ln <= 0 or pos + ln > size:
@@ -122,11 +190,9 @@ def _load_dat(path: str) -> Imatrix:
         nval = take("<i", f"{name} value count")
         if nval <= 0 or pos + 4 * nval > size:
             raise QtkFormatError(f"{path}: {name}: value count {nval} at offset {pos - 4} runs past the end of the file")
-        vals = np.frombuffer(buf, dtype="<f4", count=nval, offset=pos).astype(np.float32)
+        sums[name] = np.frombuffer(buf, dtype="<f4", count=nval, offset=pos).astype(np.float32)
+        counts[name] = np.array([max(ncall, 0)], dtype=np.float64)
         pos += 4 * nval
-        if ncall > 0:
-            vals = vals / np.float32(ncall)
-        entries[name] = vals
     chunks, datasets = 0, []
     if pos + 4 <= size:
         chunks = take("<i", "chunk count")
@@ -134,4 +200,206 @@ def _load_dat(path: str) -> Imatrix:
             ln = take("<i", "dataset name length")
             if 0 < ln and pos + ln <= size:
                 datasets = [buf[pos:pos + ln].decode("utf-8", errors="replace")]
-    return Imatrix(path, "dat", entries, datasets, chunks)
+    return ImatrixStats(sums, counts, datasets, chunks, 0, legacy=True, path=path)
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, force: bool = False) -> int:
+    """Write ``stats`` as a GGUF (default; ``.dat`` suffix → legacy) importance matrix; returns
+    the file size. Written as ``PATH.partial`` and renamed, so no half-written file survives."""
+    from .gguf_stream import check_output
+
+    path = os.fspath(path)
+    fmt = fmt or ("dat" if path.endswith(".dat") else "gguf")
+    if fmt not in FORMATS:
+        raise QtkValueError(f"imatrix output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if stats.legacy:
+        raise QtkValueError(f"{stats.path}: a legacy .dat file has no per-expert counts; it cannot be rewritten")
+    check_output(path, force)
+    partial = path + ".partial"
+    try:
+        if fmt == "gguf":
+            _write_gguf(partial, stats)
+        else:
+            _write_dat(partial, stats)
+        size = os.path.getsize(partial)
+        os.replace(partial, path)
+        return size
+    except OSError as exc:
+        from .errors import QtkError
+
+        raise QtkError(f"{path}: cannot write the importance matrix: {exc}") from exc
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def _write_gguf(path: str, stats: ImatrixStats) -> None:
+    import gguf
+
+    class _Writer(gguf.GGUFWriter):
+        def add_architecture(self) -> None:  # an imatrix file has no general.architecture
+            pass
+
+    w = _Writer(path, arch="")
+    try:
+        w.add_type(gguf.GGUFType.IMATRIX)
+        w.add_array(KEY_DATASETS, list(stats.datasets))
+        w.add_uint32(KEY_CHUNK_COUNT, int(stats.chunk_count))
+        w.add_uint32(KEY_CHUNK_SIZE, int(stats.chunk_size))
+        for name in stats.names():
+            s = np.ascontiguousarray(stats.sums[name], dtype=np.float32)
+            c = np.ascontiguousarray(stats.counts[name], dtype=np.float32).reshape(-1, 1)
+            if s.ndim != 2 or s.shape[0] != c.shape[0]:
+                raise QtkValueError(f"importance entry {name}: sums {s.shape} and counts {c.shape[:1]} do not agree")
+            w.add_tensor(name + SUM_SUFFIX, s)          # ggml ne [n, n_mat]
+            w.add_tensor(name + COUNT_SUFFIX, c)        # ggml ne [1, n_mat]
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+    finally:
+        w.close()
+
+
+def _write_dat(path: str, stats: ImatrixStats) -> None:
+    """The legacy layout: per tensor ``mean × ncall`` with ``ncall = ceil(max count / chunk_size)``;
+    an expert with count 0 is stored as ``1 × ncall``; tensors without any data are left out
+    (what llama-imatrix's ``--output-format dat`` writes)."""
+    chunk = max(1, int(stats.chunk_size))
+    out = []
+    for name in stats.names():
+        c = np.rint(np.asarray(stats.counts[name], dtype=np.float64))
+        if not np.any(c > 0):
+            log.warning("importance entry %s has no data; the legacy format leaves it out", name)
+            continue
+        s = np.asarray(stats.sums[name], dtype=np.float32).reshape(c.size, -1)
+        ncall = int((int(c.max()) + chunk - 1) // chunk)
+        cf = c.astype(np.float32)
+        vals = np.ones_like(s)
+        used = cf > 0
+        vals[used] = s[used] / cf[used, None]
+        vals *= np.float32(ncall)
+        nb = name.encode()
+        out.append(struct.pack("<i", len(nb)) + nb + struct.pack("<ii", ncall, vals.size) + vals.astype("<f4").tobytes())
+    if not out:
+        raise QtkValueError("the importance matrix has no data for any tensor; nothing to write in the legacy format")
+    ds = (stats.datasets[-1] if stats.datasets else "").encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<i", len(out)))
+        for blob in out:
+            f.write(blob)
+        f.write(struct.pack("<i", int(stats.chunk_count)))
+        f.write(struct.pack("<i", len(ds)) + ds)
+
+
+# -- the quantizer's view ------------------------------------------------------------------------
+
+
+@dataclass
+class TensorWeights:
+    """Weights for one tensor: ``w`` ``(n_mat, n)`` float32, the experts below the threshold
+    (``uncovered``) and what was put in their place (``filled``: "", "uniform" or "layer-mean")."""
+
+    w: np.ndarray
+    uncovered: List[int]
+    counts: Optional[List[int]]
+    filled: str = ""
+
+
+class Imatrix:
+    """An importance-matrix file as the quantizer's per-matrix weights (:func:`load_imatrix`)."""
+
+    def __init__(self, stats: ImatrixStats):
+        self.stats = stats
+        self.path = stats.path
+        self.format = stats.format
+        self.datasets = stats.datasets
+        self.chunk_count = stats.chunk_count
+        self.entries: Dict[str, np.ndarray] = {name: stats.means(name) for name in stats.sums}
+        self.zero_count_experts: Dict[str, List[int]] = {}
+        if not stats.legacy:
+            for name in stats.sums:
+                zero = np.nonzero(stats.expert_counts(name) == 0)[0]
+                if zero.size:
+                    self.zero_count_experts[name] = [int(e) for e in zero]
+
+    def weights(self, name: str, n: int, n_mat: int) -> Optional[np.ndarray]:
+        """``(n_mat, n)`` weights exactly as llama-quantize derives them (count-0 experts all
+        ones), or None when the file has no entry for the tensor."""
+        tw = self.tensor_weights(name, n, n_mat, policy="uniform")
+        return None if tw is None else tw.w
+
+    def tensor_weights(self, name: str, n: int, n_mat: int, policy: str = "uniform",
+                       min_tokens: int = 1) -> Optional[TensorWeights]:
+        """The tensor's weights with experts that saw fewer than ``min_tokens`` tokens handled by
+        ``policy`` ("uniform", "layer-mean"; "error" returns them untouched and listed, for the
+        caller to refuse after looking at every tensor). None when the file has no entry."""
+        if policy not in POLICIES:
+            raise QtkValueError(f"uncovered-experts policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        if name not in self.stats.sums:
+            return None
+        size = self.stats.sums[name].size
+        if size != n * n_mat:
+            raise QtkFormatError(
+                f"{self.path}: importance entry for {name} has {size} values, the tensor needs {n} x {n_mat} = {n * n_mat}"
+            )
+        if not self.stats.legacy and self.stats.n_mat(name) != n_mat:
+            raise QtkFormatError(
+                f"{self.path}: importance entry for {name} has {self.stats.n_mat(name)} matrices, the tensor has {n_mat}"
+            )
+        w = np.ascontiguousarray(self.entries[name], dtype=np.float32).reshape(n_mat, n).copy()
+        counts = self.stats.expert_counts(name)
+        if n_mat == 1:
+            return TensorWeights(w, [], None if counts is None else [int(c) for c in counts])
+        if counts is not None:
+            low = np.nonzero(counts < max(1, int(min_tokens)))[0]
+        else:
+            # a legacy file keeps no per-expert counts; its writer stores an unused expert as all ones
+            low = np.nonzero(np.all(w == 1.0, axis=1))[0]
+        uncovered = [int(e) for e in low]
+        tw = TensorWeights(w, uncovered, None if counts is None else [int(c) for c in counts])
+        if not uncovered or policy == "error":
+            return tw
+        covered = np.setdiff1d(np.arange(n_mat), low)
+        if policy == "layer-mean" and covered.size:
+            w[low] = w[covered].mean(axis=0, dtype=np.float64).astype(np.float32)
+            tw.filled = "layer-mean"
+        else:
+            if policy == "layer-mean":
+                log.warning("%s: no expert reached %d tokens; its experts get uniform weights", name, min_tokens)
+            w[low] = 1.0
+            tw.filled = "uniform"
+        return tw
+
+
+def load_imatrix(path: str) -> Imatrix:
+    """An importance-matrix file (GGUF or legacy ``.dat``) as the quantizer's weights."""
+    return Imatrix(read_imatrix(path))
+
+
+# -- ``qtoolkit.imatrix(...)``: this module is callable --------------------------------------------
+
+
+def compute(model, file: Optional[str] = None, text: Optional[str] = None, output: Optional[str] = None,
+            **options):
+    """Compute an importance matrix (see :func:`qtoolkit.model.calibrate.compute_imatrix`)."""
+    from .model.calibrate import compute_imatrix
+
+    return compute_imatrix(model, file=file, text=text, output=output, **options)
+
+
+class _CallableModule(types.ModuleType):
+    """``qtoolkit.imatrix(model, file=..., output=...)`` computes an importance matrix, while
+    ``qtoolkit.imatrix.load_imatrix`` & co. stay importable from the same name."""
+
+    def __call__(self, model, file: Optional[str] = None, text: Optional[str] = None,
+                 output: Optional[str] = None, **options):
+        return compute(model, file=file, text=text, output=output, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+__all__: Sequence[str] = ["ImatrixStats", "Imatrix", "TensorWeights", "read_imatrix", "write_imatrix", "load_imatrix",
+                          "compute", "POLICIES"]

@@ -21,7 +21,7 @@ from .formats import QuantType, default_threads, dequantize, type_info
 from .gguf_read import GGUFFile, TensorEntry
 from .gguf_stream import TensorOut, check_output, write_gguf
 from .pipeline import quantize_stream
-from .presets import ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types, requires_imatrix
+from .presets import ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,10 @@ def model_info(g: GGUFFile) -> ModelInfo:
 def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, imatrix: Optional[str] = None,
                tensor_types=(), output_tensor_type=None, token_embedding_type=None, pure: bool = False,
                allow_requantize: bool = False, threads: Optional[int] = None, force: bool = False,
-               dry_run: bool = False, progress=None) -> Dict[str, Any]:
-    from .converter.core import _as_type, parse_tensor_types
+               dry_run: bool = False, progress=None, uncovered_experts: Optional[str] = None,
+               min_expert_tokens: int = 1) -> Dict[str, Any]:
+    from .converter.core import (DEFAULT_UNCOVERED_POLICY, ConvertOptions, _as_type, check_coverage, imatrix_report,
+                                 parse_tensor_types, tensor_importance, uncovered_metadata)
 
     preset = get_preset(qtype)
     if not dry_run:
@@ -84,10 +86,14 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
         )
         types = plan_types(specs, preset, minfo, popts)
         im = None
+        iminfo: Dict[str, Any] = {}
+        opts = ConvertOptions(uncovered_experts=uncovered_experts or DEFAULT_UNCOVERED_POLICY,
+                              min_expert_tokens=min_expert_tokens)
         if imatrix:
             from .imatrix import load_imatrix
 
             im = load_imatrix(imatrix)
+            iminfo = imatrix_report(imatrix, im, opts)
         outs: List[TensorOut] = []
         producers: List[tuple] = []
         rows = []
@@ -102,19 +108,14 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
                         f"{in_path}: tensor {name} is already {src.name}; re-quantizing loses quality "
                         "(pass --allow-requantize to do it anyway)"
                     )
-                if im is not None and type_info(dst).is_quantized:
+                if type_info(dst).is_quantized and len(e.ne) >= 2:
                     n_mat = e.ne[2] if len(e.ne) > 2 else 1
-                    try:
-                        w = im.weights(name, e.ne[0], n_mat)
-                    except QtkFormatError:
-                        if name != "token_embd.weight":
-                            raise
-                if w is None and requires_imatrix(name, dst, preset):
-                    raise QtkValueError(f"tensor {name} would be {dst.name} in a {preset.name} file, which needs an importance matrix")
+                    w = tensor_importance(im, iminfo, name, dst, e.ne[0], n_mat, preset, opts)
             outs.append(TensorOut(name, e.ne, dst))
             producers.append((e, src, dst, w))
             rows.append({"name": name, "ne": list(e.ne), "from": src.name, "type": dst.name,
                          "bytes": outs[-1].nbytes, "elements": e.n_elements})
+        check_coverage(iminfo, opts)
         md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
               if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
         md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", 2, 4, None)]
@@ -124,7 +125,9 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
                    ("quantize.imatrix.chunks_count", int(im.chunk_count), 4, None)]
             if im.datasets:
                 md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
+            md += uncovered_metadata(iminfo)
         report = _report(in_path, out_path, preset, rows, dry_run)
+        report["imatrix"] = iminfo or None
         if dry_run:
             return report
         with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="qtk-quantize") as pool:

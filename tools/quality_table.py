@@ -2,13 +2,16 @@
 perplexity, KL divergence from the bf16 reference, top-token and router agreement.
 
     python tools/quality_table.py [--model tests/data/tiny-moe] [--text tests/data/heldout.txt]
-        [--presets Q2_K,Q4_K_M,...] [--ctx 512] [--chunks 40] [--imatrix FILE] [--workdir DIR]
-        [--json FILE] [--markdown FILE]
+        [--presets Q2_K,Q4_K_M,...] [--ctx 512] [--chunks 40] [--workdir DIR] [--json FILE] [--markdown FILE]
+        [--imatrix FILE | --calibrate [tests/data/calibration.txt]] [--iq-presets IQ2_XXS,...]
 
 Every preset is converted from the Hugging Face folder with ``qtoolkit.convert`` and compared with
-the folder itself (float32 reference) by ``qtoolkit.compare`` (docs/METHODS.md). With
-``--imatrix FILE`` (an importance matrix from llama-imatrix, or from qtoolkit once it can make
-one) every preset is also converted with it and gets a second row marked "imatrix".
+the folder itself (float32 reference) by ``qtoolkit.compare`` (docs/METHODS.md). With an importance
+matrix — ``--imatrix FILE`` (from ``qtoolkit imatrix`` or llama-imatrix), or ``--calibrate TEXT``,
+which makes one with ``qtoolkit.imatrix`` on TEXT (never the evaluation text) — every quantized
+preset is also converted with it and gets a second row marked "yes", and the IQ1/IQ2/IQ3 presets
+(``--iq-presets``) are added; those that llama-quantize refuses without an importance matrix get
+only the "yes" row.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ sys.path.insert(0, REPO)
 
 DEFAULT_PRESETS = ["Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "IQ4_NL", "IQ4_XS",
                    "Q5_0", "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16"]
+IQ_PRESETS = ["IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "Q2_K_S", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M"]
+NO_IMATRIX_EFFECT = ("F16", "BF16", "F32", "Q8_0")   # types that ignore importance weights
 
 
 def main(argv=None) -> int:
@@ -34,6 +39,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ctx", type=int, default=512)
     ap.add_argument("--chunks", type=int, default=None, help="default: the whole text")
     ap.add_argument("--imatrix", default=None, help="also convert every preset with this importance matrix")
+    ap.add_argument("--calibrate", nargs="?", const=os.path.join(REPO, "tests", "data", "calibration.txt"), default=None,
+                    metavar="TEXT", help="make the importance matrix with qtoolkit on TEXT (default: the calibration excerpt)")
+    ap.add_argument("--iq-presets", default=",".join(IQ_PRESETS),
+                    help="presets added when there is an importance matrix ('' for none)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workdir", default=os.path.join(REPO, ".bench", "quality"))
     ap.add_argument("--json", default=None)
@@ -45,9 +54,27 @@ def main(argv=None) -> int:
     os.makedirs(args.workdir, exist_ok=True)
     base = qtoolkit.load(args.model, threads=args.threads)
     n_params = sum(int(v) for v in _param_counts(args.model))
-    runs = [(p, None) for p in args.presets.split(",")]
-    if args.imatrix:
-        runs += [(p, args.imatrix) for p in args.presets.split(",") if p not in ("F16", "BF16", "F32", "Q8_0")]
+    imatrix, calib = args.imatrix, None
+    if args.calibrate:
+        if os.path.abspath(args.calibrate) == os.path.abspath(args.text):
+            raise SystemExit("error: the calibration text must not be the evaluation text")
+        imatrix = os.path.join(args.workdir, "imatrix.gguf")
+        calib = qtoolkit.imatrix(base, file=args.calibrate, output=imatrix, ctx=args.ctx, force=True,
+                                 dataset=os.path.relpath(args.calibrate, REPO))
+        print(f"imatrix: {calib['chunks']} chunks of {calib['ctx']} from {args.calibrate} in {calib['seconds']:.1f} s",
+              file=sys.stderr, flush=True)
+    presets = [p for p in args.presets.split(",") if p]
+    if imatrix:
+        presets += [p for p in args.iq_presets.split(",") if p and p not in presets]
+    runs = []
+    for p in presets:
+        try:   # the plan alone says whether llama-quantize's rules refuse this preset without an imatrix
+            qtoolkit.convert(args.model, None, p, dry_run=True)
+            runs.append((p, None))
+        except qtoolkit.QtkImatrixRequiredError:
+            pass
+        if imatrix and p not in NO_IMATRIX_EFFECT:
+            runs.append((p, imatrix))
     rows = []
     for preset, im in runs:
         tag = preset + ("-imat" if im else "")
@@ -72,7 +99,7 @@ def main(argv=None) -> int:
             f.write(table + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
+            json.dump({"rows": rows, "imatrix": imatrix, "calibration": calib}, f, indent=1)
     return 0
 
 

@@ -36,12 +36,15 @@ log = logging.getLogger(__name__)
 
 QUANTIZATION_VERSION = 2
 SLAB_ELEMENTS = 1 << 20  # rows are converted and quantized in slabs of about this many weights (4 MB of f32)
+DEFAULT_UNCOVERED_POLICY = "uniform"  # experts calibration never reached: llama-quantize's all-ones weights
 
 
 @dataclass
 class ConvertOptions:
     qtype: Optional[str] = "Q4_K_M"
     imatrix: Optional[str] = None
+    uncovered_experts: str = DEFAULT_UNCOVERED_POLICY
+    min_expert_tokens: int = 1
     tensor_types: Sequence[Tuple[str, Any]] = ()
     output_tensor_type: Optional[Any] = None
     token_embedding_type: Optional[Any] = None
@@ -179,8 +182,7 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
         from ..imatrix import load_imatrix
 
         im = load_imatrix(opts.imatrix)
-        iminfo = {"file": opts.imatrix, "format": im.format, "entries": len(im.entries), "used": 0, "missing": [],
-                  "zero_count_experts": {k: len(v) for k, v in im.zero_count_experts.items()}}
+        iminfo = imatrix_report(opts.imatrix, im, opts)
 
     planned: List[PlannedTensor] = []
     for name in file_order(types):
@@ -189,28 +191,10 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
         pt = PlannedTensor(out, t)
         info = type_info(t)
         if info.is_quantized and len(out.shape) >= 2:
-            w = None
-            if im is not None:
-                n_mat = out.shape[0] if len(out.shape) == 3 else 1
-                try:
-                    w = im.weights(name, out.shape[-1], n_mat)
-                except QtkFormatError:
-                    if name != "token_embd.weight":
-                        raise
-                    log.warning("importance entry for token_embd.weight has the wrong size; ignored")
-                    w = None
-                if w is None:
-                    iminfo["missing"].append(name)
-                    log.info("no importance data for %s", name)
-                else:
-                    iminfo["used"] += 1
-            if w is None and requires_imatrix(name, t, preset):
-                raise QtkValueError(
-                    f"tensor {name} would be {t.name} in a {preset.name} file, which needs an importance matrix "
-                    "(--imatrix FILE); none was given for it"
-                )
-            pt.imatrix = w
+            n_mat = out.shape[0] if len(out.shape) == 3 else 1
+            pt.imatrix = tensor_importance(im, iminfo, name, t, out.shape[-1], n_mat, preset, opts)
         planned.append(pt)
+    check_coverage(iminfo, opts)
 
     metadata = _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im)
     return Plan(model_dir, arch, preset, planned, metadata, ckpt, vocab, iminfo)
@@ -227,6 +211,69 @@ def tensor_types(arch, tensors: Sequence[OutTensor], preset, popts: Optional[Pla
     the rules are concerned (what "keep the input type" means for norms and routers)."""
     specs = [TensorSpec(t.name, t.ne, QuantType.F32) for t in tensors]
     return plan_types(specs, preset, model_info(arch), popts)
+
+
+def imatrix_report(path: str, im, opts) -> Dict[str, Any]:
+    """The ``imatrix`` part of a convert/quantize report, filled in by :func:`tensor_importance`."""
+    return {"file": path, "format": im.format, "entries": len(im.entries), "used": 0, "missing": [],
+            "zero_count_experts": {k: len(v) for k, v in im.zero_count_experts.items()},
+            "policy": opts.uncovered_experts, "min_expert_tokens": opts.min_expert_tokens, "uncovered": {}}
+
+
+def tensor_importance(im, iminfo: Dict[str, Any], name: str, t: QuantType, n: int, n_mat: int, preset,
+                      opts) -> Optional[np.ndarray]:
+    """The ``(n_mat, n)`` importance weights for tensor ``name`` quantized to ``t`` (None: none),
+    with experts below ``opts.min_expert_tokens`` handled by ``opts.uncovered_experts``; refuses,
+    naming the tensor, a type that cannot be made without importance data (llama-quantize's rule
+    for the low-bit presets, and ggml's own for IQ2_XXS, IQ2_XS and IQ1_S whatever the tensor)."""
+    from ..errors import QtkImatrixRequiredError
+
+    tw = None
+    if im is not None:
+        try:
+            tw = im.tensor_weights(name, n, n_mat, policy=opts.uncovered_experts, min_tokens=opts.min_expert_tokens)
+        except QtkFormatError:
+            if name != "token_embd.weight":
+                raise
+            log.warning("importance entry for token_embd.weight has the wrong size; ignored")
+        if tw is None:
+            iminfo["missing"].append(name)
+            log.info("no importance data for %s", name)
+        else:
+            iminfo["used"] += 1
+            if tw.uncovered and type_info(t).uses_imatrix:
+                iminfo["uncovered"][name] = {"experts": tw.uncovered, "filled": tw.filled,
+                                             "tokens": [tw.counts[e] for e in tw.uncovered] if tw.counts else None}
+    if tw is None and (requires_imatrix(name, t, preset) or type_info(t).requires_imatrix):
+        if name == "token_embd.weight":
+            why = ("no importance matrix has an entry for it (the embedding is a row lookup, not a matrix "
+                   "product); choose another --token-embedding-type")
+        elif im is not None:
+            why = (f"{im.path} has no entry for it (an older llama-imatrix left out tensors whose experts were not "
+                   "all reached; 'qtoolkit imatrix' keeps them)")
+        else:
+            why = "none was given (--imatrix FILE; compute one with 'qtoolkit imatrix')"
+        raise QtkImatrixRequiredError(
+            f"tensor {name} would be {t.name} in a {preset.name} file, which needs an importance matrix; {why}",
+            qtype=t.name)
+    return None if tw is None else tw.w
+
+
+def check_coverage(iminfo: Dict[str, Any], opts) -> None:
+    """With ``uncovered_experts="error"``, refuse when any tensor that uses importance weights has
+    experts below the threshold, naming each tensor and its experts."""
+    from ..errors import QtkImatrixCoverageError
+
+    bad = iminfo.get("uncovered") if iminfo else None
+    if not bad or opts.uncovered_experts != "error":
+        return
+    parts = [f"{name}: experts {', '.join(map(str, v['experts']))}" for name, v in bad.items()]
+    n = sum(len(v["experts"]) for v in bad.values())
+    raise QtkImatrixCoverageError(
+        f"{iminfo['file']}: {n} expert matrices in {len(bad)} tensors saw fewer than {opts.min_expert_tokens} "
+        f"calibration tokens: {'; '.join(parts)}. Calibrate on more or broader text, or choose "
+        "--uncovered-experts layer-mean (the mean of the layer's covered experts) or uniform (llama-quantize's choice)",
+        uncovered={name: v["experts"] for name, v in bad.items()})
 
 
 def _clib_can(t: QuantType) -> bool:
@@ -256,7 +303,21 @@ def _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im) -> List[Tuple[str
             md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
         md.append(("quantize.imatrix.entries_count", len(im.entries), 4, None))
         md.append(("quantize.imatrix.chunks_count", int(im.chunk_count), 4, None))
+        md += uncovered_metadata(iminfo)
     return md
+
+
+def uncovered_metadata(iminfo: Dict[str, Any]) -> List[Tuple[str, object, int, Optional[int]]]:
+    """``quantize.imatrix.uncovered_experts``: how many expert matrices got substitute weights and
+    which ones (only when some did; llama-quantize writes no such key)."""
+    bad = iminfo.get("uncovered") or {}
+    if not bad:
+        return []
+    n = sum(len(v["experts"]) for v in bad.values())
+    filled = sorted({v["filled"] for v in bad.values()})
+    return [("quantize.imatrix.uncovered_experts",
+             f"{n} expert matrices in {len(bad)} tensors below {iminfo['min_expert_tokens']} tokens: {'/'.join(filled)}",
+             8, None)]
 
 
 # -- producing tensor data -------------------------------------------------------------------

@@ -109,9 +109,42 @@ class Experts:
             return self._mm(np.ascontiguousarray(x, dtype=np.float32), ids, weights, self._nthreads)
         return _moe_numpy(self._f32, x, ids, weights)
 
+    def forward_with_hidden(self, x: np.ndarray, ids: np.ndarray, weights: np.ndarray):
+        """``(out, hidden)``: the output of :meth:`__call__` and the input of the down projection
+        of every routed pair, ``hidden[t, j] = silu(gate_e x_t) ⊙ up_e x_t`` (float32 ``[T, k, n_ff]``).
 
-def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Float32 experts (the Hugging Face reference) with numpy: the tokens routed to one expert form one gemm."""
+        Only observers (``qtoolkit.model.hooks``) call this. Quantized experts run unfused here,
+        as llama.cpp's graph does (mul_mat_id for gate and up, SiLU ⊙ up, mul_mat_id for down),
+        through the same dot kernels as the fused call; SiLU uses a correctly rounded exp."""
+        ids = np.ascontiguousarray(ids, dtype=np.int32)
+        weights = np.ascontiguousarray(weights, dtype=np.float32)
+        if self._mm is None:
+            hidden = np.empty((ids.shape[0], ids.shape[1], self.n_ff), dtype=np.float32)
+            return _moe_numpy(self._f32, x, ids, weights, hidden), hidden
+        from ..matmul import moe_matmul
+
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        T, k = ids.shape
+        th = self.threads
+        stacks = [np.ascontiguousarray(m).view(np.uint8).reshape(self.n_expert, m.shape[1], -1)
+                  for m in (self.gate, self.up, self.down)]
+        g = moe_matmul(stacks[0], self.qtypes[0], x, ids, threads=th)
+        u = moe_matmul(stacks[1], self.qtypes[1], x, ids, threads=th)
+        with np.errstate(over="ignore"):
+            e = np.exp(-g.astype(np.float64)).astype(np.float32)
+        hidden = g / (np.float32(1) + e) * u
+        d = moe_matmul(stacks[2], self.qtypes[2], hidden.reshape(T * k, self.n_ff), ids.reshape(T * k, 1), threads=th)
+        d = d.reshape(T, k, self.n_embd)
+        out = np.zeros((T, self.n_embd), dtype=np.float32)
+        for j in range(k):  # j = 0..k-1 in order, as the fused kernel sums
+            out += weights[:, j, None] * d[:, j]
+        return out, hidden
+
+
+def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray,
+               hidden: Optional[np.ndarray] = None) -> np.ndarray:
+    """Float32 experts (the Hugging Face reference) with numpy: the tokens routed to one expert form
+    one gemm. ``hidden`` (float32 ``[T, k, n_ff]``), when given, receives the down projection's inputs."""
     gate, up, down = mats
     T, k = ids.shape
     out = np.zeros((T, down.shape[1]), dtype=np.float32)
@@ -119,6 +152,7 @@ def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(gate.shape[0] + 1))
     ys = np.empty((T * k, down.shape[1]), dtype=np.float32)
+    hflat = None if hidden is None else hidden.reshape(T * k, -1)
     for e in range(gate.shape[0]):
         sel = order[bounds[e]:bounds[e + 1]]
         if sel.size == 0:
@@ -126,6 +160,8 @@ def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.
         xe = x[sel // k]
         g = xe @ gate[e].T
         h = (g / (np.float32(1) + np.exp(-g))) * (xe @ up[e].T)
+        if hflat is not None:
+            hflat[sel] = h
         ys[sel] = h @ down[e].T
     ys = ys.reshape(T, k, -1) * weights[:, :, None].astype(np.float32)
     for j in range(k):  # j = 0..k-1 in order, as the kernel sums

@@ -17,7 +17,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..errors import QtkFileNotFoundError, QtkFormatError
+from ..errors import QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
 from ..formats import QuantType, dequantize
 from .forward import Layer, Model
 from .hparams import HParams
@@ -102,7 +102,17 @@ def _linear(src: _Source, name: str, rows: int, cols: int, threads, required: bo
     if tuple(ne[:2]) != (cols, rows) or any(d != 1 for d in ne[2:]):
         raise QtkFormatError(f"tensor {name} has dimensions {list(ne)}, expected [{cols}, {rows}]")
     b = _vector(src, bias, rows, required=False) if bias else None
-    return Linear(arr.reshape(rows, -1), q, cols, bias=b, threads=threads)
+    try:
+        return Linear(arr.reshape(rows, -1), q, cols, bias=b, threads=threads)
+    except QtkNotImplementedError:
+        return Linear(_widened(arr, q, name), QuantType.F32, cols, bias=b, threads=threads)
+
+
+def _widened(arr: np.ndarray, q: QuantType, name: str) -> np.ndarray:
+    """A tensor whose type has no matmul kernel in this build, decoded to float32 once at load
+    (the dequantizers cover every type; the activations then stay float32 for it)."""
+    log.warning("no matmul kernel for %s in this build: %s runs dequantized to float32", q.name, name)
+    return dequantize(np.ascontiguousarray(arr), q).reshape(arr.shape[:-1] + (-1,))
 
 
 def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
@@ -122,7 +132,12 @@ def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
             raise QtkFormatError(f"tensor {name} has dimensions {list(ne)}, expected {list(want) + [hp.n_expert]}")
         datas.append(arr.reshape(ne[2], ne[1], -1))
         types.append(q)
-    return Experts(*datas, types, hp.n_embd, n_ff, threads=threads)
+    try:
+        return Experts(*datas, types, hp.n_embd, n_ff, threads=threads)
+    except QtkNotImplementedError:
+        wide = [_widened(d, q, f"{prefix}ffn_{proj}_exps.weight") if q != QuantType.F32 else d
+                for d, q, proj in zip(datas, types, ("gate", "up", "down"))]
+        return Experts(*wide, [QuantType.F32] * 3, hp.n_embd, n_ff, threads=threads)
 
 
 def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Model:
