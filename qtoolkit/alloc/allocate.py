@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import QtkMemoryError, QtkValueError
 from ..formats import QuantType, dequantize, quant_error, quantize, type_info
-from ..presets import PRESETS, get_preset, is_quantizable
+from ..presets import get_preset, is_quantizable
 from .calibrate import Calibration, replace_tensor, start_layer
 from .candidates import candidates as candidate_types
 from .candidates import qtoolkit_can_run
@@ -264,7 +264,8 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
              probe_bpw: Sequence[float] = PROBE_BPW, max_rows: int = 4096, runnable_only: bool = False,
              probe_layers: Optional[int] = None, max_probes: int = 256, reference: Optional[str] = None,
              threads: Optional[int] = None, progress: Optional[Progress] = None,
-             tokenizer_pre: Optional[str] = None) -> Allocation:
+             tokenizer_pre: Optional[str] = None, uncovered_experts: Optional[str] = None,
+             min_expert_tokens: int = 1) -> Allocation:
     """Choose every tensor's type for a file of at most ``target_size`` bytes (or ``target_bpw`` bits
     per weight of tensor data); see the module doc. ``calib_text``: the calibration text itself.
     ``types``: the types to choose from (default: every type llama.cpp runs, the importance-matrix
@@ -272,12 +273,13 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
     ``probe_layers``: probe the same tensor of that many consecutive layers together (default: 1
     while the probe runs stay within ``max_probes``, else the fewest layers that do). ``reference``:
     a GGUF conversion of the same model (Q8_0, BF16...) to calibrate against instead of the float32
-    model, for models whose float32 weights do not fit in memory."""
+    model, for models whose float32 weights do not fit in memory. ``uncovered_experts`` and
+    ``min_expert_tokens``: what the converter does with experts the importance matrix's calibration
+    did not reach (the quantizer's weights here are the converter's own)."""
     from .. import load
     from ..converter.core import ConvertOptions, build_plan, tensor_f32
     from ..converter.core import tensor_types as plan_tensor_types
     from ..gguf_stream import file_layout
-    from ..imatrix import load_imatrix
     from ..presets import PlanOptions
 
     if (target_size is None) == (target_bpw is None):
@@ -292,9 +294,13 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
     secs: Dict[str, float] = {}
     t0 = time.perf_counter()
 
-    plan = build_plan(model_dir, ConvertOptions(qtype="Q8_0", imatrix=imatrix, tokenizer_pre=tokenizer_pre))
+    copts = ConvertOptions(qtype="Q8_0", imatrix=imatrix, tokenizer_pre=tokenizer_pre, min_expert_tokens=min_expert_tokens)
+    if uncovered_experts is not None:
+        copts.uncovered_experts = uncovered_experts
+    plan = build_plan(model_dir, copts)
     try:
-        im = load_imatrix(imatrix) if imatrix else None
+        # the quantizer's importance weights, as the converter prepares them (uncovered-expert policy included)
+        q_ims: Dict[str, Optional[np.ndarray]] = {pt.out.name: pt.imatrix for pt in plan.tensors}
         outs = [pt.out for pt in plan.tensors]
         names = [o.name for o in outs]
         fixed_user = _user_fixed(names, tensor_types, output_tensor_type, token_embedding_type)
@@ -308,7 +314,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
             elif o.name in fixed_user:
                 tp.fixed = fixed_user[o.name]
             else:
-                tp.types = candidate_types(o.ne[0], im is not None, types, runnable)
+                tp.types = candidate_types(o.ne[0], q_ims.get(o.name) is not None, types, runnable)
                 if not tp.types:
                     raise QtkValueError(f"tensor {o.name} (rows of {o.ne[0]}) has no candidate type among the allowed ones")
                 tp.nbytes = [_type_bytes(o.n_elements, t) for t in tp.types]
@@ -362,15 +368,13 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         t_err = time.perf_counter()
         by_name = {o.name: o for o in outs}
         tied = model.output is model.tok_embd
-        q_ims: Dict[str, Optional[np.ndarray]] = {}
         for i, tp in enumerate(free):
             report("errors", i, len(free))
             w = tensor_f32(plan, by_name[tp.name])
             w3 = w.reshape((-1,) + w.shape[-2:])
             n_mat, n_rows, n_cols = w3.shape
             col_w, row_w = calib.error_weights(tp.name, n_cols, n_mat, n_rows)
-            q_im = im.weights(tp.name, n_cols, n_mat) if im is not None else None
-            q_ims[tp.name] = q_im
+            q_im = q_ims.get(tp.name)
             rows = _sample_rows(n_rows, n_mat, max_rows)
             scale = n_rows / rows.size
             for t in tp.types:
@@ -470,7 +474,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         # what the presets would have cost and lost, by the same prediction
         preset_pred: Dict[str, Dict[str, float]] = {}
         for p in BASE_PRESETS:
-            pt = plan_tensor_types(plan.arch, outs, get_preset(p), PlanOptions(has_imatrix=im is not None))
+            pt = plan_tensor_types(plan.arch, outs, get_preset(p), PlanOptions(has_imatrix=imatrix is not None))
             pred = 0.0
             ok = True
             for tp in free:
@@ -493,7 +497,7 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
             from ..converter.core import parse_tensor_types
 
             return plan_tensor_types(plan.arch, outs, get_preset(base), PlanOptions(
-                tensor_types=parse_tensor_types(ls), has_imatrix=im is not None))
+                tensor_types=parse_tensor_types(ls), has_imatrix=imatrix is not None))
 
         check_reproduces(chosen, lines, apply)
         secs["total"] = time.perf_counter() - t0

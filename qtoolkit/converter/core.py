@@ -475,7 +475,8 @@ def _allocate(model_dir: str, out_path: Optional[str], opts: ConvertOptions):
                      tensor_types=opts.tensor_types, output_tensor_type=opts.output_tensor_type,
                      token_embedding_type=opts.token_embedding_type, calib_ctx=opts.calib_ctx,
                      calib_chunks=opts.calib_chunks, threads=opts.threads, progress=opts.alloc_progress,
-                     tokenizer_pre=opts.tokenizer_pre, reference=opts.calib_reference, max_probes=opts.max_probes)
+                     tokenizer_pre=opts.tokenizer_pre, reference=opts.calib_reference, max_probes=opts.max_probes,
+                     uncovered_experts=opts.uncovered_experts, min_expert_tokens=opts.min_expert_tokens)
     path = opts.recipe or (recipe_path(out_path) if out_path and not opts.dry_run else None)
     if path:
         target = f"{size:,} bytes (whole file)" if size is not None else f"{opts.target_bpw:g} bits per weight"
