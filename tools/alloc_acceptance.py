@@ -3,14 +3,18 @@ file against the preset file, both measured against the full-precision model on 
 
     python tools/alloc_acceptance.py [--models tests/data/tiny-moe,tests/data/tiny-dense]
         [--presets Q2_K,Q3_K_M,Q4_K_M] [--calib tests/data/calib-shakespeare.txt]
-        [--text tests/data/heldout.txt] [--chunks N] [--calib-chunks 16] [--imatrix MODEL=FILE ...]
-        [--alloc-types LIST] [--runnable-only] [--workdir .bench/alloc] [--json FILE] [--markdown FILE]
+        [--text tests/data/heldout.txt] [--chunks N] [--calib-chunks 16]
+        [--with-imatrix | --imatrix MODEL=FILE ...] [--alloc-types LIST] [--runnable-only]
+        [--workdir .bench/alloc] [--json FILE] [--markdown FILE]
 
 For every model and preset: convert with the preset (``qtoolkit.convert``), take that file's size
 as ``--target-size`` of an allocated conversion (calibrated on ``--calib``, never on the held-out
 text), then ``qtoolkit.compare`` both files with the model's own folder (float32 reference) on
 ``--text`` (docs/METHODS.md). The criterion of docs/allocation.md: allocated file within 1 % of the
 preset's size (never above it) and mean KL divergence at most 0.8 x the preset's.
+``--with-imatrix`` first computes each model's importance matrix on the calibration text with
+``qtoolkit.imatrix`` (``--calib-chunks`` chunks of ``--ctx`` tokens) and gives it to the preset and
+the allocated conversion alike; ``--imatrix MODEL=FILE`` brings one instead.
 ``--runnable-only`` restricts the allocator to the types qtoolkit's own kernels run (needed while
 qtoolkit cannot run a type that llama.cpp can, or ``compare`` could not measure the file).
 """
@@ -40,6 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-chunks", type=int, default=16)
     ap.add_argument("--imatrix", action="append", default=[], metavar="MODEL=FILE",
                     help="importance matrix for a model (folder name), used by the preset and the allocation alike")
+    ap.add_argument("--with-imatrix", action="store_true",
+                    help="compute each model's importance matrix on --calib with qtoolkit.imatrix")
     ap.add_argument("--alloc-types", default=None)
     ap.add_argument("--runnable-only", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
@@ -61,6 +67,10 @@ def main(argv=None) -> int:
     for model in args.models.split(","):
         name = os.path.basename(os.path.normpath(model))
         im = imatrices.get(name)
+        if im is None and args.with_imatrix:
+            im = os.path.join(args.workdir, name + ".imatrix.gguf")
+            qtoolkit.imatrix(model, file=args.calib, output=im, ctx=args.ctx, chunks=args.calib_chunks,
+                             threads=args.threads, compute_ppl=False, force=True)
         base = qtoolkit.load(model, threads=args.threads)
         for preset in args.presets.split(","):
             tag = f"{name}-{preset}" + ("-imat" if im else "")

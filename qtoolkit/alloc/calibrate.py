@@ -74,8 +74,6 @@ class _ExpertsTap:
         E = ex.n_expert
         self.sum_in = np.zeros((E, ex.n_embd), dtype=np.float64)
         self.sum_mid = np.zeros((E, ex.n_ff), dtype=np.float64)
-        self.raw_in = np.zeros((E, ex.n_embd), dtype=np.float64)    # unweighted, as llama-imatrix sums
-        self.raw_mid = np.zeros((E, ex.n_ff), dtype=np.float64)
         self.count = np.zeros(E, dtype=np.float64)
         self.n_tokens = 0
 
@@ -103,12 +101,10 @@ class _ExpertsTap:
             x64 = xe.astype(np.float64)
             sq = x64 * x64
             self.sum_in[e] += w2 @ sq
-            self.raw_in[e] += sq.sum(axis=0)
             g, u = self._mats(int(e))
             mid = (silu(xe @ g.T) * (xe @ u.T)).astype(np.float64)
             sq = mid * mid
             self.sum_mid[e] += w2 @ sq
-            self.raw_mid[e] += sq.sum(axis=0)
             self.count[e] += sel.size
         return self.ex(x, ids, weights)
 
@@ -214,22 +210,6 @@ class Calibration:
         if t is None:
             return None, None
         return (t.sum_x2 / max(t.n, 1)).astype(np.float32)[None, :], None
-
-    def imatrix_sums(self) -> Dict[str, Any]:
-        """llama-imatrix's statistics of the calibration pass: per ``blk.`` weight, the raw column sums
-        of squared inputs ``[n_mat, n]`` and the rows summed per matrix ``[n_mat]`` (tokens, or routed
-        token slots per expert)."""
-        out: Dict[str, Any] = {}
-        for key, t in self.stats.items():
-            if not key.startswith("blk."):
-                continue
-            if isinstance(t, _ExpertsTap):
-                il = key.split(".")[1]
-                for proj, sums in (("gate", t.raw_in), ("up", t.raw_in), ("down", t.raw_mid)):
-                    out[f"blk.{il}.ffn_{proj}_exps.weight"] = (sums.copy(), t.count.copy())
-            else:
-                out[key] = (t.sum_x2[None, :].copy(), np.array([float(t.n)]))
-        return out
 
     def expert_counts(self) -> Dict[int, np.ndarray]:
         """Routed slots per expert of every MoE layer over the calibration tokens."""
