@@ -278,11 +278,20 @@ def test_gguf_reference_calibration(tmp_path, monkeypatch):
         allocate(TINY_MOE, read_text(CALIB), **kw)
 
 
-def test_calibration_imatrix_sums(calib):
-    sums = calib.imatrix_sums()
-    s, c = sums["blk.0.ffn_down_exps.weight"]
-    assert s.shape == (8, 256) and c.shape == (8,)
-    assert c.sum() == calib.n_tokens * calib.model.hp.n_expert_used
-    s, c = sums["blk.1.attn_q.weight"]
-    assert s.shape == (1, 256) and c.tolist() == [calib.n_tokens]
-    assert not any(k.startswith(("token_embd", "output")) for k in sums)
+def test_allocation_with_qtoolkit_imatrix(tmp_path):
+    """With an importance matrix from qtoolkit.imatrix, the types that need one become candidates
+    exactly for the tensors it covers (not the embedding, which it has no entry for), and the
+    converter accepts the allocation."""
+    im = str(tmp_path / "im.gguf")
+    qtoolkit.imatrix(TINY_MOE, file=CALIB, output=im, ctx=128, chunks=4, compute_ppl=False)
+    out = str(tmp_path / "a.gguf")
+    rep = qtoolkit.convert(TINY_MOE, out, None, target_bpw=2.6, calib=CALIB, calib_chunks=2, calib_ctx=128,
+                           max_probes=40, imatrix=im, alloc_types="IQ2_XXS,IQ2_XS,Q2_K,Q4_K,Q8_0")
+    a = rep["allocation"]
+    assert a["bpw"] <= 2.6
+    cands = {t["name"]: t["options"] for t in a["tensors"] if not t["fixed"]}
+    assert "IQ2_XXS" not in cands["token_embd.weight"]
+    assert all("IQ2_XXS" in c for n, c in cands.items() if n.startswith("blk."))
+    types = {t["name"]: t["type"] for t in rep["tensors"]}
+    assert types["token_embd.weight"] in ("Q2_K", "Q4_K", "Q8_0")
+    assert rep["imatrix"]["used"] > 0
