@@ -20,82 +20,7 @@
 #include "common.h"
 #include "simd_x86.h"
 
-/* ---------------------------------------------------------------- float rows */
-
-static void qtk_vec_dot_f32_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const float *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += x[i] * y[i];
-    }
-    *s = sum;
-}
-
-static inline __m256 ld_f16x8(const qtk_half *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
-
-static inline __m256 ld_bf16x8(const uint16_t *p) {
-    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
-static void qtk_vec_dot_f16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const qtk_half *x = vx;
-    const float *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(ld_f16x8(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(ld_f16x8(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(ld_f16x8(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(ld_f16x8(x + i), _mm256_loadu_ps(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += qtk_h2f(x[i]) * y[i];
-    }
-    *s = sum;
-}
-
-static void qtk_vec_dot_bf16_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx, *y = vy;
-    /* 16 bf16 per load: the even elements shifted into float position, the odd ones masked in
-     * place; even pairs with even and odd with odd, so no widening is needed */
-    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const __m256i x0 = loadu256(x + i), y0 = loadu256(y + i);
-        const __m256i x1 = loadu256(x + i + 16), y1 = loadu256(y + i + 16);
-        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x0, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y0, 16)), a0);
-        a1 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x0, hi)), _mm256_castsi256_ps(_mm256_and_si256(y0, hi)), a1);
-        a2 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x1, 16)), _mm256_castsi256_ps(_mm256_slli_epi32(y1, 16)), a2);
-        a3 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(x1, hi)), _mm256_castsi256_ps(_mm256_and_si256(y1, hi)), a3);
-    }
-    for (; i + 8 <= n; i += 8) {
-        a0 = _mm256_fmadd_ps(ld_bf16x8(x + i), ld_bf16x8(y + i), a0);
-    }
-    float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; ++i) {
-        sum += qtk_bf16_to_fp32(x[i]) * qtk_bf16_to_fp32(y[i]);
-    }
-    *s = sum;
-}
+/* The float types F32, F16 and BF16 are register tiles in avx2_float.c. */
 
 /* ---------------------------------------------------------------- 32-element formats */
 
@@ -230,182 +155,6 @@ static void qtk_vec_dot_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, co
 
 /* ---------------------------------------------------------------- K-quants */
 
-static void qtk_vec_dot_q2_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q2_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0x0F)));
-        const __m256i s16 = scales_even_odd_epu8(_mm_and_si128(sc8, _mm_set1_epi8(0x0F)));
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int h = 0; h < 2; ++h) {
-            const __m256i q = loadu256(x[i].qs + 32 * h);
-#pragma GCC unroll 8
-            for (int k = 0; k < 4; ++k) {
-                const __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
-            }
-        }
-        const float dy = y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].dmin)),
-                               _mm256_cvtepi32_ps(bsums_madd(y[i].bsums, mins16)), accm);
-    }
-    *s = hsum_f32x8(acc) - hsum_f32x8(accm);
-}
-
-static void qtk_vec_dot_q3_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q3_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        const __m128i sc8 = q3_K_scales(x[i].scales);
-        const __m256i s16 = scales_even_odd_epi8(sc8);
-        /* level + 4 = low two bits + 4 * high bit, in 0..7; the 4 * sum(y) goes through bsums */
-        const __m256i corr = _mm256_slli_epi32(bsums_madd(y[i].bsums, _mm256_cvtepi8_epi16(sc8)), 2);
-        const __m256i hm = loadu256(x[i].hmask);
-        __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int h = 0; h < 2; ++h) {
-            const __m256i q = loadu256(x[i].qs + 32 * h);
-            #pragma GCC unroll 8
-            for (int k = 0; k < 4; ++k) {
-                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
-                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + k), one);
-                const __m256i qk = _mm256_or_si256(lo, _mm256_slli_epi16(hb, 2));
-                const __m256i p16 = _mm256_maddubs_epi16(qk, loadu256(y[i].qs + 128 * h + 32 * k));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, scale_pair(s16, 4 * h + k)));
-            }
-        }
-        sumi = _mm256_sub_epi32(sumi, corr);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_f32x8(acc);
-}
-
-static void qtk_vec_dot_q4_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q4_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        uint32_t u[4];
-        k4_scales(x[i].scales, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int c = 0; c < 4; ++c) {
-            const __m256i q = loadu256(x[i].qs + 32 * c);
-            const __m256i lo = _mm256_and_si256(q, m4);
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-            const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y[i].qs + 64 * c));
-            const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y[i].qs + 64 * c + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
-        const float dy = y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dy * qtk_h2f(x[i].dmin)), _mm_cvtepi32_ps(k4_min_madd(u, y[i].bsums)), accm);
-    }
-    *s = hsum_f32x8(acc) - hsum_f32x4(accm);
-}
-
-static void qtk_vec_dot_q5_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q5_K *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        uint32_t u[4];
-        k4_scales(x[i].scales, u);
-        const uint8_t *sc = (const uint8_t *)u;
-        const __m256i qh = loadu256(x[i].qh);
-        __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int c = 0; c < 4; ++c) {
-            const __m256i q = loadu256(x[i].qs + 32 * c);
-            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
-            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
-            const __m256i plo = _mm256_maddubs_epi16(lo, loadu256(y[i].qs + 64 * c));
-            const __m256i phi = _mm256_maddubs_epi16(hi, loadu256(y[i].qs + 64 * c + 32));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(plo, _mm256_set1_epi16(sc[2 * c])));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(phi, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
-        const float dy = y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dy * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-        accm = _mm_fmadd_ps(_mm_set1_ps(dy * qtk_h2f(x[i].dmin)), _mm_cvtepi32_ps(k4_min_madd(u, y[i].bsums)), accm);
-    }
-    *s = hsum_f32x8(acc) - hsum_f32x4(accm);
-}
-
-static void qtk_vec_dot_q6_K_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_q6_K *x = vx;
-    const block_q8_K *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        const __m128i sc8 = _mm_loadu_si128((const __m128i *)x[i].scales);
-        const __m256i s16 = scales_even_odd_epi8(sc8);
-        /* level = stored 6-bit value - 32: the 32 * sum(y) part goes through bsums */
-        const __m256i corr = _mm256_slli_epi32(bsums_madd(y[i].bsums, _mm256_cvtepi8_epi16(sc8)), 5);
-        __m256i sumi = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int h = 0; h < 2; ++h) {
-            __m256i q[4];
-            q6_K_levels4(x[i].ql + 64 * h, x[i].qh + 32 * h, q);
-            __m256i p[4];
-#pragma GCC unroll 4
-            for (int k = 0; k < 4; ++k) {
-                p[k] = _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], loadu256(y[i].qs + 128 * h + 32 * k)),
-                                         scale_pair(s16, 4 * h + k));
-            }
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3])));
-        }
-        sumi = _mm256_sub_epi32(sumi, corr);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_f32x8(acc);
-}
-
-static void qtk_vec_dot_iq4_xs_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
-    const block_iq4_xs *x = vx;
-    const block_q8_K *y = vy;
-    const __m256i lut = iq4_lut();
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / QK_K; ++i) {
-        const uint16_t sh = x[i].scales_h;
-        __m256i sumi = _mm256_setzero_si256();
-        #pragma GCC unroll 8
-        for (int ib = 0; ib < QK_K / 32; ib += 2) {
-            const int ls0 = ((x[i].scales_l[ib / 2] & 0xF) | (((sh >> (2 * ib)) & 3) << 4)) - 32;
-            const int ls1 = ((x[i].scales_l[ib / 2] >> 4) | (((sh >> (2 * ib + 2)) & 3) << 4)) - 32;
-            const __m256i q0 = _mm256_shuffle_epi8(lut, nibbles32(x[i].qs + 16 * ib));
-            const __m256i q1 = _mm256_shuffle_epi8(lut, nibbles32(x[i].qs + 16 * ib + 16));
-            const __m256i y0 = loadu256(y[i].qs + 32 * ib), y1 = loadu256(y[i].qs + 32 * ib + 32);
-            const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(q0, q0), _mm256_sign_epi8(y0, q0));
-            const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(q1, q1), _mm256_sign_epi8(y1, q1));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p0, _mm256_set1_epi16((short)ls0)));
-            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)ls1)));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
-    }
-    *s = hsum_f32x8(acc);
-}
-
-static inline int bsums_total(const int16_t *bsums) {
-    const __m256i b = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)bsums));
-    const __m256i c = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i *)(bsums + 8)));
-    return hsum_i32x8(_mm256_add_epi32(b, c));
-}
-
 static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, const void *vy) {
     const block_tq2_0 *x = vx;
     const block_q8_K *y = vy;
@@ -424,7 +173,7 @@ static void qtk_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
         }
         /* 8 pair sums of at most 2*2*127 per lane: int16 holds them */
         __m256i sumi = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(bsums_total(y[i].bsums), 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_set1_epi16(1)));   /* sum(y), lane-wise */
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
@@ -475,7 +224,7 @@ static void qtk_vec_dot_tq1_0_q8_K_avx2(int64_t n, float *s, const void *vx, con
         const __m256i tt = trits256(_mm256_slli_epi16(t, 8), _mm256_and_si256(t, hmask), ptail);
         sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(tt, loadu256(q8 + 224)));
         __m256i sumi = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
-        sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(bsums_total(y[i].bsums), 0, 0, 0, 0, 0, 0, 0));
+        sumi = _mm256_sub_epi32(sumi, _mm256_madd_epi16(loadu256(y[i].bsums), _mm256_set1_epi16(1)));   /* sum(y), lane-wise */
         acc = _mm256_fmadd_ps(_mm256_set1_ps(y[i].d * qtk_h2f(x[i].d)), _mm256_cvtepi32_ps(sumi), acc);
     }
     *s = hsum_f32x8(acc);
@@ -548,25 +297,67 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ4_XS] = qtk_dequantize_row_iq4_xs_avx2,
         [QTK_TYPE_TQ1_0] = qtk_dequantize_row_tq1_0_avx2,
         [QTK_TYPE_TQ2_0] = qtk_dequantize_row_tq2_0_avx2,
+        [QTK_TYPE_IQ2_XXS] = qtk_dequantize_row_iq2_xxs_avx2,
+        [QTK_TYPE_IQ2_XS] = qtk_dequantize_row_iq2_xs_avx2,
+        [QTK_TYPE_IQ2_S] = qtk_dequantize_row_iq2_s_avx2,
+        [QTK_TYPE_IQ3_XXS] = qtk_dequantize_row_iq3_xxs_avx2,
+        [QTK_TYPE_IQ3_S] = qtk_dequantize_row_iq3_s_avx2,
+        [QTK_TYPE_IQ1_S] = qtk_dequantize_row_iq1_s_avx2,
+        [QTK_TYPE_IQ1_M] = qtk_dequantize_row_iq1_m_avx2,
     },
     .vec_dot4 = {
         [QTK_TYPE_Q4_0] = qtk_vec_dot4_q4_0_q8_0_avx2,
         [QTK_TYPE_Q8_0] = qtk_vec_dot4_q8_0_q8_0_avx2,
-        [QTK_TYPE_Q4_K] = qtk_vec_dot4_q4_K_q8_K_avx2,
-        [QTK_TYPE_Q6_K] = qtk_vec_dot4_q6_K_q8_K_avx2,
-        [QTK_TYPE_Q2_K] = qtk_vec_dot4_q2_K_q8_K_avx2,
-        [QTK_TYPE_Q3_K] = qtk_vec_dot4_q3_K_q8_K_avx2,
-        [QTK_TYPE_Q5_K] = qtk_vec_dot4_q5_K_q8_K_avx2,
-        [QTK_TYPE_IQ4_XS] = qtk_vec_dot4_iq4_xs_q8_K_avx2,
         [QTK_TYPE_Q4_1] = qtk_vec_dot4_q4_1_q8_1_avx2,
         [QTK_TYPE_Q5_0] = qtk_vec_dot4_q5_0_q8_0_avx2,
         [QTK_TYPE_Q5_1] = qtk_vec_dot4_q5_1_q8_1_avx2,
         [QTK_TYPE_IQ4_NL] = qtk_vec_dot4_iq4_nl_q8_0_avx2,
     },
+    .vec_dot_tile = {
+        [QTK_TYPE_F32] = qtk_vec_dot_tile_f32_avx2,
+        [QTK_TYPE_F16] = qtk_vec_dot_tile_f16_avx2,
+        [QTK_TYPE_BF16] = qtk_vec_dot_tile_bf16_avx2,
+    },
+    .unpack = {
+        [QTK_TYPE_Q2_K] = qtk_unpack_q2_K_avx2,
+        [QTK_TYPE_Q3_K] = qtk_unpack_q3_K_avx2,
+        [QTK_TYPE_Q4_K] = qtk_unpack_q4_K_avx2,
+        [QTK_TYPE_Q5_K] = qtk_unpack_q5_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_unpack_q6_K_avx2,
+        [QTK_TYPE_IQ2_XXS] = qtk_unpack_iq2_xxs_avx2,
+        [QTK_TYPE_IQ2_XS] = qtk_unpack_iq2_xs_avx2,
+        [QTK_TYPE_IQ2_S] = qtk_unpack_iq2_s_avx2,
+        [QTK_TYPE_IQ3_XXS] = qtk_unpack_iq3_xxs_avx2,
+        [QTK_TYPE_IQ3_S] = qtk_unpack_iq3_s_avx2,
+        [QTK_TYPE_IQ1_S] = qtk_unpack_iq1_s_avx2,
+        [QTK_TYPE_IQ1_M] = qtk_unpack_iq1_m_avx2,
+    },
+    .vec_dot8u = {
+        [QTK_TYPE_Q2_K] = qtk_vec_dot8u_q2_K_q8_K_avx2,
+        [QTK_TYPE_Q3_K] = qtk_vec_dot8u_q3_K_q8_K_avx2,
+        [QTK_TYPE_Q4_K] = qtk_vec_dot8u_q4_K_q8_K_avx2,
+        [QTK_TYPE_Q5_K] = qtk_vec_dot8u_q5_K_q8_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_vec_dot8u_q6_K_q8_K_avx2,
+        [QTK_TYPE_IQ2_XXS] = qtk_vec_dot8u_iq2_xxs_q8_K_avx2,
+        [QTK_TYPE_IQ2_XS] = qtk_vec_dot8u_iq2_xs_q8_K_avx2,
+        [QTK_TYPE_IQ2_S] = qtk_vec_dot8u_iq2_s_q8_K_avx2,
+        [QTK_TYPE_IQ3_XXS] = qtk_vec_dot8u_iq3_xxs_q8_K_avx2,
+        [QTK_TYPE_IQ3_S] = qtk_vec_dot8u_iq3_s_q8_K_avx2,
+        [QTK_TYPE_IQ1_S] = qtk_vec_dot8u_iq1_s_q8_K_avx2,
+        [QTK_TYPE_IQ1_M] = qtk_vec_dot8u_iq1_m_q8_K_avx2,
+    },
+    .vec_dot8 = {
+        [QTK_TYPE_Q2_K] = qtk_vec_dot8_q2_K_q8_K_avx2,
+        [QTK_TYPE_Q3_K] = qtk_vec_dot8_q3_K_q8_K_avx2,
+        [QTK_TYPE_Q4_K] = qtk_vec_dot8_q4_K_q8_K_avx2,
+        [QTK_TYPE_Q5_K] = qtk_vec_dot8_q5_K_q8_K_avx2,
+        [QTK_TYPE_Q6_K] = qtk_vec_dot8_q6_K_q8_K_avx2,
+        [QTK_TYPE_IQ4_XS] = qtk_vec_dot8_iq4_xs_q8_K_avx2,
+    },
     .vec_dot = {
-        [QTK_TYPE_F32] = qtk_vec_dot_f32_avx2,
-        [QTK_TYPE_F16] = qtk_vec_dot_f16_avx2,
-        [QTK_TYPE_BF16] = qtk_vec_dot_bf16_avx2,
+        [QTK_TYPE_F32] = qtk_vec_dot_f32_tile1_avx2,
+        [QTK_TYPE_F16] = qtk_vec_dot_f16_tile1_avx2,
+        [QTK_TYPE_BF16] = qtk_vec_dot_bf16_tile1_avx2,
         [QTK_TYPE_Q4_0] = qtk_vec_dot_q4_0_q8_0_avx2,
         [QTK_TYPE_Q4_1] = qtk_vec_dot_q4_1_q8_1_avx2,
         [QTK_TYPE_Q5_0] = qtk_vec_dot_q5_0_q8_0_avx2,
@@ -581,6 +372,13 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ4_XS] = qtk_vec_dot_iq4_xs_q8_K_avx2,
         [QTK_TYPE_TQ1_0] = qtk_vec_dot_tq1_0_q8_K_avx2,
         [QTK_TYPE_TQ2_0] = qtk_vec_dot_tq2_0_q8_K_avx2,
+        [QTK_TYPE_IQ2_XXS] = qtk_vec_dot_iq2_xxs_q8_K_avx2,
+        [QTK_TYPE_IQ2_XS] = qtk_vec_dot_iq2_xs_q8_K_avx2,
+        [QTK_TYPE_IQ2_S] = qtk_vec_dot_iq2_s_q8_K_avx2,
+        [QTK_TYPE_IQ3_XXS] = qtk_vec_dot_iq3_xxs_q8_K_avx2,
+        [QTK_TYPE_IQ3_S] = qtk_vec_dot_iq3_s_q8_K_avx2,
+        [QTK_TYPE_IQ1_S] = qtk_vec_dot_iq1_s_q8_K_avx2,
+        [QTK_TYPE_IQ1_M] = qtk_vec_dot_iq1_m_q8_K_avx2,
     },
     .quantize_q8_0 = qtk_quantize_row_q8_0_avx2,
     .quantize_q8_1 = qtk_quantize_row_q8_1_avx2,

@@ -173,7 +173,14 @@ int qtk_vec_dot_type(int type) {
     case QTK_TYPE_Q6_K:
     case QTK_TYPE_IQ4_XS:
     case QTK_TYPE_TQ1_0:
-    case QTK_TYPE_TQ2_0: return QTK_TYPE_Q8_K;
+    case QTK_TYPE_TQ2_0:
+    case QTK_TYPE_IQ2_XXS:
+    case QTK_TYPE_IQ2_XS:
+    case QTK_TYPE_IQ2_S:
+    case QTK_TYPE_IQ3_XXS:
+    case QTK_TYPE_IQ3_S:
+    case QTK_TYPE_IQ1_S:
+    case QTK_TYPE_IQ1_M: return QTK_TYPE_Q8_K;
     default: return -1;
     }
 }

@@ -4,7 +4,16 @@
 #include <float.h>
 
 #include "common.h"
+#include "fastq.h"
 #include "iq_lanes.h"
+
+int qtk_iq_avx2(void) {
+#ifdef QTK_FASTQ_HAVE_AVX2
+    return qtk_fastq_variant() == QTK_FASTQ_AVX2;
+#else
+    return 0;
+#endif
+}
 
 uint8_t qtk_iq_signs8(const float *xb, const float *weight, float *xval, int parity) {
     int nflip = 0;
@@ -170,6 +179,56 @@ static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xva
     return qtk_first_min(d2, count);
 }
 
+#ifdef QTK_FASTQ_HAVE_AVX2
+#include <immintrin.h>
+
+/* The same sums eight neighbours at a time (two lane blocks side by side in 256-bit lanes; an odd
+ * last block alone), for CPUs with AVX2. No fused multiply-add: the target does not enable FMA. */
+typedef float v8f __attribute__((vector_size(32)));
+
+__attribute__((target("avx2"))) static inline v8f splat8(float x) {
+    return (v8f){x, x, x, x, x, x, x, x};
+}
+
+/* Four floats at a, then four at b. */
+__attribute__((target("avx2"))) static inline v8f load4x2(const float *a, const float *b) {
+    return (v8f)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
+}
+
+__attribute__((target("avx2"))) static int nearest8_lanes_avx2(const qtk_iq_lattice *lat, int32_t u,
+                                                                const float *xval, const float *w, float scale) {
+    const uint16_t *list = lat->neighbours - lat->map[u] - 1;
+    const int count = list[0];
+    const float *q = lat->lane_q + lat->lane_at[u];
+    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
+    const v8f s = splat8(scale);
+    v8f x[8], wv[8];
+    for (int i = 0; i < 8; ++i) {
+        x[i] = splat8(xval[i]);
+        wv[i] = splat8(w[i]);
+    }
+    int j = 0;
+    for (; j + 4 < count; j += 8, q += 64) {   /* two blocks: neighbours j..j+7 */
+        v8f d = splat8(0.0f);
+        for (int i = 0; i < 8; ++i) {
+            const v8f qv = load4x2(q + 4 * i, q + 32 + 4 * i);
+            const v8f e = s * qv - x[i];
+            d += wv[i] * e * e;
+        }
+        memcpy(d2 + j, &d, sizeof d);
+    }
+    if (j < count) {   /* one block left: neighbours j..j+3 */
+        v4f d = splat4(0.0f);
+        for (int i = 0; i < 8; ++i) {
+            const v4f e = splat4(scale) * load4(q + 4 * i) - splat4(xval[i]);
+            d += splat4(w[i]) * e * e;
+        }
+        memcpy(d2 + j, &d, sizeof d);
+    }
+    return qtk_first_min(d2, count);
+}
+#endif
+
 /* The 4-wide IQ3 lattices, four neighbours at a time in vector lanes; writes the levels of the
  * winner to L and returns its grid index. */
 static int best_neighbour4(const qtk_iq_lattice *lat, int32_t u, const uint16_t *list, const float *xval,
@@ -200,14 +259,20 @@ static int best_neighbour4(const qtk_iq_lattice *lat, int32_t u, const uint16_t 
 /* Snaps the group's levels (key u) to the grid: unchanged when on it, else the best neighbour.
  * Returns 1 when the levels were on the grid. */
 static inline int snap(const qtk_iq_lattice *lat, int32_t u, const float *xval, const float *waux, float scale,
-                       int8_t *L) {
+                       int8_t *L, int avx2) {
     const int32_t g = lat->map[u];
     if (g >= 0) {
         return 1;
     }
     if (lat->width == 8) {
         const uint16_t *list = lat->neighbours - g - 1;
-        const int index = list[1 + nearest8_lanes(lat, u, xval, waux, scale)];
+#if defined(QTK_FASTQ_HAVE_AVX2)
+        const int pos = avx2 ? nearest8_lanes_avx2(lat, u, xval, waux, scale) : nearest8_lanes(lat, u, xval, waux, scale);
+#else
+        const int pos = nearest8_lanes(lat, u, xval, waux, scale);
+        (void)avx2;
+#endif
+        const int index = list[1 + pos];
         memcpy(L, lat->levels + (size_t)index * 8, 8);
     } else {
         best_neighbour4(lat, u, lat->neighbours - g - 1, xval, waux, scale, L);
@@ -236,6 +301,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
     const int n = p->n;
     const int ngroups = n / width;
     const int ncand = 2 * p->nsteps + 1;
+    const int avx2 = qtk_iq_avx2();
     const float top = (float)(2 * lat->nlevels - 1);
     uint8_t on_grid[8];
     for (int k = 0; k < ngroups; ++k) {
@@ -273,7 +339,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
     for (int c = 0; c < ncand; ++c) {
         for (int k = 0; k < ngroups; ++k) {
             int8_t G[8];
-            on_grid_c[c][k] = (uint8_t)snap(lat, keys[k][c], xval + width * k, waux + width * k, this_scale[c], G);
+            on_grid_c[c][k] = (uint8_t)snap(lat, keys[k][c], xval + width * k, waux + width * k, this_scale[c], G, avx2);
             if (!on_grid_c[c][k]) {
                 for (int i = 0; i < width; ++i) {
                     lv[width * k + i][c] = G[i];
@@ -321,7 +387,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
                 continue;
             }
             const int32_t u = group_levels(lat, xval + width * k, id, L + width * k);
-            snap(lat, u, xval + width * k, waux + width * k, scale, L + width * k);
+            snap(lat, u, xval + width * k, waux + width * k, scale, L + width * k, avx2);
         }
         float sumq2;
         const float sumqx = fit(p->n, weight, xval, L, &sumq2);
@@ -330,6 +396,86 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
         }
     }
     return scale;
+}
+
+float qtk_iq_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        max = QTK_MAX(max, x[i]);
+    }
+    if (max < QTK_GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) {
+        L[i] = (uint8_t)qtk_nearest_int(iscale * x[i]);
+    }
+    const float scale = 1 / iscale;
+    float best_mse = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - scale * L[i];
+        best_mse += qw[i] * diff * diff;
+    }
+    /* the steps -4..-1 and 1..4 in two groups of four lanes, each lane the scalar loop */
+    float ids[8], mse[8];
+    for (int k = 0; k < 8; ++k) {
+        const int step = k < 4 ? k - 4 : k - 3;
+        ids[k] = (0.1f * step + nmax) / max;
+    }
+    const v4i vmax = splat4i(nmax);
+    for (int g = 0; g < 8; g += 4) {
+        const v4f is = load4(ids + g);
+        const v4f sc = 1 / is;
+        v4f acc = splat4(0.0f);
+        for (int i = 0; i < n; ++i) {
+            const v4f t = is * splat4(x[i]) + 12582912.0f;   /* qtk_nearest_int, lane-wise */
+            v4i l = ((v4i)t & 0x007fffff) - 0x00400000;
+            const v4i below = l < vmax;
+            l = (l & below) | (vmax & ~below);
+            const v4f diff = splat4(x[i]) - sc * __builtin_convertvector(l, v4f);
+            acc += splat4(qw[i]) * diff * diff;
+        }
+        memcpy(mse + g, &acc, sizeof acc);
+    }
+    for (int k = 0; k < 8; ++k) {
+        if (mse[k] < best_mse) {
+            best_mse = mse[k];
+            iscale = ids[k];
+        }
+    }
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const int l = QTK_MIN(nmax, qtk_nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * l;
+        suml2 += qw[i] * l * l;
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                const int l = QTK_MIN(nmax, qtk_nearest_int(x[i] * sl2 / slx));
+                if (l != L[i]) {
+                    slx += w * x[i] * l;
+                    sl2 += w * l * l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++changed;
+                    }
+                }
+            }
+        }
+        if (!changed) {
+            break;
+        }
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
 int qtk_iq_grid_index(const qtk_iq_lattice *lat, const int8_t *L) {

@@ -42,6 +42,14 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
  * is unused). All sums NaN or >= FLT_MAX: position 0. */
 int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float (*term)[4]);
 
+/* search.c's qtk_search_positive (ggml's make_qp_quants), the same bytes, with the eight trial
+ * scales evaluated in vector lanes (each lane the scalar loop: same float operations and order). */
+float qtk_iq_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* 1 when the AVX2 versions of the search kernels are to be used (the quantizer variant "avx2",
+ * see qtk_fastq.h; same float operations and order as the baseline ones, so the same bytes). */
+int qtk_iq_avx2(void);
+
 /* Grid index of a group of levels; levels off the grid (possible only when ggml would abort)
  * give index 0. */
 int qtk_iq_grid_index(const qtk_iq_lattice *lat, const int8_t *L);

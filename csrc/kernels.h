@@ -4,7 +4,8 @@
  * already quantized to the weight type's companion format (the "vec_dot type", as ggml pairs
  * them on CPU):
  *   Q8_0 for Q4_0, Q5_0, Q8_0, IQ4_NL;  Q8_1 for Q4_1, Q5_1;
- *   Q8_K for Q2_K..Q6_K, IQ4_XS, TQ1_0, TQ2_0;
+ *   Q8_K for Q2_K..Q6_K, IQ4_XS, TQ1_0, TQ2_0 and the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS,
+ *   IQ2_S, IQ3_XXS, IQ3_S;
  *   F32 for F32 and F16 (ggml converts the activation to F16 for F16 weights; qtoolkit keeps it
  *   in F32, which is both faster here and more accurate), BF16 for BF16 (as ggml);
  *   Q8G (qtoolkit's own: a float32 scale, an int32 sum and `group` int8 per group) for CustomQuant.
@@ -32,6 +33,27 @@ typedef void (*qtk_vec_dot_fn)(int64_t n, float *s, const void *x, const void *y
  * bit-identical to what the type's qtk_vec_dot_fn gives for y[t] alone, so a token's result does
  * not depend on the tokens it is batched with. */
 typedef void (*qtk_vec_dot4_fn)(int64_t n, float *s, const void *x, const void *const *y);
+
+/* Eight Q8_K activation rows (a gemm micro-kernel's tokens). */
+typedef struct {
+    const void *y[8];
+} qtk_q8k_group;
+
+/* s[t] = dot(x, y[t]) for the eight rows of a Q8_K group; as for qtk_vec_dot4_fn, each s[t] must
+ * be bit-identical to the single-row kernel on y[t]. */
+typedef void (*qtk_vec_dot8_fn)(int64_t n, float *s, const void *x, const qtk_q8k_group *g);
+
+/* The prompt path of the K-quants and the codebook types: a weight row unpacked once (qtk_unpack_fn,
+ * QTK_UNPACKED_BYTES per super-block of 256) and dotted with eight Q8_K rows at a time by
+ * vec_dot8u; each result must be bit-identical to the type's single-row kernel. */
+#define QTK_UNPACKED_BYTES 640
+typedef void (*qtk_unpack_fn)(const void *x, int64_t n, uint8_t *u);
+
+/* A register tile of the float weight types: s[r * ss + t] = dot(row r, y[t]) for r < nr rows
+ * (x + r * xs bytes), t < nt tokens, 1 <= nr, nt <= 4; each result must be bit-identical to the
+ * type's qtk_vec_dot_fn on that row and token. */
+typedef void (*qtk_vec_dot_tile_fn)(int64_t n, float *s, int64_t ss, const void *x, int64_t xs, const void *const *y,
+                                    int nr, int nt);
 
 /* CustomQuant parameters, validated by the caller. */
 typedef struct {
@@ -65,6 +87,10 @@ typedef struct {
     qtk_dequantize_row_fn dequantize[QTK_TYPE_COUNT];  /* NULL: use the reference */
     qtk_vec_dot_fn vec_dot[QTK_TYPE_COUNT];             /* NULL: type has no dot kernel */
     qtk_vec_dot4_fn vec_dot4[QTK_TYPE_COUNT];           /* NULL: four calls of vec_dot */
+    qtk_vec_dot8_fn vec_dot8[QTK_TYPE_COUNT];           /* NULL: none (Q8_K types only) */
+    qtk_unpack_fn unpack[QTK_TYPE_COUNT];               /* NULL: none (K-quants, IQ1/IQ2/IQ3 only) */
+    qtk_vec_dot8_fn vec_dot8u[QTK_TYPE_COUNT];          /* on unpacked rows; with unpack */
+    qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;
     qtk_quantize_act_fn quantize_act_q8_0, quantize_act_q8_1;   /* blocks + float tail */

@@ -14,15 +14,24 @@
 #include "pool.h"
 #include "qtk_matmul.h"
 
-/* Target bytes of weights per task tile: small enough to stay in L2 while all the tokens of the
- * task sweep over it. */
-#define TILE_BYTES (96 * 1024)
+/* Target bytes of weights per task tile: small enough to stay in L2 (1 MiB here) while all the
+ * tokens of the task sweep over it, large enough that each activation row, read from L3 once per
+ * tile, serves many weight rows (a prompt of 512 tokens holds 2.4 MB of Q8_K rows at 4096
+ * columns). Prompt 4096 x 4096 x 512 tokens, ns per row-token: 96 KiB tiles Q4_K 53.3, Q6_K 64.7;
+ * 256 KiB 51.5, 62.7. The float types' activation rows are as large as their weight rows, so
+ * their tiles are taller still (F32 x 64 tokens: 96 KiB 97 ns, 512 KiB 81 ns, 1 MiB 85 ns). */
+#define TILE_BYTES (256 * 1024)
+#define TILE_BYTES_FLOAT (512 * 1024)
 
 typedef struct {
     const qtk_kernels *k;
     int act_type;             /* companion type id, or QTK_TYPE_CUSTOM for Q8G */
     qtk_vec_dot_fn dot;
     qtk_vec_dot4_fn dot4;     /* may be NULL */
+    qtk_vec_dot8_fn dot8;     /* may be NULL (Q8_K types) */
+    qtk_vec_dot_tile_fn tile; /* may be NULL (float types) */
+    qtk_unpack_fn unpack;     /* NULL except for K-quants, IQ1/IQ2/IQ3 types */
+    qtk_vec_dot8_fn dot8u;
     qtk_vec_dot_custom_fn dot_custom;
     qtk_custom_params cp;
     int64_t n, row_bytes, act_bytes;
@@ -80,6 +89,10 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     }
     p->dot = k->vec_dot[wt->type] ? k->vec_dot[wt->type] : qtk_kernels_ref.vec_dot[wt->type];
     p->dot4 = k->vec_dot[wt->type] ? k->vec_dot4[wt->type] : NULL;
+    p->dot8 = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->vec_dot8[wt->type] : NULL;
+    p->tile = k->vec_dot[wt->type] ? k->vec_dot_tile[wt->type] : NULL;
+    p->unpack = k->vec_dot[wt->type] && p->act_type == QTK_TYPE_Q8_K ? k->unpack[wt->type] : NULL;
+    p->dot8u = p->unpack ? k->vec_dot8u[wt->type] : NULL;
     return QTK_OK;
 }
 
@@ -105,7 +118,10 @@ static inline void do_dot(const plan_t *p, float *s, const uint8_t *wrow, const 
 }
 
 static int64_t tile_rows(const plan_t *p, int64_t rows) {
-    int64_t r = p->row_bytes > 0 ? TILE_BYTES / p->row_bytes : rows;
+    /* the float types' activation rows are as large as their weight rows: a taller tile reads each
+     * activation row from L3 once per more weight rows */
+    const int64_t bytes = p->tile ? TILE_BYTES_FLOAT : TILE_BYTES;
+    int64_t r = p->row_bytes > 0 ? bytes / p->row_bytes : rows;
     if (r < 4) {
         r = 4;
     }
@@ -128,6 +144,131 @@ typedef struct {
     int64_t group, r0, r1;
 } item_t;
 
+/* The eight-token kernels take a chunk of at least DOT8_MIN columns (a short chunk repeats its
+ * last column and drops those results). */
+#define DOT8_MIN 4
+
+/* Rows r0..r1 of one weight matrix against the columns c0..c1 of one group: out row out_idx[c]
+ * (out_stride floats apart) gets the dot with activation act_idx[c]. */
+static void sweep(const plan_t *p, const uint8_t *w, int64_t r0, int64_t r1, const uint8_t *act,
+                  const int64_t *act_idx, const int64_t *out_idx, int64_t c0, int64_t c1, float *out,
+                  int64_t out_stride) {
+    int64_t col = c0;
+    if (p->dot8u && c1 - c0 >= DOT8_MIN) {
+        /* K-quants and codebook types: up to 32 rows unpacked at a time, then eight tokens per call */
+        const int64_t nb = p->n / QK_K, ub = nb * QTK_UNPACKED_BYTES;
+        const int64_t block = 32;
+        uint8_t *u = malloc((size_t)(block * ub > 0 ? block * ub : 1));
+        if (u) {
+            for (int64_t rb = r0; rb < r1; rb += block) {
+                const int64_t nr = r1 - rb < block ? r1 - rb : block;
+                for (int64_t k = 0; k < nr; ++k) {
+                    p->unpack(w + (rb + k) * p->row_bytes, p->n, u + k * ub);
+                }
+                int64_t cc = c0;
+                for (; cc + DOT8_MIN <= c1; cc += 8) {
+                    const int cnt = c1 - cc < 8 ? (int)(c1 - cc) : 8;
+                    qtk_q8k_group grp;
+                    float *o[8];
+                    for (int k = 0; k < 8; ++k) {
+                        const int64_t c = cc + (k < cnt ? k : cnt - 1);
+                        grp.y[k] = act + act_idx[c] * p->act_bytes;
+                        o[k] = out + out_idx[c] * out_stride;
+                    }
+                    for (int64_t k = 0; k < nr; ++k) {
+                        float s8[8];
+                        p->dot8u(p->n, s8, u + k * ub, &grp);
+                        for (int t = 0; t < cnt; ++t) {
+                            o[t][rb + k] = s8[t];
+                        }
+                    }
+                }
+                for (; cc < c1; ++cc) {
+                    const uint8_t *y = act + act_idx[cc] * p->act_bytes;
+                    float *o = out + out_idx[cc] * out_stride;
+                    for (int64_t r = rb; r < rb + nr; ++r) {
+                        do_dot(p, &o[r], w + r * p->row_bytes, y);
+                    }
+                }
+            }
+            free(u);
+            return;
+        }
+        /* without the scratch, the single-row kernel below gives the same results */
+    }
+    if (p->tile) {
+        /* register tiles: 4 rows x 1 token (a gemv: four independent chains), 4 x 2, 3 x 3, 3 x 4 */
+        for (; col < c1;) {
+            const int nt = c1 - col < 4 ? (int)(c1 - col) : 4;
+            const int nr_max = nt <= 2 ? 4 : 3;
+            const void *y[4];
+            float *o[4];
+            for (int k = 0; k < nt; ++k) {
+                y[k] = act + act_idx[col + k] * p->act_bytes;
+                o[k] = out + out_idx[col + k] * out_stride;
+            }
+            for (int64_t r = r0; r < r1;) {
+                const int nr = r1 - r < nr_max ? (int)(r1 - r) : nr_max;
+                float s[16];
+                p->tile(p->n, s, 4, w + r * p->row_bytes, p->row_bytes, y, nr, nt);
+                for (int i = 0; i < nr; ++i) {
+                    for (int k = 0; k < nt; ++k) {
+                        o[k][r + i] = s[4 * i + k];
+                    }
+                }
+                r += nr;
+            }
+            col += nt;
+        }
+        return;
+    }
+    if (p->dot8) {
+        for (; col + DOT8_MIN <= c1; col += 8) {
+            const int cnt = c1 - col < 8 ? (int)(c1 - col) : 8;
+            qtk_q8k_group grp;
+            float *o[8];
+            for (int k = 0; k < 8; ++k) {
+                const int64_t c = col + (k < cnt ? k : cnt - 1);
+                grp.y[k] = act + act_idx[c] * p->act_bytes;
+                o[k] = out + out_idx[c] * out_stride;
+            }
+            for (int64_t r = r0; r < r1; ++r) {
+                float s8[8];
+                p->dot8(p->n, s8, w + r * p->row_bytes, &grp);
+                for (int k = 0; k < cnt; ++k) {
+                    o[k][r] = s8[k];
+                }
+            }
+        }
+    }
+    if (p->dot4) {
+        /* four tokens per sweep: each weight row is decoded once for all four */
+        for (; col + 4 <= c1; col += 4) {
+            const void *y[4];
+            float *o[4];
+            for (int k = 0; k < 4; ++k) {
+                y[k] = act + act_idx[col + k] * p->act_bytes;
+                o[k] = out + out_idx[col + k] * out_stride;
+            }
+            for (int64_t r = r0; r < r1; ++r) {
+                float s[4];
+                p->dot4(p->n, s, w + r * p->row_bytes, y);
+                o[0][r] = s[0];
+                o[1][r] = s[1];
+                o[2][r] = s[2];
+                o[3][r] = s[3];
+            }
+        }
+    }
+    for (; col < c1; ++col) {
+        const uint8_t *y = act + act_idx[col] * p->act_bytes;
+        float *o = out + out_idx[col] * out_stride;
+        for (int64_t r = r0; r < r1; ++r) {
+            do_dot(p, &o[r], w + r * p->row_bytes, y);
+        }
+    }
+}
+
 typedef struct {
     const plan_t *p;
     const uint8_t *w;
@@ -141,37 +282,10 @@ typedef struct {
 
 static void gemm_task(void *vctx, int64_t t) {
     const gemm_ctx *c = vctx;
-    const plan_t *p = c->p;
     const item_t *it = &c->items[t];
-    const uint8_t *w = c->w + c->g->mat[it->group] * c->mat_stride;
-    const int64_t c1 = c->g->off[it->group + 1];
-    int64_t col = c->g->off[it->group];
-    if (p->dot4) {
-        /* four tokens per sweep: each weight row is decoded once for all four */
-        for (; col + 4 <= c1; col += 4) {
-            const void *y[4];
-            float *o[4];
-            for (int k = 0; k < 4; ++k) {
-                y[k] = c->act + c->g->act_idx[col + k] * p->act_bytes;
-                o[k] = c->out + c->g->out_idx[col + k] * c->out_stride;
-            }
-            for (int64_t r = it->r0; r < it->r1; ++r) {
-                float s[4];
-                p->dot4(p->n, s, w + r * p->row_bytes, y);
-                o[0][r] = s[0];
-                o[1][r] = s[1];
-                o[2][r] = s[2];
-                o[3][r] = s[3];
-            }
-        }
-    }
-    for (; col < c1; ++col) {
-        const uint8_t *y = c->act + c->g->act_idx[col] * p->act_bytes;
-        float *o = c->out + c->g->out_idx[col] * c->out_stride;
-        for (int64_t r = it->r0; r < it->r1; ++r) {
-            do_dot(p, &o[r], w + r * p->row_bytes, y);
-        }
-    }
+    const groups_t *g = c->g;
+    sweep(c->p, c->w + g->mat[it->group] * c->mat_stride, it->r0, it->r1, c->act, g->act_idx, g->out_idx,
+          g->off[it->group], g->off[it->group + 1], c->out, c->out_stride);
 }
 
 /* Items: every group's rows cut into tiles. Returns NULL on allocation failure. */
@@ -391,13 +505,14 @@ int qtk_moe_matmul(const qtk_wtype *wt, const void *w, int64_t n_experts, int64_
 }
 
 /* Phase 1 of the fused FFN: for the tokens routed to an expert, h = silu(gate x) * up x on a tile
- * of the expert's n_ff rows. */
+ * of the expert's n_ff rows: the tile is swept for the gate into h and for the up projection into
+ * u (each with the multi-token kernels), then combined in place. */
 typedef struct {
     const plan_t *pg, *pu;
     const uint8_t *gate, *up;
     int64_t gate_stride, up_stride;
     const uint8_t *act_g, *act_u;
-    float *h;
+    float *h, *u;
     int64_t n_ff;
     const groups_t *g;
     const item_t *items;
@@ -406,16 +521,16 @@ typedef struct {
 static void ffn_gate_up_task(void *vctx, int64_t t) {
     const ffn_ctx *c = vctx;
     const item_t *it = &c->items[t];
-    const int64_t e = c->g->mat[it->group];
-    const uint8_t *wg = c->gate + e * c->gate_stride, *wu = c->up + e * c->up_stride;
-    for (int64_t col = c->g->off[it->group]; col < c->g->off[it->group + 1]; ++col) {
-        const uint8_t *yg = c->act_g + c->g->act_idx[col] * c->pg->act_bytes;
-        const uint8_t *yu = c->act_u + c->g->act_idx[col] * c->pu->act_bytes;
-        float *h = c->h + c->g->out_idx[col] * c->n_ff;
+    const groups_t *g = c->g;
+    const int64_t e = g->mat[it->group], c0 = g->off[it->group], c1 = g->off[it->group + 1];
+    sweep(c->pg, c->gate + e * c->gate_stride, it->r0, it->r1, c->act_g, g->act_idx, g->out_idx, c0, c1, c->h,
+          c->n_ff);
+    sweep(c->pu, c->up + e * c->up_stride, it->r0, it->r1, c->act_u, g->act_idx, g->out_idx, c0, c1, c->u, c->n_ff);
+    for (int64_t col = c0; col < c1; ++col) {
+        float *h = c->h + g->out_idx[col] * c->n_ff;
+        const float *u = c->u + g->out_idx[col] * c->n_ff;
         for (int64_t r = it->r0; r < it->r1; ++r) {
-            float gv, uv;
-            do_dot(c->pg, &gv, wg + r * c->pg->row_bytes, yg);
-            do_dot(c->pu, &uv, wu + r * c->pu->row_bytes, yu);
+            const float gv = h[r], uv = u[r];
             h[r] = gv / (1.0f + expf(-gv)) * uv;
         }
     }
@@ -459,9 +574,10 @@ int qtk_moe_ffn(const qtk_wtype *gate_t, const qtk_wtype *up_t, const qtk_wtype 
     uint8_t *act_g = malloc((size_t)(tokens * pg.act_bytes + 1));
     uint8_t *act_u = share ? act_g : malloc((size_t)(tokens * pu.act_bytes + 1));
     float *h = malloc((size_t)(pairs * n_ff + 1) * sizeof *h);
+    float *u = malloc((size_t)(pairs * n_ff + 1) * sizeof *u);
     uint8_t *hq = malloc((size_t)(pairs * pd.act_bytes + 1));
     float *dout = malloc((size_t)(pairs * n_embd) * sizeof *dout);
-    if (!act_g || !act_u || !h || !hq || !dout) {
+    if (!act_g || !act_u || !h || !u || !hq || !dout) {
         status = QTK_E_NOMEM;
         goto done;
     }
@@ -477,7 +593,8 @@ int qtk_moe_ffn(const qtk_wtype *gate_t, const qtk_wtype *up_t, const qtk_wtype 
             status = QTK_E_NOMEM;
             goto done;
         }
-        ffn_ctx c = {&pg, &pu, gate, up, n_ff * pg.row_bytes, n_ff * pu.row_bytes, act_g, act_u, h, n_ff, &r.g, items};
+        ffn_ctx c = {&pg, &pu, gate, up, n_ff * pg.row_bytes, n_ff * pu.row_bytes, act_g, act_u, h, u, n_ff, &r.g,
+                     items};
         qtk_pool_run(threads, nitems, ffn_gate_up_task, &c);
         free(items);
     }
@@ -507,6 +624,7 @@ done:
         free(act_u);
     }
     free(h);
+    free(u);
     free(hq);
     free(dout);
     routing_free(&r);

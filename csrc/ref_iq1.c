@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "common.h"
+#include "fastq.h"
 #include "iq_grids.h"
 #include "iq_lanes.h"
 #include "iq_lattice.h"
@@ -288,10 +289,88 @@ void qtk_dequantize_row_iq1_s(const void *vx, float *y, int64_t n) {
 
 /* ---------------------------------------------------------------- IQ1_M */
 
+#ifdef QTK_FASTQ_HAVE_AVX2
+#include <immintrin.h>
+
+/* IQ1_M's split search (below) with eight consecutive i2 at once, for CPUs with AVX2: the same
+ * float operations per candidate (no FMA: the target does not enable it) and the same order of
+ * replacements of the running best. px, pw: the prefix sums, padded to 24. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+__attribute__((target("avx2"))) static inline v8f splat8(float x) {
+    return (v8f){x, x, x, x, x, x, x, x};
+}
+
+__attribute__((target("avx2"))) static inline v8f load8(const float *p) {
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+__attribute__((target("avx2"))) static void split_search_m_avx2(split_best *b, const float (*px)[24],
+                                                                 const float (*pw)[24], const float *txs,
+                                                                 const float *tws) {
+    enum { N = 16 };
+    const float p2 = x_p[2], m2 = x_m[2];
+    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
+    const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
+    const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    float qp2[2][N + 8], qm2[2][N + 8];   /* pw * cp2 and pw * cm2 at every i2 */
+    for (int h = 0; h < 2; ++h) {
+        for (int j = 0; j < N + 8; j += 8) {
+            const v8f w2 = load8(pw[h] + j);
+            const v8f a = w2 * splat8(cp2), c = w2 * splat8(cm2);
+            memcpy(qp2[h] + j, &a, sizeof a);
+            memcpy(qm2[h] + j, &c, sizeof c);
+        }
+    }
+    const v8f lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int i1 = 0; i1 <= N; ++i1) {
+        v8f tp[2], tm[2], kp[2], km[2], sx1[2];
+        for (int h = 0; h < 2; ++h) {
+            tp[h] = splat8(txs[h] * p2);
+            tm[h] = splat8(txs[h] * m2);
+            kp[h] = splat8(tws[h] * p2 * p2 + pw[h][i1] * cp1);
+            km[h] = splat8(tws[h] * m2 * m2 + pw[h][i1] * cm1);
+            sx1[h] = splat8(px[h][i1]);
+        }
+        for (int i2 = i1; i2 <= N; i2 += 8) {
+            v8f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+            for (int h = 0; h < 2; ++h) {
+                const v8f sx = sx1[h] + load8(px[h] + i2);
+                qx_p[h] = tp[h] - sx;
+                qx_m[h] = tm[h] - sx;
+                q2_p[h] = kp[h] + load8(qp2[h] + i2);
+                q2_m[h] = km[h] + load8(qm2[h] + i2);
+            }
+            const v8f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+            const v8f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+            const v8f bestv = splat8(b->best);
+            v8i any = sumqx[0] * sumqx[0] > bestv * sumq2[0];
+            for (int k = 1; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
+                any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
+            }
+            const v8i hit = any & (lane <= splat8((float)(N - i2)));
+            const unsigned m = (unsigned)_mm256_movemask_ps((__m256)hit);
+            if (!m) {
+                continue;
+            }
+            for (int l = __builtin_ctz(m); l < 8 && i2 + l <= N; ++l) {   /* lanes before the first hit change nothing */
+                for (int k = 0; k < 4; ++k) {
+                    consider(b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* One 16-element sub-block. Each half (8 elements) has its own shift; k encodes the pair
  * (0: +,+  1: +,-  2: -,+  3: -,-). Returns 0 when the sub-block stores nothing. */
 static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *weight, uint16_t *index,
-                       float *scale_out, int *k_out) {
+                       float *scale_out, int *k_out, int avx2) {
     enum { N = 16 };
     float max = fabsf(xb[0]);
     for (int i = 1; i < N; ++i) {
@@ -302,8 +381,8 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
     }
     int idx[N];
     sort_by_value(xb, N, idx);
-    /* prefix sums of w*x and w per half, over the sorted order (padded for 4 lanes) */
-    float px[2][N + 4], pw[2][N + 4];
+    /* prefix sums of w*x and w per half, over the sorted order (padded for 8 lanes) */
+    float px[2][N + 8], pw[2][N + 8];
     px[0][0] = px[1][0] = 0;
     pw[0][0] = pw[1][0] = 0;
     for (int j = 0; j < N; ++j) {
@@ -315,7 +394,7 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
         pw[1 - h][j + 1] = pw[1 - h][j];
     }
     for (int h = 0; h < 2; ++h) {
-        for (int j = N + 1; j < N + 4; ++j) {
+        for (int j = N + 1; j < N + 8; ++j) {
             px[h][j] = px[h][N];
             pw[h][j] = pw[h][N];
         }
@@ -328,48 +407,55 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
     const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
     const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
     const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
-    /* every split and shift pair k, in ggml's order; four consecutive i2 at once, taken one by one
-     * only when one of their 16 candidates beats the running best */
     split_best b = {-FLT_MAX, max, -1, -1, -1};
-    const v4f lane = {0, 1, 2, 3};
-    for (int i1 = 0; i1 <= N; ++i1) {
-        v4f tp[2], tm[2], kp[2], km[2], sx1[2];
-        for (int h = 0; h < 2; ++h) {
-            tp[h] = splat4(txs[h] * p2);
-            tm[h] = splat4(txs[h] * m2);
-            kp[h] = splat4(tws[h] * p2 * p2 + pw[h][i1] * cp1);
-            km[h] = splat4(tws[h] * m2 * m2 + pw[h][i1] * cm1);
-            sx1[h] = splat4(px[h][i1]);
-        }
-        for (int i2 = i1; i2 <= N; i2 += 4) {
-            v4f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+#ifdef QTK_FASTQ_HAVE_AVX2
+    if (avx2) {
+        split_search_m_avx2(&b, px, pw, txs, tws);
+    } else
+#endif
+    {
+        /* every split and shift pair k, in ggml's order; four consecutive i2 at once, taken one by one
+         * only when one of their 16 candidates beats the running best */
+        const v4f lane = {0, 1, 2, 3};
+        for (int i1 = 0; i1 <= N; ++i1) {
+            v4f tp[2], tm[2], kp[2], km[2], sx1[2];
             for (int h = 0; h < 2; ++h) {
-                const v4f sx = sx1[h] + load4(px[h] + i2);
-                const v4f w2 = load4(pw[h] + i2);
-                qx_p[h] = tp[h] - sx;
-                qx_m[h] = tm[h] - sx;
-                q2_p[h] = kp[h] + w2 * splat4(cp2);
-                q2_m[h] = km[h] + w2 * splat4(cm2);
+                tp[h] = splat4(txs[h] * p2);
+                tm[h] = splat4(txs[h] * m2);
+                kp[h] = splat4(tws[h] * p2 * p2 + pw[h][i1] * cp1);
+                km[h] = splat4(tws[h] * m2 * m2 + pw[h][i1] * cm1);
+                sx1[h] = splat4(px[h][i1]);
             }
-            const v4f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
-            const v4f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
-            const v4f bestv = splat4(b.best);
-            v4i hit = lane <= splat4((float)(N - i2));
-            v4i any = {0, 0, 0, 0};
-            for (int k = 0; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
-                any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
-            }
-            hit &= any;
-            if (!any4(hit)) {
-                continue;
-            }
-            int first = 0;   /* lanes before the first hit would not change the best */
-            while (!hit[first]) {
-                ++first;
-            }
-            for (int l = first; l < 4 && i2 + l <= N; ++l) {
-                for (int k = 0; k < 4; ++k) {
-                    consider(&b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
+            for (int i2 = i1; i2 <= N; i2 += 4) {
+                v4f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+                for (int h = 0; h < 2; ++h) {
+                    const v4f sx = sx1[h] + load4(px[h] + i2);
+                    const v4f w2 = load4(pw[h] + i2);
+                    qx_p[h] = tp[h] - sx;
+                    qx_m[h] = tm[h] - sx;
+                    q2_p[h] = kp[h] + w2 * splat4(cp2);
+                    q2_m[h] = km[h] + w2 * splat4(cm2);
+                }
+                const v4f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+                const v4f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+                const v4f bestv = splat4(b.best);
+                v4i hit = lane <= splat4((float)(N - i2));
+                v4i any = {0, 0, 0, 0};
+                for (int k = 0; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
+                    any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
+                }
+                hit &= any;
+                if (!any4(hit)) {
+                    continue;
+                }
+                int first = 0;   /* lanes before the first hit would not change the best */
+                while (!hit[first]) {
+                    ++first;
+                }
+                for (int l = first; l < 4 && i2 + l <= N; ++l) {
+                    for (int k = 0; k < 4; ++k) {
+                        consider(&b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
+                    }
                 }
             }
         }
@@ -430,6 +516,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
     static const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
     block_iq1_m *y = vy;
     const qtk_iq_lattice *lat = qtk_iq_lattice_get(QTK_LAT_IQ1);
+    const int avx2 = qtk_iq_avx2();
     float scales[QK_K / 16], weights[QK_K];
     int shifts[QK_K / 16];
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
@@ -447,7 +534,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
             uint16_t index[2];
             float scale;
             int k;
-            if (!iq1_m_sub16(lat, xb, weight, index, &scale, &k)) {
+            if (!iq1_m_sub16(lat, xb, weight, index, &scale, &k, avx2)) {
                 scales[ib] = 0;
                 shifts[ib] = 0;
                 continue;

@@ -39,8 +39,8 @@ static inline uint64_t grid_entry(const uint64_t *grid, int index) {
 /* Eight grid values times db, signed by the bits of `signs`. */
 static inline void emit8(float *y, float db, uint64_t g, uint8_t signs) {
     for (int j = 0; j < 8; ++j) {
-        const float v = (float)(uint8_t)(g >> (8 * j));
-        y[j] = db * v * (signs & (1u << j) ? -1.f : 1.f);
+        const float v = db * (float)(uint8_t)(g >> (8 * j));
+        y[j] = signs & (1u << j) ? -v : v;   /* ggml's "* -1.f" as the compiler emits it: a negation */
     }
 }
 
@@ -84,7 +84,7 @@ void qtk_quantize_row_iq2_xxs(const float *x, void *vy, int64_t n, const float *
                 scales[ib] = 0;
                 continue;
             }
-            float scale = qtk_search_positive(32, IQ2_KMAXQ + 1, xval, (uint8_t *)L, weight);
+            float scale = qtk_iq_search_positive(32, IQ2_KMAXQ + 1, xval, (uint8_t *)L, weight);
             const float eff_max = scale * IQ2_KMAXQ;
             if (eff_max <= 0) {
                 scales[ib] = 0;

@@ -46,8 +46,8 @@ static void weights32(const float *xb, const float *qw, float sigma2, float *wei
 /* Four grid values times db, signed by bits `shift`.. of `signs`. */
 static inline void emit4(float *y, float db, uint32_t g, uint8_t signs, int shift) {
     for (int j = 0; j < 4; ++j) {
-        const float v = (float)(uint8_t)(g >> (8 * j));
-        y[j] = db * v * (signs & (1u << (shift + j)) ? -1.f : 1.f);
+        const float v = db * (float)(uint8_t)(g >> (8 * j));
+        y[j] = signs & (1u << (shift + j)) ? -v : v;   /* a negation, as for IQ2 */
     }
 }
 

@@ -127,4 +127,13 @@ void qtk_dequantize_row_iq4_xs_neon(const void *vx, float *y, int64_t n);
 void qtk_dequantize_row_tq2_0_neon(const void *vx, float *y, int64_t n);
 void qtk_dequantize_row_tq1_0_neon(const void *vx, float *y, int64_t n);
 
+/* neon_iq.c */
+void qtk_vec_dot_iq2_xxs_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq2_xs_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq2_s_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq3_xxs_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq3_s_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq1_s_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+void qtk_vec_dot_iq1_m_q8_K_neon(int64_t n, float *s, const void *vx, const void *vy);
+
 #endif

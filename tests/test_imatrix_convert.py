@@ -169,14 +169,45 @@ def test_api_report_is_json_ready(tmp_path):
         qtoolkit.imatrix(FIXTURE, text="too short", ctx=64)
 
 
-def test_low_bit_files_run_even_without_their_matmul_kernels(ours, tmp_path):
-    """A type without a matmul kernel in this build (the IQ1-IQ3 dot products are arriving
-    separately) is decoded to float32 at load, so the quantized file can still be measured."""
+def test_low_bit_files_run_through_their_kernels_and_without_them(ours, tmp_path, monkeypatch, caplog):
+    """An IQ2_XXS file runs through the IQ2_XXS matmul kernels (Q8_K activations, as llama.cpp). A
+    type without a matmul kernel in a build (forced here for IQ2_XXS) is decoded to float32 at load,
+    with a warning, so such a file can still be measured; it then differs only by the activations'
+    rounding."""
+    import qtoolkit.model.linear as linear
+    from qtoolkit.errors import QtkNotImplementedError
+
     out = str(tmp_path / "iq2.gguf")
     qtoolkit.convert(FIXTURE, out, "IQ2_XXS", imatrix=ours["gguf"])
-    m = qtoolkit.load(out)
-    toks = m.tokenizer.encode("Full fathom five thy father lies; of his bones are coral made.")
-    lg = m.forward(toks)
-    assert lg.shape == (len(toks), 2048) and np.isfinite(lg).all()
+    toks = qtoolkit.load(FIXTURE).tokenizer.encode("Full fathom five thy father lies; of his bones are coral made.")
     ref = qtoolkit.load(FIXTURE).forward(toks)
+    widened = "runs dequantized to float32"
+
+    with caplog.at_level("WARNING"):
+        lg = qtoolkit.load(out).forward(toks)
+    assert not [r for r in caplog.records if widened in r.getMessage()]
+    assert lg.shape == (len(toks), 2048) and np.isfinite(lg).all()
     assert np.corrcoef(lg.ravel(), ref.ravel())[0, 1] > 0.9
+
+    iq2 = int(qtoolkit.QuantType.IQ2_XXS)
+    bound_mm, bound_ffn = linear.BoundMatmul, linear.BoundMoeFFN
+
+    def no_iq2_mm(type_id, *a, **k):
+        if type_id == iq2:
+            raise QtkNotImplementedError("no IQ2_XXS kernel in this (pretended) build")
+        return bound_mm(type_id, *a, **k)
+
+    def no_iq2_ffn(type_ids, *a, **k):
+        if iq2 in type_ids:
+            raise QtkNotImplementedError("no IQ2_XXS kernel in this (pretended) build")
+        return bound_ffn(type_ids, *a, **k)
+
+    monkeypatch.setattr(linear, "BoundMatmul", no_iq2_mm)
+    monkeypatch.setattr(linear, "BoundMoeFFN", no_iq2_ffn)
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        wide = qtoolkit.load(out).forward(toks)
+    assert [r for r in caplog.records if widened in r.getMessage()]
+    assert wide.shape == lg.shape and np.isfinite(wide).all()
+    assert not np.array_equal(wide, lg)                      # float32 activations instead of Q8_K
+    assert np.corrcoef(wide.ravel(), lg.ravel())[0, 1] > 0.999

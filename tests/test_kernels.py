@@ -16,8 +16,9 @@ from qtoolkit import QtkValueError
 from qtoolkit import _clib
 from qtoolkit.matmul import _wtype
 
+IQ_TYPES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"]
 DOT_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
-             "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"]
+             "Q6_K", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0"] + IQ_TYPES
 CUSTOMS = [q.CustomQuant(2, 32), q.CustomQuant(3, 16, True), q.CustomQuant(4, 32), q.CustomQuant(5, 24),
            q.CustomQuant(6, 64, True), q.CustomQuant(7, 8), q.CustomQuant(8, 40, True)]
 DEQUANT_TYPES = DOT_TYPES + ["Q8_1", "Q8_K"]
@@ -36,6 +37,14 @@ def with_isa(name, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     finally:
         q.set_isa(before)
+
+
+def qz(x, qtype):
+    """quantize, with importance weights for the types that need them (IQ2_XXS, IQ2_XS, IQ1_S)."""
+    if not isinstance(qtype, q.CustomQuant) and q.type_info(qtype).requires_imatrix:
+        n = x.shape[-1]
+        return q.quantize(x, qtype, imatrix=(1.0 + 0.5 * np.cos(np.arange(n))).astype(np.float32))
+    return q.quantize(x, qtype)
 
 
 def weights(rng, rows, n, scale=1.0):
@@ -96,13 +105,13 @@ def test_dequantize_matches_reference(isa, qtype):
     rng = np.random.default_rng(1)
     for nb in BLOCK_COUNTS:
         n = nb * block_size(qtype)
-        data = q.quantize(weights(rng, 3, n), qtype)
+        data = qz(weights(rng, 3, n), qtype)
         got = q.dequantize(data, qtype)
         ref = with_isa("ref", q.dequantize, data, qtype)
         assert np.array_equal(got.view(np.uint32), ref.view(np.uint32)), f"{nb} blocks"
 
 
-@pytest.mark.parametrize("qtype", ["Q4_0", "Q5_1", "Q3_K", "Q6_K", "IQ4_XS", "TQ1_0", "F16", "BF16"])
+@pytest.mark.parametrize("qtype", ["Q4_0", "Q5_1", "Q3_K", "Q6_K", "IQ4_XS", "TQ1_0", "F16", "BF16"] + IQ_TYPES)
 def test_dequantize_random_bytes_matches_reference(isa, qtype):
     """Arbitrary block bytes (any level, any scale bit pattern including Inf/NaN halves)."""
     rng = np.random.default_rng(2)
@@ -191,7 +200,7 @@ def test_matmul_error_bound_on_tail_lengths(isa, qtype):
     rng = np.random.default_rng(5)
     for nb in BLOCK_COUNTS:
         n = nb * block_size(qtype)
-        w = q.quantize(weights(rng, 5, n), qtype)
+        w = qz(weights(rng, 5, n), qtype)
         x = rng.standard_normal((3, n)).astype(np.float32)
         got = q.matmul(w, qtype, x)
         err = normalised_error(dot_oracle(qtype, w, x), got)
@@ -203,7 +212,7 @@ def test_vec_dot_matches_matmul(isa, qtype):
     """matmul is the dot kernel, element by element (the same bits)."""
     rng = np.random.default_rng(6)
     n = 8 * block_size(qtype) if block_size(qtype) > 1 else 100
-    w = q.quantize(weights(rng, 4, n), qtype)
+    w = qz(weights(rng, 4, n), qtype)
     x = rng.standard_normal(n).astype(np.float32)
     wt = _wtype(q.formats.resolve(qtype))
     y = _clib.quantize_activation(wt, x)
@@ -243,7 +252,7 @@ def make_values(kind, shape, rng):
 def test_matmul_hypothesis(isa, qtype, rows, tokens, nblocks, wkind, xkind, seed):
     rng = np.random.default_rng(seed)
     n = nblocks * block_size(qtype) if block_size(qtype) > 1 else nblocks * 7
-    w = q.quantize(make_values(wkind, (rows, n), rng).astype(np.float32), qtype)
+    w = qz(make_values(wkind, (rows, n), rng).astype(np.float32), qtype)
     x = make_values(xkind, (tokens, n), rng).astype(np.float32)
     got = q.matmul(w, qtype, x)
     assert got.shape == (tokens, rows) and got.dtype == np.float32
@@ -253,15 +262,24 @@ def test_matmul_hypothesis(isa, qtype, rows, tokens, nblocks, wkind, xkind, seed
     assert normalised_error(ref, got) < TOLERANCE
 
 
-def test_gemv_equals_gemm_rows(isa):
-    """A token computed alone (gemv) and inside a prompt (blocked gemm) gives the same bits."""
+GEMM_TYPES = ["Q4_K", "Q8_0", "IQ4_NL", "Q6_K", "Q4_0", "Q2_K", "Q3_K", "Q5_K", "IQ4_XS", "Q4_1", "Q5_0", "Q5_1",
+              "F16", "F32", "BF16", "TQ1_0", "TQ2_0"] + IQ_TYPES
+
+
+@pytest.mark.parametrize("qtype", GEMM_TYPES)
+def test_gemv_equals_gemm_rows(isa, qtype):
+    """A token computed alone (gemv: the single-row, eight-row or 4 x 1 tile kernels) and inside a
+    prompt (the 4- / 8-token kernels, 3 x 4 tiles, and the leftovers) gives the same bits, for every
+    token count that leaves a different remainder and row counts that are not multiples of 8."""
     rng = np.random.default_rng(7)
-    for qtype in ("Q4_K", "Q8_0", "IQ4_NL", "Q6_K", "Q4_0", "Q2_K", "Q3_K", "Q5_K", "IQ4_XS", "Q4_1", "Q5_0", "Q5_1"):
-        w = q.quantize(weights(rng, 300, 512), qtype)
-        x = rng.standard_normal((37, 512)).astype(np.float32)
-        many = q.matmul(w, qtype, x)
-        for t in (0, 17, 36):
-            assert np.array_equal(q.matmul(w, qtype, x[t]), many[t])
+    n = 512 if qtype not in ("F16", "F32", "BF16") else 517   # float rows: a tail after the 8-wide steps
+    w = qz(weights(rng, 203, n), qtype)
+    x = rng.standard_normal((37, n)).astype(np.float32)
+    alone = np.stack([q.matmul(w, qtype, x[t]) for t in range(37)])
+    for tokens in (37, 12, 9, 5, 3, 2):
+        assert np.array_equal(q.matmul(w, qtype, x[:tokens]), alone[:tokens]), f"{tokens} tokens"
+    one_row = np.array([q.matmul(w[r:r + 1], qtype, x[5])[0] for r in range(0, 203, 29)], np.float32)
+    assert np.array_equal(one_row, alone[5, 0:203:29])
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "F16", q.CustomQuant(4, 24)], ids=_ids(["Q8_0", "Q4_K", "F16", q.CustomQuant(4, 24)]))

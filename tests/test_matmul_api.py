@@ -13,7 +13,7 @@ import qtoolkit as q
 from qtoolkit import QtkNotImplementedError, QtkTypeError, QtkValueError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MOE_TYPES = ["Q4_K", "Q8_0", "Q4_1", "IQ4_XS", "F16", q.CustomQuant(4, 32)]
+MOE_TYPES = ["Q4_K", "Q8_0", "Q4_1", "IQ4_XS", "F16", q.CustomQuant(4, 32), "IQ2_XXS", "IQ2_S", "IQ3_XXS", "IQ1_M"]
 
 
 def _ids(values):
@@ -24,6 +24,13 @@ def _ids(values):
 
 def rand(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def qz(x, qtype):
+    """quantize, with importance weights for the types that need them (IQ2_XXS, IQ2_XS, IQ1_S)."""
+    if not isinstance(qtype, q.CustomQuant) and q.type_info(qtype).requires_imatrix:
+        return q.quantize(x, qtype, imatrix=np.linspace(0.5, 2.0, x.shape[-1], dtype=np.float32))
+    return q.quantize(x, qtype)
 
 
 def silu(v):
@@ -61,11 +68,12 @@ def test_matmul_rejects_bad_input():
         q.matmul(q.quantize(rand(rng, 2, 256), "Q8_K"), "Q8_K", rand(rng, 256))
 
 
-@pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "Q6_K", "F32", q.CustomQuant(3, 24)], ids=_ids)
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q8_0", "Q6_K", "F32", q.CustomQuant(3, 24), "IQ2_XS", "IQ3_S", "IQ1_S"],
+                         ids=_ids)
 def test_results_do_not_depend_on_threads(isa, qtype):
     rng = np.random.default_rng(2)
     n = 768 if not isinstance(qtype, q.CustomQuant) else 24 * 32
-    w = q.quantize(rand(rng, 1000, n), qtype)
+    w = qz(rand(rng, 1000, n), qtype)
     for x in (rand(rng, n), rand(rng, 13, n)):
         base = q.matmul(w, qtype, x, threads=1)
         for threads in (2, 3, 7):
@@ -119,7 +127,7 @@ def test_pool_works_in_a_forked_child():
 def test_moe_matmul_equals_per_token_loop(isa, qtype):
     rng = np.random.default_rng(4)
     n_experts, rows, n, tokens, k = 9, 70, 256, 11, 3
-    w = q.quantize(rand(rng, n_experts, rows, n), qtype)
+    w = qz(rand(rng, n_experts, rows, n), qtype)
     x = rand(rng, tokens, n)
     ids = np.stack([rng.choice(n_experts, k, replace=False) for _ in range(tokens)]).astype(np.int32)
     ids[0] = [4, 4, 2]  # a repeated expert is allowed
@@ -130,6 +138,25 @@ def test_moe_matmul_equals_per_token_loop(isa, qtype):
             assert np.array_equal(out[t, j], q.matmul(w[ids[t, j]], qtype, x[t]))
     for threads in (1, 2, 5):
         assert np.array_equal(q.moe_matmul(w, qtype, x, ids.astype(np.int64), threads=threads), out)
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q2_K", "IQ4_XS", "F16", "IQ2_XS"])
+def test_moe_matmul_many_tokens_per_expert(isa, qtype):
+    """Experts with 8+ tokens (full eight-token chunks), 4-7 (a padded chunk) and 1-3 (the gemv
+    kernels) in one call, rows not a multiple of 8: still the per-token loop, bit for bit."""
+    rng = np.random.default_rng(11)
+    n_experts, rows, n, tokens, k = 4, 45, 512, 29, 2
+    w = qz(rand(rng, n_experts, rows, n), qtype)
+    x = rand(rng, tokens, n)
+    ids = np.zeros((tokens, k), np.int32)
+    ids[:, 0] = 0                                  # expert 0: all 29 tokens
+    ids[:, 1] = np.where(np.arange(tokens) < 6, 1, np.where(np.arange(tokens) < 8, 2, 3))   # 6, 2, 21 tokens
+    out = q.moe_matmul(w, qtype, x, ids)
+    for t in range(tokens):
+        for j in range(k):
+            assert np.array_equal(out[t, j], q.matmul(w[ids[t, j]], qtype, x[t]))
+    for threads in (2, 3):
+        assert np.array_equal(q.moe_matmul(w, qtype, x, ids, threads=threads), out)
 
 
 def test_moe_matmul_reads_only_routed_experts():
@@ -157,15 +184,16 @@ def test_moe_rejects_bad_ids():
 
 
 @pytest.mark.parametrize("qtypes", [("Q4_K", "Q4_K", "Q6_K"), "Q8_0", ("IQ4_XS", "Q5_K", "Q4_0"), "F32",
-                                    (q.CustomQuant(4, 32), "Q4_K", q.CustomQuant(5, 64, True))],
-                         ids=["q4k-q6k", "q8_0", "mixed", "f32", "custom"])
+                                    (q.CustomQuant(4, 32), "Q4_K", q.CustomQuant(5, 64, True)),
+                                    ("IQ2_XXS", "IQ3_S", "IQ1_M"), ("IQ2_XS", "IQ2_S", "IQ3_XXS"), "IQ1_S"],
+                         ids=["q4k-q6k", "q8_0", "mixed", "f32", "custom", "iq-a", "iq-b", "iq1_s"])
 def test_moe_ffn(isa, qtypes):
     rng = np.random.default_rng(7)
     n_experts, n_embd, n_ff, tokens, k = 6, 256, 512, 9, 2
     ts = qtypes if isinstance(qtypes, tuple) else (qtypes,) * 3
-    gate = q.quantize(rand(rng, n_experts, n_ff, n_embd, scale=0.1), ts[0])
-    up = q.quantize(rand(rng, n_experts, n_ff, n_embd, scale=0.1), ts[1])
-    down = q.quantize(rand(rng, n_experts, n_embd, n_ff, scale=0.1), ts[2])
+    gate = qz(rand(rng, n_experts, n_ff, n_embd, scale=0.1), ts[0])
+    up = qz(rand(rng, n_experts, n_ff, n_embd, scale=0.1), ts[1])
+    down = qz(rand(rng, n_experts, n_embd, n_ff, scale=0.1), ts[2])
     x = rand(rng, tokens, n_embd)
     ids = np.stack([rng.choice(n_experts, k, replace=False) for _ in range(tokens)]).astype(np.int32)
     wts = rng.random((tokens, k)).astype(np.float32)

@@ -2,7 +2,7 @@
  * qemu-user by tools/test_neon.sh (it also builds and runs natively, testing whatever ISA the host
  * has). For every type: dequantize bit-exact; the activation quantizer bit-exact (ties, zeros,
  * subnormals, NaN); matmul within the normalised error bound of the reference; MoE equal to the
- * per-token loop. Prints one line per failure and a closing "N passed, M failed" line. */
+ * per-token loop; the IQ codebook types included. Prints one line per failure and a closing "N passed, M failed" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,9 @@ static float nrand(void) {
 
 static const int types[] = {QTK_TYPE_F32, QTK_TYPE_F16, QTK_TYPE_BF16, QTK_TYPE_Q4_0, QTK_TYPE_Q4_1, QTK_TYPE_Q5_0,
                             QTK_TYPE_Q5_1, QTK_TYPE_Q8_0, QTK_TYPE_Q2_K, QTK_TYPE_Q3_K, QTK_TYPE_Q4_K, QTK_TYPE_Q5_K,
-                            QTK_TYPE_Q6_K, QTK_TYPE_IQ4_NL, QTK_TYPE_IQ4_XS, QTK_TYPE_TQ1_0, QTK_TYPE_TQ2_0};
+                            QTK_TYPE_Q6_K, QTK_TYPE_IQ4_NL, QTK_TYPE_IQ4_XS, QTK_TYPE_TQ1_0, QTK_TYPE_TQ2_0,
+                            QTK_TYPE_IQ2_XXS, QTK_TYPE_IQ2_XS, QTK_TYPE_IQ2_S, QTK_TYPE_IQ3_XXS, QTK_TYPE_IQ3_S,
+                            QTK_TYPE_IQ1_S, QTK_TYPE_IQ1_M};
 
 static double nerr(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
@@ -80,8 +82,13 @@ int main(void) {
                 x[b + 3] = 126.5f;
                 x[b + 4] = 0.49999997f;
             }
+            float *imat = malloc((size_t)n * 4);   /* importance weights (IQ2_XXS, IQ2_XS, IQ1_S need them) */
+            for (int64_t i = 0; i < n; ++i) {
+                imat[i] = 0.5f + (float)(i % 5);
+            }
             qtk_set_isa(QTK_ISA_REF);
-            qtk_quantize(type, w, q, rows, n, NULL, NULL);
+            qtk_quantize(type, w, q, rows, n, imat, NULL);
+            free(imat);
             qtk_dequantize(type, q, d0, rows, n);
             qtk_quantize_activation(&wt, x, n, a0, ab);
             qtk_matmul(&wt, q, rows, n, x, tokens, o0, 1);
