@@ -95,6 +95,12 @@ int qtk_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n
 /* Dequantize nrows rows of n_per_row elements. */
 int qtk_dequantize(int type, const void *src, float *dst, int64_t nrows, int64_t n_per_row);
 
+/* Quantization error per row, without keeping the quantized data: err[r] = sum_j w_j (x_j - y_j)^2
+ * where y is row r quantized to `type` (with `imatrix` as qtk_quantize takes it) and dequantized
+ * again, in double precision. weights: NULL (all 1) or n_per_row non-negative finite values. */
+int qtk_quant_error(int type, const float *src, int64_t nrows, int64_t n_per_row, const float *imatrix,
+                    const float *weights, double *err, int64_t *bad_row);
+
 /* Custom bit-widths: `bits` in 2..8, `group` a positive multiple of 8, fp16 scale (and fp16 min
  * unless symmetric). Block = [d:f16][m:f16 if asymmetric][group*bits/8 bytes, LSB-first bits]. */
 int qtk_custom_block_bytes(int bits, int group, int symmetric, int64_t *out);

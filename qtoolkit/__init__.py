@@ -22,8 +22,9 @@ from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, m
 from . import imatrix  # noqa: E402  a callable module: qtoolkit.imatrix(model, file=..., output=...)
 
 
-def convert(model_dir, out_path, qtype="Q4_K_M", **options):
-    """Convert a Hugging Face model folder to a llama.cpp GGUF file; see :mod:`qtoolkit.converter`."""
+def convert(model_dir, out_path, qtype=None, **options):
+    """Convert a Hugging Face model folder to a llama.cpp GGUF file (``qtype`` default Q4_K_M, or a
+    bit allocation with ``target_size=`` / ``target_bpw=`` and ``calib=``); see :mod:`qtoolkit.converter`."""
     from .converter.core import convert as _convert
 
     return _convert(model_dir, out_path, qtype, **options)

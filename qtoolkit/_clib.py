@@ -185,6 +185,35 @@ def quantize_rows(type_id: int, x: np.ndarray, out: np.ndarray, imatrix=None, ro
                         traits.name if imatrix is None else "")
 
 
+def quant_error_rows(type_id: int, x: np.ndarray, out: np.ndarray, imatrix=None, weights=None, row0: int = 0) -> None:
+    """out[r] (float64) = sum_j weights_j (x[r, j] - dequantize(quantize(x[r]))_j)^2 for float32 x [rows, n]."""
+    _require(x, np.float32, 2, "x")
+    _require(out, np.float64, 1, "out", writable=True)
+    traits = _implemented(type_id)
+    _implemented(type_id, dequant=True)
+    rows, n = x.shape
+    if n % traits.block_size:
+        raise QtkValueError(f"row length {n} is not a multiple of the block size {traits.block_size}")
+    if out.shape != (rows,):
+        raise QtkValueError(f"out has shape {out.shape}, expected {(rows,)}")
+    qw = _check_imatrix(imatrix, n)
+    if weights is None:
+        ew = ffi.NULL
+    else:
+        _require(weights, np.float32, 1, "weights")
+        if weights.shape[0] != n:
+            raise QtkValueError(f"weights has {weights.shape[0]} values, the rows have {n} columns")
+        ew = ffi.from_buffer("float[]", weights)
+    if imatrix is None and requires_imatrix(type_id):
+        raise imatrix_required_error(traits.name)
+    bad = ffi.new("int64_t *", -1)
+    status = lib.qtk_quant_error(int(type_id), ffi.from_buffer("float[]", x), rows, n, qw, ew,
+                                 ffi.from_buffer("double[]", out, require_writable=True), bad)
+    if status != OK:
+        _raise_quantize(status, int(bad[0]), row0, f"quantization error of {traits.name}",
+                        traits.name if imatrix is None else "")
+
+
 def dequantize_rows(type_id: int, data: np.ndarray, out: np.ndarray) -> None:
     """Dequantize data (uint8 [rows, row_bytes]) into out (float32 [rows, n])."""
     _require(data, np.uint8, 2, "data")

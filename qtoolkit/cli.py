@@ -24,6 +24,7 @@ COMMANDS = {
     "errors": ("qtoolkit.cli_errors", "quantize a tensor to every type and print the error table"),
     "convert": ("qtoolkit.cli_convert", "convert a Hugging Face checkpoint to a GGUF file in one streaming pass"),
     "quantize": ("qtoolkit.cli_quantize", "re-quantize an F32/F16/BF16 GGUF file with a llama-quantize preset"),
+    "plan": ("qtoolkit.cli_plan", "file size of each preset, parameters, RAM and decode-speed ceiling from config.json alone"),
     "inspect": ("qtoolkit.cli_inspect", "show a GGUF file's metadata, tensors, types and bits per weight (or an imatrix's coverage)"),
     "imatrix": ("qtoolkit.cli_imatrix", "compute an importance matrix on a calibration text (per expert for MoE models)"),
     "perplexity": ("qtoolkit.cli_perplexity", "perplexity of a GGUF file or HF folder on a text (llama-perplexity's method)"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .cli_convert import add_quant_options, print_report, uncovered_options
+from .cli_convert import add_quant_options, print_report, tensor_type_args, uncovered_options
 from .presets import PRESETS
 
 
@@ -27,7 +27,7 @@ def run(args) -> int:
 
         progress = TqdmProgress("quantize")
     report = requantize(
-        args.input, args.output, args.preset, imatrix=args.imatrix, tensor_types=args.tensor_type,
+        args.input, args.output, args.preset, imatrix=args.imatrix, tensor_types=tensor_type_args(args),
         output_tensor_type=args.output_tensor_type, token_embedding_type=args.token_embedding_type, pure=args.pure,
         allow_requantize=args.allow_requantize, threads=args.threads, force=args.force, dry_run=args.dry_run,
         progress=progress, **uncovered_options(args),

@@ -325,6 +325,43 @@ def quantize(x: np.ndarray, qtype: QType, imatrix: Optional[np.ndarray] = None, 
     return out
 
 
+def quant_error(x: np.ndarray, qtype: QType, imatrix: Optional[np.ndarray] = None,
+                weights: Optional[np.ndarray] = None, threads: Optional[int] = None) -> np.ndarray:
+    """Squared quantization error of every row of ``x[..., n]``: float64 ``x.shape[:-1]`` with
+    ``sum_j weights_j (x_j - y_j)^2``, where ``y = dequantize(quantize(x, qtype, imatrix))``.
+
+    Computed row by row in C without keeping the quantized tensor. ``imatrix`` is what the quantizer
+    sees (as in :func:`quantize`: ``[n]`` or one row per matrix); ``weights`` weigh the error
+    columns the same way (None: plain squared error). ggml types only."""
+    q = resolve(qtype)
+    if isinstance(q, CustomQuant):
+        raise QtkValueError("quant_error takes ggml types only")
+    x = _as_float32_rows(x)
+    _quantized_shape(x.shape, q)
+    n = x.shape[-1]
+    rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+    rows2d = x.reshape(rows, n)
+    out = np.zeros(rows, dtype=np.float64)
+    w = _imatrix_rows(imatrix, x)
+    ew = _imatrix_rows(weights, x)
+    per_matrix = (w is not None and w.ndim == 2) or (ew is not None and ew.ndim == 2)
+    rows_per_matrix = x.shape[-2] if per_matrix else max(rows, 1)
+
+    def pick(v, m):
+        return v[m] if v is not None and v.ndim == 2 else v
+
+    def work(start: int, stop: int) -> None:
+        r = start
+        while r < stop:
+            m = r // rows_per_matrix
+            end = min(stop, (m + 1) * rows_per_matrix)
+            _clib.quant_error_rows(int(q), rows2d[r:end], out[r:end], pick(w, m), pick(ew, m), r)
+            r = end
+
+    run_rows(work, rows, x.size, threads)
+    return out.reshape(x.shape[:-1])
+
+
 def _quantize_part(q, x2d, out2d, w, row0):
     if isinstance(q, CustomQuant):
         _clib.custom_quantize_rows(q.bits, q.group_size, q.symmetric, x2d, out2d, w, row0)

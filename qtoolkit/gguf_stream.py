@@ -19,7 +19,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -124,6 +124,45 @@ def _array_fits(a: np.ndarray, t: int) -> bool:
         return False
     finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
     return not finite.size or float(np.abs(finite).max()) <= _FLT_MAX
+
+ALIGNMENT = 32  # GGUF's default data alignment (gguf-py writes no general.alignment key for it)
+_SCALAR_BYTES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+def _pad(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def _value_bytes(value, vtype: int, sub: Optional[int]) -> int:
+    if vtype == _STRING:
+        return 8 + len(value.encode("utf-8") if isinstance(value, str) else value)
+    if vtype == _ARRAY:
+        items = value.tolist() if isinstance(value, np.ndarray) else value
+        if sub in _SCALAR_BYTES:
+            return 4 + 8 + len(items) * _SCALAR_BYTES[sub]
+        return 4 + 8 + sum(_value_bytes(v, sub, None) for v in items)
+    return _SCALAR_BYTES[vtype]
+
+
+def file_layout(arch: str, metadata: Sequence[Tuple[str, object, int, Optional[int]]],
+                tensors: Sequence[Tuple[str, Sequence[int], int]]) -> Dict[str, int]:
+    """Byte counts of the GGUF file :func:`write_gguf` would write, without writing it.
+
+    ``tensors``: (name, ne, data bytes). Returns ``header_bytes`` (magic to the end of the padded
+    tensor table), ``data_bytes`` (tensor data without padding), ``padding_bytes`` and
+    ``file_bytes`` (the exact file size)."""
+    kvs = [("general.architecture", arch, _STRING, None)] + list(metadata)
+    head = 4 + 4 + 8 + 8
+    for key, value, vtype, sub in kvs:
+        head += 8 + len(key.encode("utf-8")) + 4 + _value_bytes(value, vtype, sub)
+    for name, ne, _ in tensors:
+        head += 8 + len(name.encode("utf-8")) + 4 + 8 * len(ne) + 4 + 8
+    header = _pad(head)
+    data = sum(int(n) for _, _, n in tensors)
+    padded = sum(_pad(int(n)) for _, _, n in tensors)
+    return {"header_bytes": header, "data_bytes": data, "padding_bytes": padded - data + header - head,
+            "file_bytes": header + padded}
 
 
 def check_output(out_path: str, force: bool) -> None:

@@ -41,7 +41,7 @@ DEFAULT_UNCOVERED_POLICY = "uniform"  # experts calibration never reached: llama
 
 @dataclass
 class ConvertOptions:
-    qtype: str = "Q4_K_M"
+    qtype: Optional[str] = "Q4_K_M"
     imatrix: Optional[str] = None
     uncovered_experts: str = DEFAULT_UNCOVERED_POLICY
     min_expert_tokens: int = 1
@@ -54,6 +54,17 @@ class ConvertOptions:
     force: bool = False
     tokenizer_pre: Optional[str] = None
     progress: Optional[Progress] = None
+    # budgeted bit allocation (qtoolkit.alloc): a target and a calibration text
+    target_size: Optional[Any] = None      # bytes of the whole file (int, or "85G" / "91GB")
+    target_bpw: Optional[float] = None     # bits per weight of the tensor data
+    calib: Optional[str] = None            # calibration text file
+    calib_chunks: Optional[int] = 16
+    calib_ctx: int = 512
+    recipe: Optional[str] = None           # where to write the recipe (default: next to the output)
+    alloc_types: Optional[Any] = None      # the types to choose from (default: all llama.cpp runs)
+    alloc_progress: Optional[Any] = None   # callback(phase, done, total)
+    calib_reference: Optional[str] = None  # a GGUF of the same model to calibrate against (big models)
+    max_probes: int = 256
 
 
 @dataclass
@@ -160,9 +171,7 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
     if popts.tensor_types and not type_info(preset.default).is_quantized:
         log.warning("--tensor-type is ignored with the %s preset (as llama-quantize does)", preset.name)
     by_name = {t.name: t for t in ap.tensors}
-    specs = [TensorSpec(t.name, t.ne, QuantType.F32) for t in ap.tensors]
-    minfo = ModelInfo(arch.gguf_arch, arch.n_layer, arch.n_head, arch.n_head_kv, arch.n_expert)
-    types = plan_types(specs, preset, minfo, popts)
+    types = tensor_types(arch, ap.tensors, preset, popts)
     for name, t in types.items():
         if not _clib_can(t):
             raise QtkNotImplementedError(f"tensor {name}: qtoolkit cannot produce {t.name} yet")
@@ -190,6 +199,19 @@ def build_plan(model_dir: str, opts: ConvertOptions) -> Plan:
     metadata = _metadata(model_dir, cfg, arch, preset, vocab, iminfo, im)
     check_metadata(metadata, f"{cfg.path} (or the tokenizer files)")
     return Plan(model_dir, arch, preset, planned, metadata, ckpt, vocab, iminfo)
+
+
+def model_info(arch) -> ModelInfo:
+    """The hyper-parameters the mixture rules look at, from an architecture object."""
+    return ModelInfo(arch.gguf_arch, arch.n_layer, arch.n_head, arch.n_head_kv, arch.n_expert)
+
+
+def tensor_types(arch, tensors: Sequence[OutTensor], preset, popts: Optional[PlanOptions] = None) -> Dict[str, QuantType]:
+    """Every output tensor's type under ``preset`` (and overrides): the one place where the converter,
+    ``qtoolkit plan`` and the bit allocator turn shapes into types. Source tensors are F32 as far as
+    the rules are concerned (what "keep the input type" means for norms and routers)."""
+    specs = [TensorSpec(t.name, t.ne, QuantType.F32) for t in tensors]
+    return plan_types(specs, preset, model_info(arch), popts)
 
 
 def imatrix_report(path: str, im, opts) -> Dict[str, Any]:
@@ -437,12 +459,69 @@ def _report(plan: Plan, out_path: Optional[str], dry_run: bool) -> Dict[str, Any
     }
 
 
-def convert(model_dir: str, out_path: Optional[str], qtype: str = "Q4_K_M", **options) -> Dict[str, Any]:
+def recipe_path(out_path: str) -> str:
+    """``OUT.gguf`` -> ``OUT.recipe``: where an allocation's recipe goes by default."""
+    base = out_path[:-5] if out_path.lower().endswith(".gguf") else out_path
+    return base + ".recipe"
+
+
+def _allocate(model_dir: str, out_path: Optional[str], opts: ConvertOptions):
+    """Run the bit allocator and turn its answer into this conversion's preset and overrides."""
+    from ..alloc import allocate, read_text, write_recipe
+    from ..alloc.candidates import parse_types
+    from ..sizing import parse_size
+
+    if opts.target_size is not None and opts.target_bpw is not None:
+        raise QtkValueError("give --target-size or --target-bpw, not both")
+    if opts.pure:
+        raise QtkValueError("--pure and a target size do not go together: the allocator chooses every type")
+    if not opts.calib:
+        raise QtkValueError("a bit allocation needs a calibration text (--calib FILE); it must not be the text you "
+                            "evaluate on")
+    size = parse_size(opts.target_size, "--target-size") if opts.target_size is not None else None
+    alloc = allocate(model_dir, read_text(opts.calib), target_size=size, target_bpw=opts.target_bpw,
+                     imatrix=opts.imatrix, types=parse_types(opts.alloc_types), base_preset=opts.qtype,
+                     tensor_types=opts.tensor_types, output_tensor_type=opts.output_tensor_type,
+                     token_embedding_type=opts.token_embedding_type, calib_ctx=opts.calib_ctx,
+                     calib_chunks=opts.calib_chunks, threads=opts.threads, progress=opts.alloc_progress,
+                     tokenizer_pre=opts.tokenizer_pre, reference=opts.calib_reference, max_probes=opts.max_probes,
+                     uncovered_experts=opts.uncovered_experts, min_expert_tokens=opts.min_expert_tokens)
+    path = opts.recipe or (recipe_path(out_path) if out_path and not opts.dry_run else None)
+    if path:
+        target = f"{size:,} bytes (whole file)" if size is not None else f"{opts.target_bpw:g} bits per weight"
+        im = f" --imatrix {os.path.basename(opts.imatrix)}" if opts.imatrix else ""
+        write_recipe(path, alloc.types_quantized(), header=[
+            "qtoolkit bit-allocation recipe: REGEX=TYPE lines for --tensor-type-file",
+            f"model: {os.path.basename(os.path.normpath(model_dir))}",
+            f"base-preset: {alloc.base_preset}",
+            f"target: {target}",
+            f"file-bytes: {alloc.file_bytes}",
+            f"tensor-bytes: {alloc.tensor_bytes}",
+            f"bpw: {alloc.bpw:.4f}",
+            f"predicted-kld: {alloc.predicted_kld:.6g}",
+            f"calibration: {os.path.basename(opts.calib)}, {alloc.calibration['chunks']} chunks of {alloc.calibration['ctx']} tokens",
+            f"imatrix: {os.path.basename(opts.imatrix) if opts.imatrix else 'none'}",
+            f"reproduce: qtoolkit convert MODEL -o OUT.gguf --type {alloc.base_preset} --tensor-type-file "
+            f"{os.path.basename(path)}{im}",
+        ])
+    opts.qtype = alloc.base_preset
+    opts.tensor_types = list(alloc.recipe)
+    opts.output_tensor_type = opts.token_embedding_type = None   # the recipe names those tensors too
+    return alloc, path
+
+
+def convert(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None, **options) -> Dict[str, Any]:
     """Convert a Hugging Face model folder to a GGUF file; returns the report (a JSON-ready dict).
 
     Options: ``imatrix`` (path), ``tensor_types`` (["REGEX=TYPE", ...]), ``output_tensor_type``,
     ``token_embedding_type``, ``pure``, ``dry_run``, ``threads``, ``force``, ``tokenizer_pre``,
     ``progress`` (a :class:`qtoolkit.gguf_stream.Progress`).
+
+    Bit allocation: ``target_size`` (bytes of the file, or a string such as ``"85G"``) or
+    ``target_bpw``, with ``calib`` (a calibration text file); ``qtype`` then only names the preset
+    written as the file type (default: the preset nearest in size). ``recipe``: where to write the
+    recipe (default ``OUT.recipe``); ``alloc_types``: the types to choose from. The report gains an
+    ``allocation`` entry. Without a target, ``qtype`` defaults to Q4_K_M.
     """
     opts = ConvertOptions(qtype=qtype, **options)
     if not opts.dry_run:
@@ -450,9 +529,17 @@ def convert(model_dir: str, out_path: Optional[str], qtype: str = "Q4_K_M", **op
             raise QtkValueError("an output path is needed (or dry_run=True)")
         check_output(out_path, opts.force)
     t0 = time.perf_counter()
+    alloc = recipe = None
+    if opts.target_size is not None or opts.target_bpw is not None:
+        alloc, recipe = _allocate(model_dir, out_path, opts)
+    elif opts.qtype is None:
+        opts.qtype = "Q4_K_M"
     plan = build_plan(model_dir, opts)
     try:
         report = _report(plan, out_path, opts.dry_run)
+        if alloc is not None:
+            report["allocation"] = alloc.report()
+            report["allocation"]["recipe_file"] = recipe
         if opts.dry_run:
             return report
         from concurrent.futures import ThreadPoolExecutor

@@ -36,6 +36,11 @@ class HFConfig:
         path = os.path.join(model_dir, "config.json")
         if not os.path.isdir(model_dir):
             raise QtkFileNotFoundError(f"{model_dir}: not a directory (expected a Hugging Face model folder)")
+        return cls.load_file(path)
+
+    @classmethod
+    def load_file(cls, path: str) -> "HFConfig":
+        """A ``config.json`` given by its own path (any file name)."""
         try:
             with open(path, encoding="utf-8") as f:
                 raw = json.load(f)

@@ -153,14 +153,29 @@ class Model:
         if trace is not None:
             trace["experts"] = []
         x = self.tok_embd.rows_f32(tokens)
-        for il, L in enumerate(self.layers):
+        x = self.run_layers(x, cache, p0, trace=trace)
+        cache.n_past = p0 + T
+        return self.head(x[logits_from:])
+
+    def run_layers(self, x: np.ndarray, cache: KVCache, p0: int, start: int = 0, trace: Optional[Dict[str, Any]] = None,
+                   inputs: Optional[List[np.ndarray]] = None) -> np.ndarray:
+        """The hidden states ``x`` [T, n_embd] entering layer ``start`` through the remaining layers
+        (the cache's n_past is not advanced). ``inputs``: a list that receives the input of every
+        layer run (the bit allocator re-runs a model from a layer on, see qtoolkit.alloc)."""
+        hp = self.hp
+        for il in range(start, len(self.layers)):
+            L = self.layers[il]
+            if inputs is not None:
+                inputs.append(x)
             h = rms_norm(x, L.attn_norm, hp.eps)
             x = x + self._attention(il, L, h, cache, p0)
             h = rms_norm(x, L.ffn_norm, hp.eps)
             x = x + (self._moe(L, h, trace) if L.experts is not None else self._ffn(L, h))
-        cache.n_past = p0 + T
-        h = rms_norm(x[logits_from:], self.output_norm, hp.eps)
-        return self.output(h)
+        return x
+
+    def head(self, x: np.ndarray) -> np.ndarray:
+        """Logits of final hidden states: output norm, then the output matrix."""
+        return self.output(rms_norm(x, self.output_norm, self.hp.eps))
 
     def _attention(self, il: int, L: Layer, h: np.ndarray, cache: KVCache, p0: int) -> np.ndarray:
         hp = self.hp

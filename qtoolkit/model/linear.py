@@ -88,12 +88,13 @@ class Experts:
             if q == QuantType.F32 and np.asarray(data).dtype == np.uint8:
                 data = np.asarray(data).view(np.float32)
             mats.append(data)
+        # float32 matrices get their element shape; each projection may have its own type
+        shapes = ((self.n_ff, self.n_embd), (self.n_ff, self.n_embd), (self.n_embd, self.n_ff))
+        for i, q in enumerate(self.qtypes):
+            if q == QuantType.F32 and mats[i].ndim == 3:
+                mats[i] = mats[i].reshape(mats[i].shape[0], *shapes[i])
         self.gate, self.up, self.down = mats
         all_f32 = all(q == QuantType.F32 for q in self.qtypes)
-        if all_f32 and self.gate.ndim == 3:  # mixed types (say F32 gate, Q4_0 up) stay as bytes for the kernel
-            self.gate = self.gate.reshape(self.gate.shape[0], self.n_ff, self.n_embd)
-            self.up = self.up.reshape(self.up.shape[0], self.n_ff, self.n_embd)
-            self.down = self.down.reshape(self.down.shape[0], self.n_embd, self.n_ff)
         self.n_expert = int(self.gate.shape[0])
         self._f32 = (self.gate, self.up, self.down) if all_f32 else None
         self._mm = None

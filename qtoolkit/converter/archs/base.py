@@ -19,6 +19,7 @@ from ...errors import QtkFormatError, QtkNotImplementedError
 from ..hfconfig import HFConfig
 
 MAX_EXPERTS = 4096  # a sanity bound on a config value that sizes the plan
+MAX_ASSUMED_LAYERS = 4096  # the same for the layer count when only config.json is known (largest models today: ~130)
 
 # GGUF metadata value types (gguf.GGUFValueType values)
 U32, I32, F32, BOOL, STR, ARR = 4, 5, 6, 7, 8, 9
@@ -106,6 +107,29 @@ class DecoderArch:
         self.tied = bool(cfg.find("tie_word_embeddings", False))
         self.check_config()
 
+    # -- planning from config.json alone ---------------------------------------------------
+    qkv_bias: Optional[bool] = None   # True: q/k/v always have biases (Qwen2); None: config's attention_bias
+
+    def assumed_present(self, name: str) -> bool:
+        """Whether a checkpoint written for this config holds tensor ``name``: the optional tensors
+        (biases, an untied head) follow the config's switches; fused expert tensors and rotary
+        buffers are assumed absent (they give the same output tensors either way)."""
+        if name == "lm_head.weight":
+            return not self.tied
+        if name.endswith(".bias"):
+            if ".self_attn." in name:
+                if self.qkv_bias is not None:
+                    return self.qkv_bias and not name.endswith("o_proj.bias")
+                return self.cfg.find("attention_bias", False) is True
+            if ".mlp." in name:
+                return self.cfg.find("mlp_bias", False) is True
+            return False
+        return not name.endswith(("rotary_emb.inv_freq", "mlp.experts.gate_up_proj", "mlp.experts.down_proj"))
+
+    def plan_from_config(self) -> ArchPlan:
+        """The output tensors (names, shapes) of a checkpoint of this config, without reading one."""
+        return self.plan(_AssumedCheckpoint(self))
+
     # -- hooks for subclasses --------------------------------------------------------------
     def check_config(self) -> None:
         """Refuse configurations llama.cpp cannot represent."""
@@ -165,7 +189,11 @@ class DecoderArch:
         # counts that size the plan itself, checked before it is built (a config claiming 10^9
         # layers must not make a list of 10^9 layers): every layer has tensors of its own, and
         # there are at most MAX_EXPERTS experts
-        if self.n_layer > len(available):
+        if isinstance(available, _AssumedCheckpoint):  # sized from config.json alone (qtoolkit plan)
+            if self.n_layer > MAX_ASSUMED_LAYERS:
+                raise QtkFormatError(f"{self.cfg.path}: num_hidden_layers {self.n_layer} is more than qtoolkit's "
+                                     f"limit of {MAX_ASSUMED_LAYERS} for a model described only by its config")
+        elif self.n_layer > len(available):
             raise QtkFormatError(f"{self.cfg.path}: num_hidden_layers {self.n_layer} is more than the checkpoint's "
                                  f"{len(available)} tensors")
         if self.n_expert > MAX_EXPERTS:
@@ -256,6 +284,16 @@ class DecoderArch:
             for proj, shape in (("gate", (Fs, D)), ("up", (Fs, D)), ("down", (D, Fs))):
                 direct(b + f"ffn_{proj}_shexp.weight", p + f"mlp.shared_expert.{proj}_proj.weight", shape)
             direct(b + "ffn_gate_inp_shexp.weight", p + "mlp.shared_expert_gate.weight", (D,), reshape_1d=True)
+
+
+class _AssumedCheckpoint:
+    """``name in ckpt`` for a checkpoint that is only described by its config (see assumed_present)."""
+
+    def __init__(self, arch: DecoderArch):
+        self.arch = arch
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.arch.assumed_present(name)
 
 
 def llama3_rope_factors(cfg: HFConfig, head_dim: int) -> np.ndarray:

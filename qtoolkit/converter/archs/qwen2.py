@@ -8,3 +8,4 @@ from .base import DecoderArch
 class Qwen2(DecoderArch):
     hf_architectures = ("Qwen2ForCausalLM",)
     gguf_arch = "qwen2"
+    qkv_bias = True

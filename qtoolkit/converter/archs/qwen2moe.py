@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 class Qwen2Moe(DecoderArch):
     hf_architectures = ("Qwen2MoeForCausalLM",)
     gguf_arch = "qwen2moe"
+    qkv_bias = True
     moe_style = "qwen"
     shared_expert = True
     output_required = True

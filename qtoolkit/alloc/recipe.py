@@ -1,0 +1,102 @@
+"""Recipes: an allocation as ``REGEX=TYPE`` lines that ``--tensor-type`` reproduces.
+
+A recipe names every quantizable tensor the allocator chose, grouped by tensor kind and type into
+one anchored regular expression each (``^blk\\.(0|3|17)\\.ffn_down_exps\\.weight$=q4_K``), so a
+94-layer model needs a few dozen lines rather than hundreds. Lines starting with ``#`` are
+comments; the header says which preset the file was converted with (it sets ``general.file_type``
+and decides nothing else, because every quantizable tensor is named) and the predicted KL
+divergence. The same lines work as llama-quantize's ``--tensor-type-file`` entries (lower-case
+names, ECMAScript-compatible regexes); :func:`read_recipe` reads both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..errors import QtkFileNotFoundError, QtkValueError
+from ..formats import QuantType
+
+_LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
+
+
+def type_token(t: QuantType) -> str:
+    """ggml's own spelling (``q4_K``, ``iq4_xs``), which both qtoolkit and llama-quantize accept."""
+    from ..formats import type_info
+
+    return type_info(t).name.lower().replace("_k", "_K")
+
+
+def recipe_lines(types: Dict[str, QuantType]) -> List[str]:
+    """``REGEX=TYPE`` lines that give exactly ``types`` (each name matched by exactly one line)."""
+    groups: Dict[Tuple[str, QuantType], List[int]] = defaultdict(list)
+    lines = []
+    for name in sorted(types, key=lambda n: (_LAYER.match(n) is not None, n)):
+        m = _LAYER.match(name)
+        if m is None:
+            lines.append(f"^{re.escape(name)}$={type_token(types[name])}")
+        else:
+            groups[(m.group(2), types[name])].append(int(m.group(1)))
+    for (suffix, t), layers in sorted(groups.items(), key=lambda kv: (kv[0][0], min(kv[1]))):
+        alt = "|".join(str(i) for i in sorted(layers))
+        layer_re = alt if len(layers) == 1 else f"({alt})"
+        lines.append(f"^blk\\.{layer_re}\\.{re.escape(suffix)}$={type_token(t)}")
+    return lines
+
+
+def write_recipe(path: str, types: Dict[str, QuantType], header: Sequence[str] = ()) -> List[str]:
+    lines = recipe_lines(types)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for h in header:
+            f.write(f"# {h}\n" if h else "#\n")
+        for line in lines:
+            f.write(line + "\n")
+    return lines
+
+
+def parse_recipe_text(text: str, where: str = "recipe") -> List[str]:
+    """The ``REGEX=TYPE`` entries of a recipe / tensor-type file: whitespace-separated, ``#`` comments."""
+    out = []
+    for no, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#"):
+            continue
+        for item in line.split():
+            if "=" not in item:
+                raise QtkValueError(f"{where}:{no}: {item!r} is not REGEX=TYPE")
+            out.append(item)
+    return out
+
+
+def read_recipe(path: str) -> List[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise QtkFileNotFoundError(f"{path}: no such tensor-type file") from None
+    return parse_recipe_text(text, path)
+
+
+def recipe_header(path: Optional[str]) -> Dict[str, str]:
+    """``key: value`` pairs of a recipe's comment header (``base-preset``, ``predicted-kld`` ...)."""
+    out: Dict[str, str] = {}
+    if not path:
+        return out
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith("#"):
+                break
+            body = line[1:].strip()
+            if ":" in body:
+                k, v = body.split(":", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+def check_reproduces(types: Dict[str, QuantType], lines: Iterable[str], apply) -> None:
+    """Raise unless ``apply(lines)`` (the converter's planning with these overrides) gives ``types``."""
+    got = apply(list(lines))
+    bad = [n for n, t in types.items() if got.get(n) != t]
+    if bad:
+        n = bad[0]
+        raise QtkValueError(f"internal error: the recipe gives {n} type {got.get(n)}, the allocation chose {types[n].name}")
