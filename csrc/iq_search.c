@@ -6,6 +6,7 @@
 #include "common.h"
 #include "fastq.h"
 #include "iq_lanes.h"
+#include "search.h"
 
 int qtk_iq_avx2(void) {
 #ifdef QTK_FASTQ_HAVE_AVX2
@@ -444,38 +445,7 @@ float qtk_iq_search_positive(int n, int nmax, const float *x, uint8_t *L, const 
             iscale = ids[k];
         }
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const int l = QTK_MIN(nmax, qtk_nearest_int(iscale * x[i]));
-        L[i] = (uint8_t)l;
-        sumlx += qw[i] * x[i] * l;
-        suml2 += qw[i] * l * l;
-    }
-    for (int pass = 0; pass < 5; ++pass) {
-        int changed = 0;
-        for (int i = 0; i < n; ++i) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * L[i];
-            float sl2 = suml2 - w * L[i] * L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int l = QTK_MIN(nmax, qtk_nearest_int(x[i] * sl2 / slx));
-                if (l != L[i]) {
-                    slx += w * x[i] * l;
-                    sl2 += w * l * l;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)l;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        ++changed;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    return qtk_search_positive_refine(n, nmax, x, L, qw, iscale);
 }
 
 int qtk_iq_grid_index(const qtk_iq_lattice *lat, const int8_t *L) {

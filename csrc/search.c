@@ -183,6 +183,43 @@ float qtk_search_scale_min(int n, int nmax, const float *x, const float *w, uint
     return scale;
 }
 
+/* make_qp_quants' second half: levels at the chosen inverse scale, then up to five passes moving
+ * one level at a time while the weighted fit improves; returns the fitted scale. */
+float qtk_search_positive_refine(int n, int nmax, const float *x, uint8_t *L, const float *qw, float iscale) {
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const int l = QTK_MIN(nmax, qtk_nearest_int(iscale * x[i]));
+        L[i] = (uint8_t)l;
+        sumlx += qw[i] * x[i] * l;
+        suml2 += qw[i] * l * l;
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                const int l = QTK_MIN(nmax, qtk_nearest_int(x[i] * sl2 / slx));
+                if (l != L[i]) {
+                    slx += w * x[i] * l;
+                    sl2 += w * l * l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++changed;
+                    }
+                }
+            }
+        }
+        if (!changed) {
+            break;
+        }
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 float qtk_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
     float max = 0.0f;
     for (int i = 0; i < n; ++i) {
@@ -219,36 +256,5 @@ float qtk_search_positive(int n, int nmax, const float *x, uint8_t *L, const flo
             iscale = iscale_s;
         }
     }
-    float sumlx = 0.0f, suml2 = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const int l = QTK_MIN(nmax, qtk_nearest_int(iscale * x[i]));
-        L[i] = (uint8_t)l;
-        sumlx += qw[i] * x[i] * l;
-        suml2 += qw[i] * l * l;
-    }
-    for (int pass = 0; pass < 5; ++pass) {
-        int changed = 0;
-        for (int i = 0; i < n; ++i) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * L[i];
-            float sl2 = suml2 - w * L[i] * L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int l = QTK_MIN(nmax, qtk_nearest_int(x[i] * sl2 / slx));
-                if (l != L[i]) {
-                    slx += w * x[i] * l;
-                    sl2 += w * l * l;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)l;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        ++changed;
-                    }
-                }
-            }
-        }
-        if (!changed) {
-            break;
-        }
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+    return qtk_search_positive_refine(n, nmax, x, L, qw, iscale);
 }

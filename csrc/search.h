@@ -29,4 +29,8 @@ float qtk_search_scale_min(int n, int nmax, const float *x, const float *w, uint
  * (make_qp_quants) */
 float qtk_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 
+/* Its second half (shared with iq_search.c's lane version): the levels at inverse scale iscale,
+ * refined; returns the scale. */
+float qtk_search_positive_refine(int n, int nmax, const float *x, uint8_t *L, const float *qw, float iscale);
+
 #endif
