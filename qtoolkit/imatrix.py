@@ -227,8 +227,12 @@ def _read_dat(path: str) -> ImatrixStats:
 
 def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, force: bool = False) -> int:
     """Write ``stats`` as a GGUF (default; ``.dat`` suffix → legacy) importance matrix; returns
-    the file size. Written as ``PATH.partial`` and renamed, so no half-written file survives."""
-    from .gguf_stream import check_output
+    the file size. Written as ``PATH.partial`` (locked while written, as the model writer does: a
+    second writer of the same output is refused), flushed to disk and renamed, so no half-written
+    file survives."""
+    import errno
+
+    from .gguf_stream import _fsync_dir, _lock_partial, check_output
 
     path = os.fspath(path)
     fmt = fmt or ("dat" if path.endswith(".dat") else "gguf")
@@ -238,21 +242,25 @@ def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, for
         raise QtkValueError(f"{stats.path}: a legacy .dat file has no per-expert counts; it cannot be rewritten")
     check_output(path, force)
     partial = path + ".partial"
+    lock = _lock_partial(path, partial)
     try:
         if fmt == "gguf":
             _write_gguf(partial, stats)
         else:
             _write_dat(partial, stats)
-        size = os.path.getsize(partial)
+        os.fsync(lock)  # the data on disk before the name points at it
+        size = os.fstat(lock).st_size
         os.replace(partial, path)
+        _fsync_dir(os.path.dirname(os.path.abspath(path)))
         return size
     except OSError as exc:
-        from .errors import QtkError
-
-        raise QtkError(f"{path}: cannot write the importance matrix: {exc}") from exc
+        full = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+        hint = " (the disk is full or a file-size limit was reached)" if full else ""
+        raise QtkIOError(f"{path}: cannot write the importance matrix: {exc}{hint}; nothing was written") from exc
     finally:
-        if os.path.exists(partial):
+        if os.path.exists(partial) and os.path.samestat(os.stat(partial), os.fstat(lock)):
             os.remove(partial)
+        os.close(lock)
 
 
 def _write_gguf(path: str, stats: ImatrixStats) -> None:

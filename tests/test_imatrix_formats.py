@@ -124,6 +124,35 @@ def test_output_exists_and_force(tmp_path):
         write_imatrix(str(tmp_path / "x.bin"), make_stats(), fmt="npz")
 
 
+def test_a_second_writer_and_a_full_disk_lose_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from qtoolkit import imatrix as imx
+    from qtoolkit.gguf_stream import _lock_partial
+
+    p = str(tmp_path / "im.gguf")
+    write_imatrix(p, make_stats())
+    before = open(p, "rb").read()
+    held = _lock_partial(p, p + ".partial")  # another writer of the same output, still running
+    try:
+        with pytest.raises(QtkFileExistsError, match="another process is writing it"):
+            write_imatrix(p, make_stats(1), force=True)
+    finally:
+        os.close(held)
+    assert open(p, "rb").read() == before
+
+    def full_disk(path, stats):
+        with open(path, "wb") as f:
+            f.write(b"GGUF half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imx, "_write_gguf", full_disk)
+    with pytest.raises(QtkIOError, match="disk is full.*nothing was written"):
+        write_imatrix(p, make_stats(1), force=True)
+    assert open(p, "rb").read() == before  # the old file untouched
+    assert not os.path.exists(p + ".partial")
+
+
 # -- uncovered experts --------------------------------------------------------------------------
 
 
