@@ -295,3 +295,34 @@ def test_allocation_with_qtoolkit_imatrix(tmp_path):
     types = {t["name"]: t["type"] for t in rep["tensors"]}
     assert types["token_embd.weight"] in ("Q2_K", "Q4_K", "Q8_0")
     assert rep["imatrix"]["used"] > 0
+
+
+def test_uncovered_experts_error_refuses_before_the_calibration(tmp_path, monkeypatch):
+    """With --uncovered-experts error, an importance matrix that never reached some experts is
+    refused up front, naming them, instead of after the calibration run and the probes."""
+    import importlib
+
+    from qtoolkit.errors import QtkImatrixCoverageError
+    from qtoolkit.imatrix import ImatrixStats, read_imatrix, write_imatrix
+
+    full = str(tmp_path / "im.gguf")
+    qtoolkit.imatrix(TINY_MOE, file=CALIB, output=full, ctx=128, chunks=2, compute_ppl=False)
+    st = read_imatrix(full)
+    sums = {k: v.copy() for k, v in st.sums.items()}
+    counts = {k: v.copy() for k, v in st.counts.items()}
+    for stack in ("ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"):
+        sums[f"blk.0.{stack}.weight"][5] = 0
+        counts[f"blk.0.{stack}.weight"][5] = 0
+    holed = str(tmp_path / "holed.gguf")
+    write_imatrix(holed, ImatrixStats(sums, counts, st.datasets, st.chunk_count, st.chunk_size))
+
+    def no_calibration(*a, **k):
+        raise AssertionError("the calibration ran before the coverage check")
+
+    alloc_mod = importlib.import_module("qtoolkit.alloc.allocate")  # the module, not the function of that name
+    monkeypatch.setattr(alloc_mod, "Calibration", no_calibration)
+    with pytest.raises(QtkImatrixCoverageError) as info:
+        qtoolkit.convert(TINY_MOE, str(tmp_path / "a.gguf"), None, target_bpw=3.0, calib=CALIB, calib_chunks=2,
+                         calib_ctx=128, imatrix=holed, uncovered_experts="error")
+    assert info.value.uncovered["blk.0.ffn_up_exps.weight"] == [5]
+    assert not os.path.exists(tmp_path / "a.gguf")

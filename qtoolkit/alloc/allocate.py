@@ -297,6 +297,12 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
     copts = ConvertOptions(qtype="Q8_0", imatrix=imatrix, tokenizer_pre=tokenizer_pre, min_expert_tokens=min_expert_tokens)
     if uncovered_experts is not None:
         copts.uncovered_experts = uncovered_experts
+    if imatrix is not None and copts.uncovered_experts == "error":
+        # refuse before the calibration and the probes, not after them at the final conversion: the
+        # plan at a type that uses importance weights (Q6_K) runs the converter's own coverage check
+        build_plan(model_dir, ConvertOptions(qtype="Q6_K", imatrix=imatrix, tokenizer_pre=tokenizer_pre,
+                                             uncovered_experts="error", min_expert_tokens=min_expert_tokens)
+                   ).checkpoint.close()
     plan = build_plan(model_dir, copts)
     try:
         # the quantizer's importance weights, as the converter prepares them (uncovered-expert policy included)
