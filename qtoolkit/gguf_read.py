@@ -10,15 +10,14 @@ names shorter than 64 bytes, no nested arrays). Tensor data is memory-mapped laz
 from __future__ import annotations
 
 import mmap
-import os
-import stat
 import struct
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError
+from ._files import open_regular
+from .errors import QtkFormatError, QtkIOError
 from .formats import QuantType, type_info
 
 GGUF_MAGIC = b"GGUF"
@@ -123,20 +122,7 @@ class GGUFFile:
 
     def __init__(self, path: str):
         self.path = path
-        try:
-            st = os.stat(path)
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(path)
-            if not stat.S_ISREG(st.st_mode):  # opening a pipe would wait for a writer
-                raise QtkIOError(f"{path}: not a regular file")
-            self.size = st.st_size
-            self._fh = open(path, "rb")
-        except FileNotFoundError:
-            raise QtkFileNotFoundError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise QtkFormatError(f"{path}: is a directory, not a GGUF file") from None
-        except OSError as exc:  # permissions, a special file...
-            raise QtkIOError(f"{path}: cannot read it: {exc}") from None
+        self._fh, self.size = open_regular(path, "a GGUF file")
         try:
             self._map = mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else b""
         except (OSError, ValueError) as exc:  # not a regular file (a pipe, a device)

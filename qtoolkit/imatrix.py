@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError, QtkValueError
+from ._files import open_regular
+from .errors import QtkFormatError, QtkIOError, QtkValueError
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +110,14 @@ class ImatrixStats:
 def read_imatrix(path: str) -> ImatrixStats:
     """An importance-matrix file, GGUF or legacy ``.dat`` (told apart by the GGUF magic)."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        if os.path.isdir(path):
-            raise QtkFormatError(f"{path}: is a directory, not an importance-matrix file")
-        if os.path.exists(path):  # a pipe or a device: reading it could wait forever
-            raise QtkIOError(f"{path}: not a regular file, cannot be an importance-matrix file")
-        raise QtkFileNotFoundError(f"{path}: no such importance-matrix file")
+    f, _ = open_regular(path, "an importance-matrix file")
     try:
-        with open(path, "rb") as f:
+        with f:
             magic = f.read(4)
-    except OSError as exc:  # permissions, an unreadable disk...
-        raise QtkIOError(f"{path}: cannot read the importance-matrix file: {exc}") from None
-    stats = _read_gguf(path) if magic == b"GGUF" else _read_dat(path)
+            buf = None if magic == b"GGUF" else magic + f.read()  # a legacy file is read whole, once
+    except OSError as exc:  # an unreadable disk...
+        raise QtkIOError(f"{path}: cannot read it: {exc}") from None
+    stats = _read_gguf(path) if buf is None else _read_dat(path, buf)
     for name in stats.sums:
         s, c = stats.sums[name], stats.counts[name]
         if not (np.all(np.isfinite(s)) and np.all(np.isfinite(c))):
@@ -174,13 +171,8 @@ def _read_gguf(path: str) -> ImatrixStats:
                             legacy=False, path=path)
 
 
-def _read_dat(path: str) -> ImatrixStats:
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            buf = f.read()
-    except OSError as exc:
-        raise QtkIOError(f"{path}: cannot read the importance-matrix file: {exc}") from None
+def _read_dat(path: str, buf: bytes) -> ImatrixStats:
+    size = len(buf)
     pos = 0
 
     def take(fmt: str, what: str):

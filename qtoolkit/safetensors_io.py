@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import mmap
 import os
-import stat
 import struct
 from typing import Dict, NamedTuple, Tuple
 
 import numpy as np
 
+from ._files import open_regular
 from .errors import QtkFileNotFoundError, QtkFormatError, QtkIOError, QtkNotImplementedError
 
 # safetensors dtype -> (bytes per element, numpy dtype used to map the raw data)
@@ -65,14 +65,9 @@ class SafetensorsFile:
 
     def __init__(self, path: str):
         self.path = path
+        f, self.size = open_regular(path, "a safetensors file")
         try:
-            st = os.stat(path)
-            if stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(path)
-            if not stat.S_ISREG(st.st_mode):  # opening a pipe would wait for a writer
-                raise QtkIOError(f"{path}: not a regular file")
-            self.size = st.st_size
-            with open(path, "rb") as f:
+            with f:
                 head = f.read(8)
                 if len(head) < 8:
                     raise QtkFormatError(f"{path}: truncated safetensors file ({self.size} bytes, no header length)")
@@ -82,11 +77,7 @@ class SafetensorsFile:
                         f"{path}: header length {hlen} at offset 0 exceeds the file ({self.size} bytes): truncated or not a safetensors file"
                     )
                 raw = f.read(hlen)
-        except FileNotFoundError:
-            raise QtkFileNotFoundError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise QtkFormatError(f"{path}: is a directory, not a safetensors file") from None
-        except OSError as exc:  # permissions, a special file...
+        except OSError as exc:  # a read error
             raise QtkIOError(f"{path}: cannot read it: {exc}") from None
         try:
             header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
