@@ -400,24 +400,12 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
 }
 
 float qtk_iq_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
-    float max = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        max = QTK_MAX(max, x[i]);
-    }
-    if (max < QTK_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
+    float best_mse;
+    const float max = qtk_search_positive_start(n, nmax, x, L, qw, &best_mse);
+    if (max == 0.0f) {
         return 0.0f;
     }
     float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) {
-        L[i] = (uint8_t)qtk_nearest_int(iscale * x[i]);
-    }
-    const float scale = 1 / iscale;
-    float best_mse = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale * L[i];
-        best_mse += qw[i] * diff * diff;
-    }
     /* the steps -4..-1 and 1..4 in two groups of four lanes, each lane the scalar loop */
     float ids[8], mse[8];
     for (int k = 0; k < 8; ++k) {

@@ -183,6 +183,31 @@ float qtk_search_scale_min(int n, int nmax, const float *x, const float *w, uint
     return scale;
 }
 
+/* make_qp_quants' first half: the levels at nmax / max and their weighted squared error (*mse);
+ * returns max, or 0 with L zeroed for a group below QTK_GROUP_EPS (whose scale is 0). */
+float qtk_search_positive_start(int n, int nmax, const float *x, uint8_t *L, const float *qw, float *mse) {
+    float max = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        max = QTK_MAX(max, x[i]);
+    }
+    if (max < QTK_GROUP_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) {
+        L[i] = (uint8_t)qtk_nearest_int(iscale * x[i]);
+    }
+    const float scale = 1 / iscale;
+    float err = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - scale * L[i];
+        err += qw[i] * diff * diff;
+    }
+    *mse = err;
+    return max;
+}
+
 /* make_qp_quants' second half: levels at the chosen inverse scale, then up to five passes moving
  * one level at a time while the weighted fit improves; returns the fitted scale. */
 float qtk_search_positive_refine(int n, int nmax, const float *x, uint8_t *L, const float *qw, float iscale) {
@@ -221,24 +246,12 @@ float qtk_search_positive_refine(int n, int nmax, const float *x, uint8_t *L, co
 }
 
 float qtk_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
-    float max = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        max = QTK_MAX(max, x[i]);
-    }
-    if (max < QTK_GROUP_EPS) {
-        memset(L, 0, (size_t)n);
+    float best_mse;
+    const float max = qtk_search_positive_start(n, nmax, x, L, qw, &best_mse);
+    if (max == 0.0f) {
         return 0.0f;
     }
     float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) {
-        L[i] = (uint8_t)qtk_nearest_int(iscale * x[i]);
-    }
-    const float scale = 1 / iscale;
-    float best_mse = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale * L[i];
-        best_mse += qw[i] * diff * diff;
-    }
     for (int step = -4; step <= 4; ++step) {
         if (step == 0) {
             continue;

@@ -29,6 +29,10 @@ float qtk_search_scale_min(int n, int nmax, const float *x, const float *w, uint
  * (make_qp_quants) */
 float qtk_search_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw);
 
+/* Its first half (shared with iq_search.c's lane version): levels at nmax / max and their weighted
+ * error in *mse; returns max, or 0 (L zeroed) for a group below QTK_GROUP_EPS. */
+float qtk_search_positive_start(int n, int nmax, const float *x, uint8_t *L, const float *qw, float *mse);
+
 /* Its second half (shared with iq_search.c's lane version): the levels at inverse scale iscale,
  * refined; returns the scale. */
 float qtk_search_positive_refine(int n, int nmax, const float *x, uint8_t *L, const float *qw, float iscale);
