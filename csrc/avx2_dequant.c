@@ -7,12 +7,7 @@
 
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "simd_x86.h"
@@ -393,10 +388,6 @@ void qtk_dequantize_custom_avx2(const qtk_custom_params *p, const void *vx, floa
     }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif

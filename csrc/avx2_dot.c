@@ -10,12 +10,7 @@
 #include "kernels.h"
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "simd_x86.h"
@@ -270,11 +265,7 @@ static void qtk_vec_dot_custom_q8g_avx2(const qtk_custom_params *p, int64_t n, f
     *s = sum;
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 const qtk_kernels qtk_kernels_avx2 = {
     .name = "avx2",

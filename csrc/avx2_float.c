@@ -13,12 +13,7 @@
 
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "simd_x86.h"
@@ -134,10 +129,6 @@ FLOAT_TILE_DISPATCH(f32, tile_f32)
 FLOAT_TILE_DISPATCH(f16, tile_f16)
 FLOAT_TILE_DISPATCH(bf16, tile_bf16)
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif

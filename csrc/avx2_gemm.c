@@ -8,12 +8,7 @@
 
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "simd_x86.h"
@@ -225,10 +220,6 @@ void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *vx, const vo
     }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif

@@ -16,12 +16,7 @@
 
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "iq_grids.h"
@@ -468,10 +463,6 @@ void qtk_dequantize_row_iq1_m_avx2(const void *vx, float *y, int64_t n) {
     }
 }
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif

@@ -19,12 +19,7 @@
 
 #include "simd_avx2.h"
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "common.h"
 #include "simd_x86.h"
@@ -497,10 +492,6 @@ KQ_UNPACKED(q2_K, block_q2_K, decode_q2_K, 1, 0, DMIN_HALF)
 KQ_UNPACKED(q3_K, block_q3_K, decode_q3_K, 0, 1, DMIN_NONE)
 KQ_UNPACKED(q6_K, block_q6_K, decode_q6_K, 0, 1, DMIN_NONE)
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif

@@ -8,12 +8,7 @@
 
 #ifdef QTK_FASTQ_HAVE_AVX2
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
-#endif
+#include "avx2_begin.h"
 
 #include "fastq_lanes.h"
 
@@ -21,10 +16,6 @@
 #define FQ_TABLE_NAME "avx2"
 #include "fastq_body.inc"
 
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+#include "avx2_end.h"
 
 #endif
