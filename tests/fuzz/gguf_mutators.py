@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .mutators import EXTREME_INTS
+from .mutators import EXTREME_INTS, flip_bits
 
 # value type id -> struct format of a scalar (None: string / array)
 VFMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 8: None, 9: None,
@@ -281,17 +281,9 @@ def mutate_bytes(w: Written, rng: np.random.Generator) -> bytes:
     blob = w.blob
     kind = int(rng.integers(0, 7))
     if kind == 0:  # bit flips anywhere
-        b = bytearray(blob)
-        for _ in range(int(rng.integers(1, 8))):
-            i = int(rng.integers(0, len(b)))
-            b[i] ^= 1 << int(rng.integers(0, 8))
-        return bytes(b)
+        return flip_bits(blob, rng, 8)
     if kind == 1:  # bit flips in the header
-        b = bytearray(blob)
-        for _ in range(int(rng.integers(1, 4))):
-            i = int(rng.integers(0, max(1, w.header_end)))
-            b[i] ^= 1 << int(rng.integers(0, 8))
-        return bytes(b)
+        return flip_bits(blob, rng, 4, within=max(1, w.header_end))
     if kind == 2:  # truncation, mostly inside the header
         end = w.header_end if rng.random() < 0.7 else len(blob)
         return blob[: int(rng.integers(0, max(1, end)))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Optional
 
 import numpy as np
 
@@ -38,14 +39,21 @@ def pack_safetensors(header: dict, data: bytes, header_len=None) -> bytes:
     return struct.pack("<Q", len(raw) if header_len is None else header_len % 2**64) + raw + data
 
 
+def flip_bits(blob: bytes, rng: np.random.Generator, most: int, within: Optional[int] = None) -> bytes:
+    """``blob`` with 1 to ``most - 1`` random bits flipped among its first ``within`` bytes (all
+    of them by default)."""
+    b = bytearray(blob)
+    span = len(b) if within is None else within
+    for _ in range(int(rng.integers(1, most))):
+        i = int(rng.integers(0, span))
+        b[i] ^= 1 << int(rng.integers(0, 8))
+    return bytes(b)
+
+
 def mutate_safetensors(blob: bytes, rng: np.random.Generator) -> bytes:
     kind = int(rng.integers(0, 6))
     if kind == 0:  # bit flips anywhere
-        b = bytearray(blob)
-        for _ in range(int(rng.integers(1, 8))):
-            i = int(rng.integers(0, len(b)))
-            b[i] ^= 1 << int(rng.integers(0, 8))
-        return bytes(b)
+        return flip_bits(blob, rng, 8)
     if kind == 1:  # truncation
         return blob[: int(rng.integers(0, len(blob)))]
     if kind == 2:  # an absurd header length
