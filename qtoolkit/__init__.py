@@ -19,13 +19,23 @@ from .errors import (
 )
 from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
 from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
-from . import imatrix  # noqa: E402  a callable module: qtoolkit.imatrix(model, file=..., output=...)
+
+_BUDGET_OPTIONS = ("target_size", "target_bpw", "calib", "calib_chunks", "calib_ctx", "recipe", "alloc_types",
+                  "alloc_progress", "calib_reference", "max_probes")
 
 
 def convert(model_dir, out_path, qtype=None, **options):
-    """Convert a Hugging Face model folder to a llama.cpp GGUF file (``qtype`` default Q4_K_M, or a
-    bit allocation with ``target_size=`` / ``target_bpw=`` and ``calib=``); see :mod:`qtoolkit.converter`."""
-    from .converter.core import convert as _convert
+    """Convert a Hugging Face model folder to a llama.cpp GGUF file: with a llama-quantize preset
+    ``qtype`` (default Q4_K_M; see :func:`qtoolkit.converter.convert`), or a bit allocation with
+    ``target_size=`` / ``target_bpw=`` and ``calib=`` (see :func:`qtoolkit.alloc.convert_to_budget`)."""
+    if options.get("target_size") is not None or options.get("target_bpw") is not None:
+        from .alloc.budget import convert_to_budget
+
+        return convert_to_budget(model_dir, out_path, qtype, **options)
+    given = [k for k in _BUDGET_OPTIONS if options.get(k) is not None]
+    if given:
+        raise QtkValueError(f"{', '.join(given)} only go with target_size= or target_bpw=")
+    from .converter.convert import convert as _convert
 
     return _convert(model_dir, out_path, qtype, **options)
 
@@ -52,6 +62,15 @@ def compare(base, quant, file=None, text=None, ctx=512, chunks=None, threads=Non
                     progress=progress, report=report)
 
 
+def compute_imatrix(model, file=None, text=None, output=None, **options):
+    """An importance matrix from a calibration text, written to ``output`` (GGUF, or ``.dat``);
+    returns the report. See :func:`qtoolkit.imatrix.compute_imatrix` (``qtoolkit.imatrix`` is the
+    package: file formats, coverage, collection)."""
+    from .imatrix.collect import compute_imatrix as _compute
+
+    return _compute(model, file=file, text=text, output=output, **options)
+
+
 __all__ = [
     "__version__",
     "QuantType",
@@ -65,7 +84,7 @@ __all__ = [
     "load",
     "perplexity",
     "compare",
-    "imatrix",
+    "compute_imatrix",
     "matmul",
     "moe_matmul",
     "moe_ffn",

@@ -39,9 +39,9 @@ def run(args) -> int:
     from .model.evaluate import compare
 
     if args.report:  # fail before the long run when matplotlib is missing
-        from .model.report import _pyplot
+        from .model.report import require_matplotlib
 
-        _pyplot()
+        require_matplotlib()
     one_blas_thread_for_gguf(args.base, args.quant)
     bar = None if (args.quiet or args.json) else ChunkBar("compare")
     try:

@@ -129,7 +129,8 @@ def uncovered_options(args) -> dict:
 
 
 def run(args) -> int:
-    from .converter.core import convert
+    from .alloc.budget import convert_to_budget
+    from .converter.convert import convert
     from .errors import QtkValueError
 
     if not args.dry_run and not args.output:
@@ -139,24 +140,27 @@ def run(args) -> int:
         from .cli_progress import TqdmProgress
 
         progress = TqdmProgress("convert")
-    alloc_progress = None
     targeting = args.target_size is not None or args.target_bpw is not None
-    if targeting and not (args.quiet or args.json):
-        import sys
-
-        def alloc_progress(phase, done, total):
-            print(f"\rallocation: {phase} {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
     if not targeting and (args.calib or args.recipe or args.alloc_types or args.calib_reference):
         raise QtkValueError("--calib, --calib-reference, --recipe and --alloc-types only go with --target-size or --target-bpw")
-    report = convert(
-        args.model_dir, args.output, args.type, imatrix=args.imatrix, tensor_types=tensor_type_args(args),
-        output_tensor_type=args.output_tensor_type, token_embedding_type=args.token_embedding_type,
-        pure=args.pure, dry_run=args.dry_run, threads=args.threads, force=args.force,
-        tokenizer_pre=args.tokenizer_pre, progress=progress, target_size=args.target_size,
-        target_bpw=args.target_bpw, calib=args.calib, calib_chunks=args.calib_chunks, calib_ctx=args.calib_ctx,
-        recipe=args.recipe, alloc_types=args.alloc_types, alloc_progress=alloc_progress,
-        calib_reference=args.calib_reference, max_probes=args.max_probes, **uncovered_options(args),
-    )
+    options = dict(imatrix=args.imatrix, tensor_types=tensor_type_args(args), output_tensor_type=args.output_tensor_type,
+                   token_embedding_type=args.token_embedding_type, pure=args.pure, dry_run=args.dry_run,
+                   threads=args.threads, force=args.force, tokenizer_pre=args.tokenizer_pre, progress=progress,
+                   **uncovered_options(args))
+    if targeting:
+        alloc_progress = None
+        if not (args.quiet or args.json):
+            import sys
+
+            def alloc_progress(phase, done, total):
+                print(f"\rallocation: {phase} {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+        report = convert_to_budget(args.model_dir, args.output, args.type, target_size=args.target_size,
+                                   target_bpw=args.target_bpw, calib=args.calib, calib_chunks=args.calib_chunks,
+                                   calib_ctx=args.calib_ctx, recipe=args.recipe, alloc_types=args.alloc_types,
+                                   alloc_progress=alloc_progress, calib_reference=args.calib_reference,
+                                   max_probes=args.max_probes, **options)
+    else:
+        report = convert(args.model_dir, args.output, args.type, **options)
     if args.json:
         print(json.dumps(report))
     elif args.dry_run or not args.quiet:

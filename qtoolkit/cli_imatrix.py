@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .imatrix_coverage import format_coverage
+from .imatrix.coverage import format_coverage
 
 
 def add_arguments(parser) -> None:
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from .cli_perplexity import one_blas_thread_for_gguf
     from .cli_progress import ChunkBar
-    from .model.calibrate import compute_imatrix
+    from .imatrix.collect import compute_imatrix
 
     one_blas_thread_for_gguf(args.model)
     bar = None if (args.quiet or args.json) else ChunkBar("imatrix")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 
-from . import __version__
-from .formats import QuantType, type_info, _clib
-from .matmul import active_isa, available_isas
+from ._version import __version__
+from .formats import QuantType, type_info
+from .matmul import active_isa, available_isas, supported_isas
 
 
 def add_arguments(parser) -> None:
@@ -17,12 +17,11 @@ def add_arguments(parser) -> None:
 def collect() -> dict:
     types = []
     for q in QuantType:
-        t = _clib.type_traits(int(q))
         info = type_info(q)
         types.append({
             "name": q.name, "id": int(q), "block_size": info.block_size, "type_size": info.type_size,
-            "bits_per_weight": round(info.bits_per_weight, 4), "quantize": t.can_quantize,
-            "dequantize": t.can_dequantize, "uses_imatrix": t.uses_imatrix,
+            "bits_per_weight": round(info.bits_per_weight, 4), "quantize": info.can_quantize,
+            "dequantize": info.can_dequantize, "uses_imatrix": info.uses_imatrix,
             "requires_imatrix": info.requires_imatrix,
         })
     return {
@@ -30,7 +29,7 @@ def collect() -> dict:
         "isa": {
             "active": active_isa(),
             "available": available_isas(),
-            "supported": _clib.supported_isas(),
+            "supported": supported_isas(),
             "env_QTK_ISA": os.environ.get("QTK_ISA"),
         },
         "types": types,

@@ -72,8 +72,8 @@ def is_imatrix(path: str) -> bool:
 
 
 def inspect_imatrix(path: str, min_tokens: int = 1) -> Dict[str, Any]:
-    from .imatrix import read_imatrix
-    from .imatrix_coverage import coverage
+    from .imatrix.coverage import coverage
+    from .io.imatrix_file import read_imatrix
 
     st = read_imatrix(path)
     entries = []
@@ -91,7 +91,7 @@ def inspect_imatrix(path: str, min_tokens: int = 1) -> Dict[str, Any]:
 
 
 def _run_imatrix(args) -> int:
-    from .imatrix_coverage import format_coverage
+    from .imatrix.coverage import format_coverage
 
     info = inspect_imatrix(args.path, args.min_tokens)
     if args.no_tensors:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from .units import human, parse_size
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="Hugging Face model folder or a config.json file (weights are not needed)")
@@ -22,18 +24,16 @@ def add_arguments(parser) -> None:
 
 
 def _gb(n: float) -> str:
-    from .sizing import human
-
     return human(n)
 
 
 def run(args) -> int:
-    from .sizing import human, parse_size, plan
+    from .sizing import estimate
 
     ram = parse_size(args.ram, "--ram") if args.ram else None
     headroom = parse_size(args.headroom, "--headroom") if args.headroom else None
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
-    r = plan(args.model, preset=args.type, target_bpw=args.target_bpw, ram=ram, bandwidth=args.bandwidth,
+    r = estimate(args.model, preset=args.type, target_bpw=args.target_bpw, ram=ram, bandwidth=args.bandwidth,
              ctx=args.ctx, kv_type=args.kv_type, headroom=headroom, presets=presets)
     if args.json:
         print(json.dumps(r))

@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 import numpy as np
 
 from . import _clib
-from .errors import QtkTypeError, QtkValueError, QtkFormatError
+from .errors import QtkFormatError, QtkNotImplementedError, QtkTypeError, QtkValueError
 
 
 class QuantType(IntEnum):
@@ -153,6 +153,8 @@ class TypeInfo:
     is_quantized: bool
     uses_imatrix: bool     # importance weights change the result
     requires_imatrix: bool = False  # quantizing needs importance weights (IQ2_XXS, IQ2_XS, IQ1_S)
+    can_quantize: bool = True       # this build quantizes to the type
+    can_dequantize: bool = True     # ... and dequantizes it
 
 
 def resolve(qtype: QType) -> Union[QuantType, CustomQuant]:
@@ -196,7 +198,18 @@ def type_info(qtype: QType) -> TypeInfo:
     if t is None:  # pragma: no cover - QuantType and the C table list the same ids
         raise QtkValueError(f"type {q.name} is missing from the C traits table")
     return TypeInfo(q.name, t.block_size, t.type_size, 8.0 * t.type_size / t.block_size, t.is_quantized, t.uses_imatrix,
-                    _clib.requires_imatrix(int(q)))
+                    _clib.requires_imatrix(int(q)), t.can_quantize, t.can_dequantize)
+
+
+def producible_type(value, what: str) -> QuantType:
+    """The ggml type ``value`` names (a name in any case, a GGUF id or a QuantType), refused unless
+    this build can quantize to it; errors start with ``what`` (e.g. ``--output-tensor-type``)."""
+    q = resolve(value)
+    if not isinstance(q, QuantType):
+        raise QtkValueError(f"{what}: {value!r} is not a ggml type")
+    if not type_info(q).can_quantize:
+        raise QtkNotImplementedError(f"{what}: qtoolkit cannot produce {q.name} yet")
+    return q
 
 
 def _quantized_shape(shape, q) -> Tuple[int, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import mmap
 import struct
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -137,6 +137,17 @@ class GGUFFile:
     # -- parsing -----------------------------------------------------------------------------
     def _parse(self) -> None:
         c = _Cursor(self.path, self._map, self.size)
+        n_tensors, n_kv = self._parse_header(c)
+        self._parse_metadata(c, n_kv)
+        self.tensors: List[TensorEntry] = []
+        names: Set[str] = set()
+        for i in range(n_tensors):
+            self.tensors.append(self._parse_tensor_info(c, i, names))
+        self._place_data(c)
+        self._by_name = {t.name: t for t in self.tensors}
+
+    def _parse_header(self, c: _Cursor) -> Tuple[int, int]:
+        """Magic, version, and the tensor and metadata counts (impossible counts refused early)."""
         c.need(4, "magic")
         magic = bytes(self._map[0:4])
         if magic != GGUF_MAGIC:
@@ -154,7 +165,10 @@ class GGUFFile:
             raise QtkFormatError(f"{self.path}: tensor count {n_tensors} at offset 8 is impossible for a {self.size}-byte file")
         if n_kv > self.size // 12 or n_kv >= 1 << 62:
             raise QtkFormatError(f"{self.path}: metadata count {n_kv} at offset 16 is impossible for a {self.size}-byte file")
+        return n_tensors, n_kv
 
+    def _parse_metadata(self, c: _Cursor, n_kv: int) -> None:
+        """The key/value pairs (each key once, none empty) and the data alignment they set."""
         self.kv: Dict[str, KV] = {}
         for i in range(n_kv):
             at = c.pos
@@ -166,7 +180,6 @@ class GGUFFile:
             vtype = c.unpack("<I", f"type of {key!r}")
             value, sub = self._value(c, vtype, key)
             self.kv[key] = KV(key, vtype, value, sub, at)
-
         self.alignment = DEFAULT_ALIGNMENT
         if "general.alignment" in self.kv:
             kv = self.kv["general.alignment"]
@@ -176,42 +189,43 @@ class GGUFFile:
                 )
             self.alignment = int(kv.value)
 
-        self.tensors: List[TensorEntry] = []
-        names = set()
-        for i in range(n_tensors):
-            at = c.pos
-            name = c.string(f"tensor #{i} name")
-            if len(name.encode()) > MAX_NAME:
-                raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} is longer than {MAX_NAME} bytes")
-            if name in names:
-                raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} appears twice")
-            names.add(name)
-            nd = c.unpack("<I", f"tensor {name!r} dimension count")
-            if not 1 <= nd <= MAX_DIMS:
-                raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has {nd} dimensions (1 to {MAX_DIMS})")
-            ne = tuple(c.unpack("<Q", f"tensor {name!r} dimension {d}") for d in range(nd))
-            type_id = c.unpack("<I", f"tensor {name!r} type")
-            offset = c.unpack("<Q", f"tensor {name!r} offset")
-            t = ggml_type(type_id)
-            if t is None:
-                raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has unknown ggml type id {type_id}")
-            tname, blck, tsize = t
-            count = 1
-            for d in ne:
-                if d >= 1 << 62:
-                    raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has dimension {d}")
-                count *= d
-            if count >= 1 << 62:
-                raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has {count} elements")
-            if ne[0] % blck:
-                raise QtkFormatError(
-                    f"{self.path}: tensor {name!r} at offset {at}: row length {ne[0]} is not a multiple of {tname}'s block {blck}"
-                )
-            nbytes = count // blck * tsize
-            if offset % self.alignment:
-                raise QtkFormatError(f"{self.path}: tensor {name!r} offset {offset} is not a multiple of the alignment {self.alignment}")
-            self.tensors.append(TensorEntry(name, ne, type_id, offset, 0, nbytes, at))
+    def _parse_tensor_info(self, c: _Cursor, i: int, names: Set[str]) -> TensorEntry:
+        """One tensor's name (not one of ``names``, which it joins), dimensions, type and offset, each checked."""
+        at = c.pos
+        name = c.string(f"tensor #{i} name")
+        if len(name.encode()) > MAX_NAME:
+            raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} is longer than {MAX_NAME} bytes")
+        if name in names:
+            raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} appears twice")
+        names.add(name)
+        nd = c.unpack("<I", f"tensor {name!r} dimension count")
+        if not 1 <= nd <= MAX_DIMS:
+            raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has {nd} dimensions (1 to {MAX_DIMS})")
+        ne = tuple(c.unpack("<Q", f"tensor {name!r} dimension {d}") for d in range(nd))
+        type_id = c.unpack("<I", f"tensor {name!r} type")
+        offset = c.unpack("<Q", f"tensor {name!r} offset")
+        t = ggml_type(type_id)
+        if t is None:
+            raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has unknown ggml type id {type_id}")
+        tname, blck, tsize = t
+        count = 1
+        for d in ne:
+            if d >= 1 << 62:
+                raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has dimension {d}")
+            count *= d
+        if count >= 1 << 62:
+            raise QtkFormatError(f"{self.path}: tensor {name!r} at offset {at} has {count} elements")
+        if ne[0] % blck:
+            raise QtkFormatError(
+                f"{self.path}: tensor {name!r} at offset {at}: row length {ne[0]} is not a multiple of {tname}'s block {blck}"
+            )
+        if offset % self.alignment:
+            raise QtkFormatError(f"{self.path}: tensor {name!r} offset {offset} is not a multiple of the alignment {self.alignment}")
+        return TensorEntry(name, ne, type_id, offset, 0, count // blck * tsize, at)
 
+    def _place_data(self, c: _Cursor) -> None:
+        """Where each tensor's data lies: offsets must follow each other in tensor order, every
+        tensor inside the file."""
         self.header_end = c.pos
         self.data_start = (c.pos + self.alignment - 1) // self.alignment * self.alignment
         expected = 0
@@ -228,7 +242,6 @@ class GGUFFile:
                     f"of the file ({self.size} bytes): truncated"
                 )
             expected += (t.nbytes + self.alignment - 1) // self.alignment * self.alignment
-        self._by_name = {t.name: t for t in self.tensors}
 
     def _value(self, c: _Cursor, vtype: int, key: str, in_array: bool = False):
         if vtype not in VALUE_TYPES:

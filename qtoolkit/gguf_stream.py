@@ -6,30 +6,22 @@ then produced and written one piece at a time: ``GGUFWriter.write_tensor_data`` 
 :class:`StreamedTensor`, whose ``tofile`` runs the producer and writes its pieces (gguf-py's own
 lazy tensors use the same ``tofile`` hook). Only one piece is in memory at a time.
 
-Nothing half-written survives: the file is written as ``OUT.partial`` (locked against a second
-writer), flushed to disk and renamed on success; any error or Ctrl-C removes it, and an existing
-``OUT`` is only replaced with ``force``. After a SIGKILL or a power cut ``OUT.partial`` may remain;
-the next run overwrites it.
+Nothing half-written survives: the file is written as ``OUT.partial`` and renamed on success
+(:class:`qtoolkit.io.output.ReplaceOnSuccess`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import QtkError, QtkFileExistsError, QtkFormatError, QtkIOError, QtkValueError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: no lock against a second writer
-    fcntl = None
+from .errors import QtkFormatError, QtkValueError
 from .formats import QuantType, type_info
+from .io.output import ReplaceOnSuccess
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +157,6 @@ def file_layout(arch: str, metadata: Sequence[Tuple[str, object, int, Optional[i
             "file_bytes": header + padded}
 
 
-def check_output(out_path: str, force: bool) -> None:
-    if os.path.isdir(out_path):
-        raise QtkFileExistsError(f"{out_path}: is a directory; give a file name for the output")
-    if os.path.exists(out_path) and not force:
-        raise QtkFileExistsError(f"{out_path}: already exists; pass --force (force=True) to replace it")
-    parent = os.path.dirname(os.path.abspath(out_path))
-    if not os.path.isdir(parent):
-        raise QtkError(f"{out_path}: the folder {parent} does not exist")
-
-
 def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, int, Optional[int]]],
                tensors: Sequence[TensorOut], force: bool = False, progress: Optional[Progress] = None) -> int:
     """Write a complete GGUF file; returns its size in bytes.
@@ -189,93 +171,41 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
     """
     import gguf
 
-    check_output(out_path, force)
+    out = ReplaceOnSuccess(out_path, force, "the output")
     check_metadata(metadata, out_path)
     progress = progress or Progress()
-    partial = out_path + ".partial"
     writer = None
-    lock = _lock_partial(out_path, partial)
-    try:
-        writer = gguf.GGUFWriter(partial, arch, endianess=gguf.GGUFEndian.LITTLE)
-        for key, value, vtype, sub in metadata:
-            if isinstance(value, np.ndarray):
-                value = value.tolist()
-            if key == "general.alignment":  # the key alone would not change gguf-py's padding
-                writer.add_custom_alignment(int(value))
-                continue
-            writer.add_key_value(key, value, gguf.GGUFValueType(vtype),
-                                 sub_type=gguf.GGUFValueType(sub) if sub is not None else None)
-        for t in tensors:
-            raw = gguf.GGMLQuantizationType(int(t.type))
-            # shape in numpy order, as bytes: gguf-py converts the last axis back to elements
-            info = type_info(t.type)
-            byte_shape = tuple(reversed(t.ne[1:])) + (t.ne[0] // info.block_size * info.type_size,)
-            writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes, raw_dtype=raw)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        progress.start(sum(t.nbytes for t in tensors), len(tensors))
-        for t in tensors:
-            writer.write_tensor_data(StreamedTensor(t, progress), tensor_endianess=gguf.GGUFEndian.LITTLE)
-            progress.tensor_done(t.name)
-        writer.close()
-        writer = None
-        os.fsync(lock)  # the data on disk before the name points at it
-        size = os.fstat(lock).st_size
-        os.replace(partial, out_path)
-        _fsync_dir(os.path.dirname(os.path.abspath(out_path)))
-        return size
-    except QtkError:
-        raise
-    except OSError as exc:
-        hint = " (the disk is full or a file-size limit was reached)" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
-        raise QtkIOError(f"{out_path}: cannot write the output: {exc}{hint}; nothing was written") from exc
-    finally:
-        progress.close()
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:  # pragma: no cover - e.g. the flush of a full disk fails again
-                pass
-        if os.path.exists(partial) and os.path.samestat(os.stat(partial), os.fstat(lock)):
-            os.remove(partial)
-            log.info("removed the unfinished %s", partial)
-        os.close(lock)
-
-
-def _lock_partial(out_path: str, partial: str) -> int:
-    """An fd of ``partial`` holding an exclusive flock (created if needed, not truncated: the
-    writer truncates it once the lock is ours). Refuses while another process holds it."""
-    for _ in range(5):
+    with out:
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError as exc:
-            raise QtkIOError(f"{out_path}: cannot create {partial}: {exc}") from exc
-        try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise QtkFileExistsError(
-                f"{out_path}: another process is writing it ({partial} is locked); wait for it or stop it"
-            ) from None
-        try:
-            if os.path.samestat(os.fstat(fd), os.stat(partial)):
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the name was removed or replaced between open and lock: try again
-    raise QtkIOError(f"{out_path}: {partial} keeps changing under us")  # pragma: no cover
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
-        pass
-    finally:
-        os.close(fd)
+            writer = gguf.GGUFWriter(out.partial, arch, endianess=gguf.GGUFEndian.LITTLE)
+            for key, value, vtype, sub in metadata:
+                if isinstance(value, np.ndarray):
+                    value = value.tolist()
+                if key == "general.alignment":  # the key alone would not change gguf-py's padding
+                    writer.add_custom_alignment(int(value))
+                    continue
+                writer.add_key_value(key, value, gguf.GGUFValueType(vtype),
+                                     sub_type=gguf.GGUFValueType(sub) if sub is not None else None)
+            for t in tensors:
+                raw = gguf.GGMLQuantizationType(int(t.type))
+                # shape in numpy order, as bytes: gguf-py converts the last axis back to elements
+                info = type_info(t.type)
+                byte_shape = tuple(reversed(t.ne[1:])) + (t.ne[0] // info.block_size * info.type_size,)
+                writer.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes, raw_dtype=raw)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            progress.start(sum(t.nbytes for t in tensors), len(tensors))
+            for t in tensors:
+                writer.write_tensor_data(StreamedTensor(t, progress), tensor_endianess=gguf.GGUFEndian.LITTLE)
+                progress.tensor_done(t.name)
+            writer.close()
+            writer = None
+        finally:
+            progress.close()
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:  # pragma: no cover - e.g. the flush of a full disk fails again
+                    pass
+    return out.size

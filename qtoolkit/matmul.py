@@ -23,6 +23,7 @@ __all__ = [
     "moe_ffn",
     "active_isa",
     "available_isas",
+    "supported_isas",
     "set_isa",
     "memory_read_bandwidth",
 ]
@@ -40,6 +41,11 @@ def available_isas() -> List[str]:
     return _clib.available_isas()
 
 
+def supported_isas() -> List[str]:
+    """Instruction sets this build and CPU could run, ignoring the ``QTK_ISA`` cap."""
+    return _clib.supported_isas()
+
+
 def set_isa(name: str) -> None:
     """Switch the kernels for the whole process (e.g. ``set_isa("ref")`` to compare with the
     reference). Only an available ISA can be chosen; ``QTK_ISA`` caps what is available."""
@@ -48,7 +54,8 @@ def set_isa(name: str) -> None:
 
 # -- helpers --------------------------------------------------------------------------------
 
-def _wtype(q: Union[QuantType, CustomQuant]):
+def weight_type(q: Union[QuantType, CustomQuant]):
+    """The C kernels' description of a weight type (a ggml type or a CustomQuant)."""
     if isinstance(q, CustomQuant):
         return _clib.wtype(custom=(q.bits, q.group_size, q.symmetric))
     return _clib.wtype(int(q))
@@ -119,7 +126,7 @@ def matmul(w: np.ndarray, qtype: QType, x: np.ndarray, threads: Optional[int] = 
     if x2.ndim != 2:
         raise QtkValueError(f"x must be [n] or [tokens, n], got shape {x.shape}")
     out = np.empty((x2.shape[0], w.shape[0]), dtype=np.float32)
-    _clib.matmul(_wtype(q), w, x2, out, _threads(threads))
+    _clib.matmul(weight_type(q), w, x2, out, _threads(threads))
     return out[0] if x.ndim == 1 else out
 
 
@@ -138,7 +145,7 @@ def moe_matmul(w: np.ndarray, qtype: QType, x: np.ndarray, expert_ids, threads: 
         raise QtkValueError(f"x must be [tokens, n], got shape {x.shape}")
     ids = _expert_ids(expert_ids, x.shape[0], w.shape[0])
     out = np.empty((x.shape[0], ids.shape[1], w.shape[1]), dtype=np.float32)
-    _clib.moe_matmul(_wtype(q), w, x, ids, out, _threads(threads))
+    _clib.moe_matmul(weight_type(q), w, x, ids, out, _threads(threads))
     return out
 
 
@@ -182,7 +189,7 @@ def moe_ffn(
     if wts.shape != ids.shape:
         raise QtkValueError(f"expert_weights must have the shape of expert_ids {ids.shape}, got {wts.shape}")
     out = np.empty((x.shape[0], n_embd), dtype=np.float32)
-    _clib.moe_ffn(tuple(_wtype(q) for q in qs), gate, up, down, x, ids, wts, out, _threads(threads))
+    _clib.moe_ffn(tuple(weight_type(q) for q in qs), gate, up, down, x, ids, wts, out, _threads(threads))
     return out
 
 

@@ -1,9 +1,8 @@
 """llama-quantize's presets and per-tensor mixture rules, as one pure function.
 
-``plan_types(tensors, preset, model, options)`` says which ggml type every tensor of a GGUF file
+``choose_types(tensors, preset, model, options)`` says which ggml type every tensor of a GGUF file
 gets. It looks only at names, shapes (ggml ``ne`` order: ``ne[0]`` is the row length) and a few
-model hyper-parameters, so the convert command, a future ``plan`` command and a bit allocator can
-all share it. The rules are those of llama.cpp's ``llama-quant.cpp`` (the version vendored in
+model hyper-parameters, so the converter, ``qtoolkit plan`` and the bit allocator all share it. The rules are those of llama.cpp's ``llama-quant.cpp`` (the version vendored in
 llama-cpp-python 0.3.36), restated from ``shared/docs/ggml-formats.md`` §4:
 
 1. which tensors are quantizable at all (2-D/3-D weights that are not norms or routers);
@@ -20,10 +19,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import QtkValueError
-from .formats import QuantType, type_info
+from .formats import QuantType, producible_type, type_info
 
 Q = QuantType
 
@@ -110,7 +109,7 @@ class ModelInfo:
 
 
 @dataclass
-class PlanOptions:
+class TypeOptions:
     output_tensor_type: Optional[QuantType] = None
     token_embedding_type: Optional[QuantType] = None
     tensor_types: Sequence[Tuple[str, QuantType]] = field(default_factory=list)  # (regex, type); first match wins
@@ -206,157 +205,190 @@ class _State:
         self.i_ffn = {"ffn_down": 0, "ffn_gate": 0, "ffn_up": 0}
 
 
-def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: ModelInfo, opts: PlanOptions,
+@dataclass(frozen=True)
+class _Ctx:
+    """What every rule looks at besides the tensor: the preset's name and the model."""
+
+    p: str
+    model: ModelInfo
+    opts: TypeOptions
+
+    @property
+    def falcon(self) -> bool:
+        return self.model.arch == "falcon"
+
+    @property
+    def moe8(self) -> bool:
+        return self.model.n_expert == 8
+
+
+def _mixture(st: _State, t: QuantType, name: str, ne, preset: Preset, model: ModelInfo, opts: TypeOptions,
              cat: str, tied: bool) -> QuantType:
-    p = preset.name
-    falcon = model.arch == "falcon"
-    moe8 = model.n_expert == 8
-
+    """llama-quantize's type for one quantizable tensor of category ``cat`` (llama-quant.cpp's
+    ``llama_tensor_get_type``), starting from the preset's default ``t``."""
+    c = _Ctx(preset.name, model, opts)
     if cat == "output" or (tied and cat == "token_embd"):
-        if opts.output_tensor_type is not None:
-            return opts.output_tensor_type
-        if falcon or ne[0] % type_info(t).block_size:
-            return Q.Q8_0
-        if p in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
-            return Q.Q5_K
-        return t if t == Q.Q8_0 else Q.Q6_K
-
+        return _output_rule(c, t, ne)
     if cat == "token_embd":
-        if opts.token_embedding_type is not None:
-            return opts.token_embedding_type
-        if p in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
-            return Q.Q2_K
-        if p in ("IQ2_S", "IQ2_M", "IQ3_XXS"):
-            return Q.IQ3_S
-        if p in ("TQ1_0", "TQ2_0"):
-            return Q.Q4_K
-        return t
-
-    if p in _IQ_LOW:
-        # the lowest-bit presets have a rule block of their own; note that it counts ffn_down
-        # tensors (not layers) even for MoE models, and counts no ffn_gate/ffn_up
-        iq2s = p in ("IQ2_S", "IQ2_M")
-        if cat == "attn_v":
-            st.i_attention_wv += 1
-            if model.n_gqa >= 4 or model.n_expert >= 4:
-                return Q.Q4_K
-            return Q.IQ3_S if iq2s else Q.Q2_K
-        if moe8 and cat == "attn_k":
-            return Q.Q4_K
-        if cat == "ffn_down":
-            i = st.i_ffn["ffn_down"]
-            st.i_ffn["ffn_down"] += 1
-            if i < st.n_layer // 8:
-                return Q.IQ3_S if iq2s else Q.Q2_K
-            return t
-        if cat == "attn_output":
-            if moe8:
-                return Q.Q5_K
-            if p in ("IQ1_S", "IQ1_M"):
-                return Q.IQ2_XXS
-            if iq2s:
-                return Q.IQ3_S
-        return t
-
+        return _token_embd_rule(c, t)
+    if c.p in _IQ_LOW:
+        return _iq_low_rule(c, st, t, cat)
     if cat == "attn_v":
-        if p == "Q2_K":
-            t = Q.Q4_K if model.n_gqa >= 4 else Q.Q3_K
-        elif p == "Q2_K_S" and model.n_gqa >= 4:
-            t = Q.Q4_K
-        elif p == "IQ3_XXS":
-            t = Q.Q4_K if model.n_gqa >= 4 else (Q.IQ3_S if not opts.has_imatrix else Q.IQ3_XXS)
-        elif p in ("IQ3_XS", "IQ3_S") and model.n_gqa >= 4:
-            t = Q.Q4_K
-        elif p == "IQ3_M":
-            t = Q.Q4_K
-        elif p == "Q3_K_M":
-            t = Q.Q5_K if st.i_attention_wv < 2 else Q.Q4_K
-        elif p == "Q3_K_L":
-            t = Q.Q5_K
-        elif p in ("IQ4_NL", "IQ4_XS") and model.n_gqa >= 4:
-            t = Q.Q5_K
-        elif p in ("Q4_K_M", "Q5_K_M") and use_more_bits(st.i_attention_wv, st.n_attention_wv):
-            t = Q.Q6_K
-        elif p == "Q4_K_S" and st.i_attention_wv < 4:
-            t = Q.Q5_K
-        if model.is_70b and t in (Q.Q3_K, Q.Q4_K):
-            t = Q.Q5_K
-        if moe8:
-            t = Q.Q8_0
-        st.i_attention_wv += 1
-        return t
-
+        return _attn_v_rule(c, st, t)
     if cat == "attn_k":
-        if moe8:
-            return Q.Q8_0
-        return {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(p, t)
-
+        return Q.Q8_0 if c.moe8 else {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(c.p, t)
     if cat == "attn_q":
-        return {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(p, t)
-
+        return {"IQ3_XS": Q.IQ3_XXS, "IQ3_XXS": Q.IQ2_S}.get(c.p, t)
     if cat in ("ffn_down", "ffn_gate", "ffn_up"):
-        # dense models: a running count per category; MoE: the layer number in the name
-        i = layer_of(name) if model.n_expert > 1 else st.i_ffn[cat]
-        if model.n_expert > 1 and not 0 <= i < st.n_layer:
-            raise QtkValueError(f"tensor {name}: layer {i} outside [0, {st.n_layer})")
-        n = st.n_layer
-        st.i_ffn[cat] += 1
-        if cat != "ffn_down":
-            if p == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
-                t = Q.IQ3_XXS
-            return t
-        if p == "Q2_K":
-            t = Q.Q3_K
-        elif p == "Q2_K_S":
-            if i < n // 8:
-                t = Q.Q4_K
-        elif p == "IQ3_XXS" and not opts.has_imatrix:
-            t = Q.Q4_K if i < n // 8 else Q.Q3_K
-        elif p == "Q3_K_M":
-            t = Q.Q5_K if i < n // 16 else (Q.Q4_K if not falcon or use_more_bits(i, n) else Q.Q3_K)
-        elif p == "IQ3_M" and (i < n // 8 or (moe8 and use_more_bits(i, n))):
-            t = Q.Q4_K
-        elif p == "Q3_K_L":
-            t = Q.Q4_K if falcon else Q.Q5_K
-        elif p == "Q4_K_M":
-            if falcon:
-                t = Q.Q6_K if i < n // 16 else (Q.Q5_K if use_more_bits(i, n) else Q.Q4_K)
-            elif use_more_bits(i, n):
-                t = Q.Q6_K
-        elif i < n // 8 and p in ("IQ4_NL", "IQ4_XS") and not opts.has_imatrix:
-            t = Q.Q5_K
-        elif p == "Q5_K_M" and use_more_bits(i, n):
-            t = Q.Q6_K
-        elif p == "Q4_K_S" and not falcon and i < n // 8:
-            t = Q.Q5_K
-        elif p in ("Q4_0", "Q5_0") and opts.has_imatrix and i < n // 8:
-            t = Q.Q4_1 if p == "Q4_0" else Q.Q5_1
-        return t
-
+        return _ffn_rule(c, st, t, name, cat)
     if cat == "attn_output":
-        if not falcon:
-            if moe8:
-                if p in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S",
-                         "IQ3_M", "IQ4_XS"):
-                    t = Q.Q5_K
-            else:
-                t = {"Q2_K": Q.Q3_K, "IQ3_XXS": Q.IQ3_S, "Q3_K_M": Q.Q4_K, "Q3_K_L": Q.Q5_K, "IQ3_M": Q.Q4_K}.get(p, t)
-        elif p == "Q3_K_L":
-            t = Q.Q4_K
-        return t
-
+        return _attn_output_rule(c, t)
     return t
 
 
-def plan_types(tensors: Sequence[TensorSpec], preset, model: ModelInfo,
-               options: Optional[PlanOptions] = None) -> Dict[str, QuantType]:
+def _output_rule(c: _Ctx, t: QuantType, ne) -> QuantType:
+    if c.opts.output_tensor_type is not None:
+        return c.opts.output_tensor_type
+    if c.falcon or ne[0] % type_info(t).block_size:
+        return Q.Q8_0
+    if c.p in ("IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"):
+        return Q.Q5_K
+    return t if t == Q.Q8_0 else Q.Q6_K
+
+
+def _token_embd_rule(c: _Ctx, t: QuantType) -> QuantType:
+    if c.opts.token_embedding_type is not None:
+        return c.opts.token_embedding_type
+    if c.p in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
+        return Q.Q2_K
+    if c.p in ("IQ2_S", "IQ2_M", "IQ3_XXS"):
+        return Q.IQ3_S
+    if c.p in ("TQ1_0", "TQ2_0"):
+        return Q.Q4_K
+    return t
+
+
+def _iq_low_rule(c: _Ctx, st: _State, t: QuantType, cat: str) -> QuantType:
+    """The lowest-bit presets have a rule block of their own; note that it counts ffn_down
+    tensors (not layers) even for MoE models, and counts no ffn_gate/ffn_up."""
+    iq2s = c.p in ("IQ2_S", "IQ2_M")
+    if cat == "attn_v":
+        st.i_attention_wv += 1
+        if c.model.n_gqa >= 4 or c.model.n_expert >= 4:
+            return Q.Q4_K
+        return Q.IQ3_S if iq2s else Q.Q2_K
+    if c.moe8 and cat == "attn_k":
+        return Q.Q4_K
+    if cat == "ffn_down":
+        i = st.i_ffn["ffn_down"]
+        st.i_ffn["ffn_down"] += 1
+        if i < st.n_layer // 8:
+            return Q.IQ3_S if iq2s else Q.Q2_K
+        return t
+    if cat == "attn_output":
+        if c.moe8:
+            return Q.Q5_K
+        if c.p in ("IQ1_S", "IQ1_M"):
+            return Q.IQ2_XXS
+        if iq2s:
+            return Q.IQ3_S
+    return t
+
+
+def _attn_v_rule(c: _Ctx, st: _State, t: QuantType) -> QuantType:
+    p, model = c.p, c.model
+    if p == "Q2_K":
+        t = Q.Q4_K if model.n_gqa >= 4 else Q.Q3_K
+    elif p == "Q2_K_S" and model.n_gqa >= 4:
+        t = Q.Q4_K
+    elif p == "IQ3_XXS":
+        t = Q.Q4_K if model.n_gqa >= 4 else (Q.IQ3_S if not c.opts.has_imatrix else Q.IQ3_XXS)
+    elif p in ("IQ3_XS", "IQ3_S") and model.n_gqa >= 4:
+        t = Q.Q4_K
+    elif p == "IQ3_M":
+        t = Q.Q4_K
+    elif p == "Q3_K_M":
+        t = Q.Q5_K if st.i_attention_wv < 2 else Q.Q4_K
+    elif p == "Q3_K_L":
+        t = Q.Q5_K
+    elif p in ("IQ4_NL", "IQ4_XS") and model.n_gqa >= 4:
+        t = Q.Q5_K
+    elif p in ("Q4_K_M", "Q5_K_M") and use_more_bits(st.i_attention_wv, st.n_attention_wv):
+        t = Q.Q6_K
+    elif p == "Q4_K_S" and st.i_attention_wv < 4:
+        t = Q.Q5_K
+    if model.is_70b and t in (Q.Q3_K, Q.Q4_K):
+        t = Q.Q5_K
+    if c.moe8:
+        t = Q.Q8_0
+    st.i_attention_wv += 1
+    return t
+
+
+def _ffn_rule(c: _Ctx, st: _State, t: QuantType, name: str, cat: str) -> QuantType:
+    p, model, falcon = c.p, c.model, c.falcon
+    # dense models: a running count per category; MoE: the layer number in the name
+    i = layer_of(name) if model.n_expert > 1 else st.i_ffn[cat]
+    if model.n_expert > 1 and not 0 <= i < st.n_layer:
+        raise QtkValueError(f"tensor {name}: layer {i} outside [0, {st.n_layer})")
+    n = st.n_layer
+    st.i_ffn[cat] += 1
+    if cat != "ffn_down":
+        if p == "IQ3_XS" and n // 8 <= i < 7 * n // 8:
+            t = Q.IQ3_XXS
+        return t
+    if p == "Q2_K":
+        t = Q.Q3_K
+    elif p == "Q2_K_S":
+        if i < n // 8:
+            t = Q.Q4_K
+    elif p == "IQ3_XXS" and not c.opts.has_imatrix:
+        t = Q.Q4_K if i < n // 8 else Q.Q3_K
+    elif p == "Q3_K_M":
+        t = Q.Q5_K if i < n // 16 else (Q.Q4_K if not falcon or use_more_bits(i, n) else Q.Q3_K)
+    elif p == "IQ3_M" and (i < n // 8 or (c.moe8 and use_more_bits(i, n))):
+        t = Q.Q4_K
+    elif p == "Q3_K_L":
+        t = Q.Q4_K if falcon else Q.Q5_K
+    elif p == "Q4_K_M":
+        if falcon:
+            t = Q.Q6_K if i < n // 16 else (Q.Q5_K if use_more_bits(i, n) else Q.Q4_K)
+        elif use_more_bits(i, n):
+            t = Q.Q6_K
+    elif i < n // 8 and p in ("IQ4_NL", "IQ4_XS") and not c.opts.has_imatrix:
+        t = Q.Q5_K
+    elif p == "Q5_K_M" and use_more_bits(i, n):
+        t = Q.Q6_K
+    elif p == "Q4_K_S" and not falcon and i < n // 8:
+        t = Q.Q5_K
+    elif p in ("Q4_0", "Q5_0") and c.opts.has_imatrix and i < n // 8:
+        t = Q.Q4_1 if p == "Q4_0" else Q.Q5_1
+    return t
+
+
+def _attn_output_rule(c: _Ctx, t: QuantType) -> QuantType:
+    p = c.p
+    if not c.falcon:
+        if c.moe8:
+            if p in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S",
+                     "IQ3_M", "IQ4_XS"):
+                t = Q.Q5_K
+        else:
+            t = {"Q2_K": Q.Q3_K, "IQ3_XXS": Q.IQ3_S, "Q3_K_M": Q.Q4_K, "Q3_K_L": Q.Q5_K, "IQ3_M": Q.Q4_K}.get(p, t)
+    elif p == "Q3_K_L":
+        t = Q.Q4_K
+    return t
+
+
+def choose_types(tensors: Sequence[TensorSpec], preset, model: ModelInfo,
+               options: Optional[TypeOptions] = None) -> Dict[str, QuantType]:
     """The ggml type of every tensor, as llama-quantize would choose it from an F32/F16 input.
 
     ``tensors``: the file's tensors (any order; they are visited in llama.cpp's file order).
     Tensors that are not quantizable keep their ``type``. Pure: no I/O, no global state.
     """
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
-    opts = options or PlanOptions()
+    opts = options or TypeOptions()
     patterns = [(re.compile(pat), typ) for pat, typ in opts.tensor_types]
     by_name = {t.name: t for t in tensors}
     if len(by_name) != len(tensors):
@@ -393,6 +425,25 @@ def plan_types(tensors: Sequence[TensorSpec], preset, model: ModelInfo,
             t = _fallback(ne[0], t)
         result[name] = t
     return result
+
+
+def parse_tensor_types(items: Sequence[Union[str, Tuple[str, Any]]]) -> List[Tuple[str, QuantType]]:
+    """``["attn_v=q8_0", ...]`` (``--tensor-type`` / recipe lines) or ``[(regex, type), ...]`` ->
+    [(regex, QuantType)], every regex compiled and every type one this build can produce."""
+    out = []
+    for item in items or ():
+        if isinstance(item, str):
+            if "=" not in item:
+                raise QtkValueError(f"--tensor-type {item!r}: expected REGEX=TYPE, e.g. 'attn_v=q8_0'")
+            pat, typ = item.rsplit("=", 1)
+        else:
+            pat, typ = item
+        try:
+            re.compile(pat)
+        except re.error as exc:
+            raise QtkValueError(f"--tensor-type {pat!r}: not a valid regular expression: {exc}") from None
+        out.append((pat, producible_type(typ, f"--tensor-type {pat}")))
+    return out
 
 
 def requires_imatrix(name: str, t: QuantType, preset) -> bool:

@@ -1,7 +1,7 @@
 """``qtoolkit.requantize``: an F32/F16/BF16 GGUF file to a llama-quantize preset, streaming.
 
 The input is read through the validating reader; the types come from the same
-:func:`qtoolkit.presets.plan_types` as ``convert``; metadata is copied (with ``general.file_type``
+:func:`qtoolkit.presets.choose_types` as ``convert``; metadata is copied (with ``general.file_type``
 and ``general.quantization_version`` set) and tensors are written in llama.cpp's file order.
 Tensors that are already quantized are refused unless ``allow_requantize``.
 """
@@ -12,16 +12,23 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .converter.convert import check_threads
+from .converter.importance import (DEFAULT_UNCOVERED_POLICY, Coverage, check_coverage, imatrix_metadata, imatrix_report,
+                                   load_imatrix, tensor_importance)
+from .converter.plan import ConvertOptions, type_options
+from .converter.source import QUANTIZATION_VERSION, Metadata
 from .errors import QtkError, QtkFormatError, QtkValueError
-from .formats import QuantType, default_threads, dequantize, type_info
+from .formats import QuantType, dequantize, type_info
 from .gguf_read import GGUFFile, TensorEntry
-from .gguf_stream import TensorOut, check_output, write_gguf
+from .gguf_stream import TensorOut, write_gguf
+from .io.output import check_output
 from .pipeline import quantize_stream
-from .presets import ModelInfo, PlanOptions, TensorSpec, file_order, get_preset, plan_types
+from .presets import ModelInfo, TensorSpec, choose_types, file_order, get_preset
 
 log = logging.getLogger(__name__)
 
@@ -59,107 +66,114 @@ def model_info(g: GGUFFile) -> ModelInfo:
     return ModelInfo(arch, n_layer, n_head, n_head_kv, n_expert)
 
 
-def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, imatrix: Optional[str] = None,
-               tensor_types=(), output_tensor_type=None, token_embedding_type=None, pure: bool = False,
-               allow_requantize: bool = False, threads: Optional[int] = None, force: bool = False,
-               dry_run: bool = False, progress=None, uncovered_experts: Optional[str] = None,
-               min_expert_tokens: int = 1) -> Dict[str, Any]:
-    from .converter.core import (DEFAULT_UNCOVERED_POLICY, ConvertOptions, _as_type, check_coverage, imatrix_report,
-                                 parse_tensor_types, tensor_importance, uncovered_metadata)
-
-    preset = get_preset(qtype)
-    if not dry_run:
+def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, allow_requantize: bool = False,
+               **options) -> Dict[str, Any]:
+    """Re-quantize ``in_path`` to the preset ``qtype``; returns the report (a JSON-ready dict).
+    ``options``: those of :func:`qtoolkit.converter.convert` (``imatrix``, ``uncovered_experts``,
+    ``min_expert_tokens``, ``tensor_types``, ``output_tensor_type``, ``token_embedding_type``,
+    ``pure``, ``threads``, ``force``, ``dry_run``, ``progress``); ``allow_requantize``: also
+    re-quantize tensors that are already quantized."""
+    opts = ConvertOptions(qtype=qtype, **options)
+    preset = get_preset(opts.qtype)
+    if not opts.dry_run:
         if not out_path:
             raise QtkValueError("an output path is needed (or dry_run=True)")
         if os.path.abspath(out_path) == os.path.abspath(in_path):
             raise QtkValueError(f"{out_path}: the output cannot be the input file")
-        check_output(out_path, force)
+        check_output(out_path, opts.force)
     t0 = time.perf_counter()
-    nthreads = threads if threads is not None else default_threads()
-    if isinstance(nthreads, bool) or not isinstance(nthreads, int) or nthreads < 1:
-        raise QtkValueError(f"threads must be a positive integer, got {threads!r}")
+    nthreads = check_threads(opts.threads)
     g = GGUFFile(in_path)
     try:
         minfo = model_info(g)
-        entries = {t.name: t for t in g.tensors}
-        specs = []
-        for t in g.tensors:
-            try:
-                cur = QuantType(t.type_id)
-            except ValueError:
-                raise QtkFormatError(f"{in_path}: tensor {t.name} has type {t.type_name}, which qtoolkit cannot read") from None
-            specs.append(TensorSpec(t.name, t.ne, cur))
-        popts = PlanOptions(
-            output_tensor_type=_as_type(output_tensor_type, "--output-tensor-type") if output_tensor_type else None,
-            token_embedding_type=_as_type(token_embedding_type, "--token-embedding-type") if token_embedding_type else None,
-            tensor_types=parse_tensor_types(tensor_types), pure=pure, has_imatrix=imatrix is not None,
-        )
-        try:
-            types = plan_types(specs, preset, minfo, popts)
-        except QtkValueError as exc:  # e.g. a tensor of a layer beyond block_count
-            raise type(exc)(f"{in_path}: {exc}") from None
-        im = None
-        iminfo: Dict[str, Any] = {}
-        opts = ConvertOptions(uncovered_experts=uncovered_experts or DEFAULT_UNCOVERED_POLICY,
-                              min_expert_tokens=min_expert_tokens)
-        if imatrix:
-            from .imatrix import load_imatrix
-
-            im = load_imatrix(imatrix)
-            iminfo = imatrix_report(imatrix, im, opts)
-        outs: List[TensorOut] = []
-        producers: List[tuple] = []
-        rows = []
-        for name in file_order(types):
-            e = entries[name]
-            src = QuantType(e.type_id)
-            dst = types[name]
-            w = None
-            if dst != src:
-                if src not in _FLOAT and not allow_requantize:
-                    raise QtkValueError(
-                        f"{in_path}: tensor {name} is already {src.name}; re-quantizing loses quality "
-                        "(pass --allow-requantize to do it anyway)"
-                    )
-                if type_info(dst).is_quantized and len(e.ne) >= 2:
-                    n_mat = e.ne[2] if len(e.ne) > 2 else 1
-                    w = tensor_importance(im, iminfo, name, dst, e.ne[0], n_mat, preset, opts)
-            outs.append(TensorOut(name, e.ne, dst))
-            producers.append((e, src, dst, w))
-            rows.append({"name": name, "ne": list(e.ne), "from": src.name, "type": dst.name,
-                         "bytes": outs[-1].nbytes, "elements": e.n_elements})
-        check_coverage(iminfo, opts)
-        md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
-              if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
-        empty = [k for k, v, t, _ in md if t == 9 and len(v) == 0]
-        if empty:  # gguf-py cannot write an empty array; an absent key reads the same to llama.cpp's loader
-            log.warning("%s: empty metadata arrays are not copied: %s", in_path, ", ".join(empty))
-            md = [m for m in md if m[0] not in empty]
-        md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", 2, 4, None)]
-        if im is not None:
-            md += [("quantize.imatrix.file", os.path.basename(im.path), 8, None),
-                   ("quantize.imatrix.entries_count", len(im.entries), 4, None),
-                   ("quantize.imatrix.chunks_count", int(im.chunk_count), 4, None)]
-            if im.datasets:
-                md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
-            md += uncovered_metadata(iminfo)
-        report = _report(in_path, out_path, preset, rows, dry_run)
+        types = _types(g, preset, minfo, opts)
+        cov = Coverage(opts.uncovered_experts or DEFAULT_UNCOVERED_POLICY, opts.min_expert_tokens)
+        im = load_imatrix(opts.imatrix) if opts.imatrix else None
+        iminfo: Dict[str, Any] = imatrix_report(im.path, im, cov) if im is not None else {}
+        jobs = _jobs(g, types, preset, im, iminfo, cov, allow_requantize)
+        check_coverage(iminfo, cov)
+        md, empty = _metadata(g, preset, im, iminfo)
+        report = _report(in_path, out_path, preset, [j.row for j in jobs], opts.dry_run)
         if empty:
             report["dropped_keys"] = empty
         report["imatrix"] = iminfo or None
-        if dry_run:
+        if opts.dry_run:
             return report
         with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="qtk-quantize") as pool:
-            for t, args in zip(outs, producers):
-                t.produce = _producer(g, *args, pool, nthreads)
-            report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=force, progress=progress)
+            outs = [TensorOut(j.entry.name, j.entry.ne, j.dst, _producer(g, j, pool, nthreads)) for j in jobs]
+            report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=opts.force, progress=opts.progress)
         report["seconds"] = round(time.perf_counter() - t0, 3)
         return report
     finally:
         g.close()
 
 
-def _producer(g: GGUFFile, e: TensorEntry, src: QuantType, dst: QuantType, w, pool, threads: int):
+def _types(g: GGUFFile, preset, minfo: ModelInfo, opts: ConvertOptions) -> Dict[str, QuantType]:
+    """Every tensor's type under the preset and the overrides (llama-quantize's rules)."""
+    specs = []
+    for t in g.tensors:
+        try:
+            cur = QuantType(t.type_id)
+        except ValueError:
+            raise QtkFormatError(f"{g.path}: tensor {t.name} has type {t.type_name}, which qtoolkit cannot read") from None
+        specs.append(TensorSpec(t.name, t.ne, cur))
+    try:
+        return choose_types(specs, preset, minfo, type_options(opts))
+    except QtkValueError as exc:  # e.g. a tensor of a layer beyond block_count
+        raise type(exc)(f"{g.path}: {exc}") from None
+
+
+@dataclass
+class _Job:
+    entry: TensorEntry
+    src: QuantType
+    dst: QuantType
+    weights: Optional[np.ndarray]   # importance weights (n_mat, ne0), or None
+    row: Dict[str, Any]             # the report's line
+
+
+def _jobs(g: GGUFFile, types: Dict[str, QuantType], preset, im, iminfo: Dict[str, Any], cov: Coverage,
+          allow_requantize: bool) -> List[_Job]:
+    """What to do with each tensor, in llama.cpp's file order: copy it, or convert it (with its
+    importance weights); an already quantized tensor is refused unless ``allow_requantize``."""
+    jobs: List[_Job] = []
+    for name in file_order(types):
+        e = g.tensor(name)
+        src, dst = QuantType(e.type_id), types[name]
+        w = None
+        if dst != src:
+            if src not in _FLOAT and not allow_requantize:
+                raise QtkValueError(
+                    f"{g.path}: tensor {name} is already {src.name}; re-quantizing loses quality "
+                    "(pass --allow-requantize to do it anyway)"
+                )
+            if type_info(dst).is_quantized and len(e.ne) >= 2:
+                n_mat = e.ne[2] if len(e.ne) > 2 else 1
+                w = tensor_importance(im, iminfo, name, dst, e.ne[0], n_mat, preset, cov)
+        row = {"name": name, "ne": list(e.ne), "from": src.name, "type": dst.name,
+               "bytes": TensorOut(name, e.ne, dst).nbytes, "elements": e.n_elements}
+        jobs.append(_Job(e, src, dst, w, row))
+    return jobs
+
+
+def _metadata(g: GGUFFile, preset, im, iminfo: Dict[str, Any]) -> Tuple[Metadata, List[str]]:
+    """The input's metadata with the new file type (and the importance matrix's keys), and the keys
+    that could not be copied."""
+    md = [(kv.key, kv.value, kv.type, kv.subtype) for kv in g.kv.values()
+          if kv.key not in _DROP_KEYS and kv.key != "general.architecture"]
+    empty = [k for k, v, t, _ in md if t == 9 and len(v) == 0]
+    if empty:  # gguf-py cannot write an empty array; an absent key reads the same to llama.cpp's loader
+        log.warning("%s: empty metadata arrays are not copied: %s", g.path, ", ".join(empty))
+        md = [m for m in md if m[0] not in empty]
+    md += [("general.file_type", preset.ftype, 4, None), ("general.quantization_version", QUANTIZATION_VERSION, 4, None)]
+    if im is not None:
+        md += imatrix_metadata(im, iminfo)
+    return md, empty
+
+
+def _producer(g: GGUFFile, job: _Job, pool, threads: int):
+    e, src, dst, w = job.entry, job.src, job.dst, job.weights
+
     def produce() -> Iterator[np.ndarray]:
         try:
             yield from _produce()

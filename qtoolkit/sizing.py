@@ -2,7 +2,7 @@
 
 From ``config.json`` alone the converter's architecture code knows every GGUF tensor's name and
 shape (:meth:`DecoderArch.plan_from_config`), and the preset rules of :mod:`qtoolkit.presets`
-(through :func:`qtoolkit.converter.core.tensor_types`, the converter's own planning step) give
+(through :func:`qtoolkit.converter.plan.tensor_types`, the converter's own planning step) give
 every tensor's type. So the tensor data of each preset is known to the byte; the rest of the file
 (metadata, tensor table, alignment) is exact when the folder has its ``tokenizer.json`` and an
 estimate of a few megabytes otherwise.
@@ -16,50 +16,18 @@ by those bytes bounds tokens per second from above.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
+from .converter.archs import get_arch
+from .converter.hfconfig import HFConfig
+from .converter.plan import tensor_types
+from .converter.source import model_metadata
+from .converter.tokenizer import load_vocab
 from .errors import QtkFileNotFoundError, QtkValueError
 from .formats import QuantType, type_info
-from .presets import PRESETS, PlanOptions, get_preset
-
-# -- sizes as people write them --------------------------------------------------------------
-
-_UNITS = {"": 1, "B": 1,
-          "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40,
-          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40,
-          "KB": 10 ** 3, "MB": 10 ** 6, "GB": 10 ** 9, "TB": 10 ** 12}
-
-
-def parse_size(text: Any, what: str = "size") -> int:
-    """Bytes from ``"85G"``, ``"85GiB"``, ``"91.3GB"``, ``"1500000"``.
-
-    A bare K/M/G/T suffix is binary (as ``ls -h`` and RAM sizes: 128G = 128 GiB); KB/MB/GB/TB are
-    decimal (as disk and download sizes); KiB/MiB/GiB/TiB are binary."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value, unit = float(text), ""
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-        if not m or m.group(2).upper() not in _UNITS:
-            raise QtkValueError(f"{what}: cannot read {text!r} as a size; write e.g. 85G (GiB), 91GB (10^9 bytes) or 2.5M")
-        value, unit = float(m.group(1)), m.group(2).upper()
-    n = int(round(value * _UNITS[unit]))
-    if n <= 0:
-        raise QtkValueError(f"{what}: must be positive, got {text!r}")
-    return n
-
-
-def human(n: float, binary: bool = False) -> str:
-    """``470.29 GB`` (decimal) or ``437.99 GiB`` (binary)."""
-    base, units = (1024.0, ["B", "KiB", "MiB", "GiB", "TiB"]) if binary else (1000.0, ["B", "kB", "MB", "GB", "TB"])
-    x = float(n)
-    for u in units:
-        if abs(x) < base or u == units[-1]:
-            return f"{x:.0f} {u}" if u == "B" else f"{x:.2f} {u}"
-        x /= base
-    return f"{x:.2f} {units[-1]}"  # pragma: no cover
-
+from .gguf_stream import file_layout
+from .presets import PRESETS, TypeOptions, file_order, get_preset
 
 # -- the model's shape ----------------------------------------------------------------------
 
@@ -95,11 +63,6 @@ def is_expert_tensor(name: str, ne: Sequence[int], n_expert: int) -> bool:
 
 def load_shape(path: str) -> ModelShape:
     """A model folder (``config.json``, optional ``tokenizer.json``) or a ``config.json`` file."""
-    from .converter.archs import get_arch
-    from .converter.core import _metadata
-    from .converter.hfconfig import HFConfig
-    from .presets import file_order
-
     if os.path.isdir(path):
         cfg = HFConfig.load(path)
         folder = path
@@ -115,10 +78,8 @@ def load_shape(path: str) -> ModelShape:
     metadata = None
     name = os.path.basename(os.path.normpath(folder)) or "model"
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "tokenizer.json")):
-        from .converter.tokenizer import load_vocab
-
         vocab = load_vocab(path, arch.n_vocab, None, cfg.raw)
-        metadata = _metadata(path, cfg, arch, get_preset("F32"), vocab, {}, None)
+        metadata = model_metadata(name, arch, vocab, get_preset("F32").ftype)
     return ModelShape(path, cfg, arch, tensors, metadata, name)
 
 
@@ -151,15 +112,11 @@ def tensor_bytes(ne: Sequence[int], qtype: QuantType) -> int:
 
 def preset_types(shape: ModelShape, preset: str, has_imatrix: bool = False) -> Dict[str, QuantType]:
     """Every tensor's type under a preset: the converter's own planning step."""
-    from .converter.core import tensor_types
-
-    return tensor_types(shape.arch, shape.tensors, get_preset(preset), PlanOptions(has_imatrix=has_imatrix))
+    return tensor_types(shape.arch, shape.tensors, get_preset(preset), TypeOptions(has_imatrix=has_imatrix))
 
 
 def costs(shape: ModelShape, types: Dict[str, QuantType]) -> Dict[str, Any]:
     """Bytes (tensor data, whole file), parameters and bytes read per token for one assignment."""
-    from .gguf_stream import file_layout
-
     rows = []
     elems = active_elems = data = per_token = 0
     for t in shape.tensors:
@@ -199,7 +156,7 @@ REPORT_PRESETS = ["BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q4_K_M", "Q4_K_S"
 NEEDS_IMATRIX = {"IQ3_XXS", "IQ3_XS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S", "Q2_K_S"}
 
 
-def plan(path: str, preset: Optional[str] = None, target_bpw: Optional[float] = None, ram: Optional[int] = None,
+def estimate(path: str, preset: Optional[str] = None, target_bpw: Optional[float] = None, ram: Optional[int] = None,
          bandwidth: Optional[float] = None, ctx: Optional[int] = None, kv_type: str = "F16",
          headroom: Optional[int] = None, presets: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Sizes, parameters, memory and a decode-speed ceiling from a model's config (see module doc).

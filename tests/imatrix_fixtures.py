@@ -19,7 +19,7 @@ def ours(tmp_path_factory):
     """The fixture's importance matrix made by qtoolkit (GGUF and legacy), and its F32 file."""
     d = tmp_path_factory.mktemp("ours")
     g, dat, f32 = str(d / "imatrix.gguf"), str(d / "imatrix.dat"), str(d / "f32.gguf")
-    rep = qtoolkit.imatrix(FIXTURE, file=CALIB, output=g, ctx=128, chunks=8)
+    rep = qtoolkit.compute_imatrix(FIXTURE, file=CALIB, output=g, ctx=128, chunks=8)
     assert rep["coverage"]["n_uncovered"] == 0
     write_imatrix(dat, read_imatrix(g))
     qtoolkit.convert(FIXTURE, f32, "F32")

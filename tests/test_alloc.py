@@ -10,14 +10,15 @@ import pytest
 
 import qtoolkit
 from qtoolkit.alloc import predict_loss, recipe_lines, solve
-from qtoolkit.alloc.calibrate import Calibration, replace_tensor
+from qtoolkit.alloc.calibration import Calibration
+from qtoolkit.model.tensors import replace_tensor
 from qtoolkit.alloc.candidates import candidates, parse_types
 from qtoolkit.alloc.recipe import parse_recipe_text
 from qtoolkit.alloc.solver import exact, hull, lagrangian
 from qtoolkit.cli import main
 from qtoolkit.errors import QtkValueError
 from qtoolkit.formats import QuantType as Q
-from qtoolkit.presets import PlanOptions, get_preset
+from qtoolkit.presets import TypeOptions, get_preset
 from qtoolkit.sizing import load_shape, preset_types
 
 from conftest import DATA
@@ -125,10 +126,11 @@ def test_recipe_lines_reproduce_types_through_the_planner():
     assert r"^blk\.(0|1)\.ffn_up_exps\.weight$=q2_K" in lines
     assert len(lines) < len(want)   # grouped
     text = "# a comment\n\n" + "\n".join(lines[:3]) + "\n" + " ".join(lines[3:]) + "\n"
-    from qtoolkit.converter.core import parse_tensor_types, tensor_types
+    from qtoolkit.converter.plan import tensor_types
+    from qtoolkit.presets import parse_tensor_types
 
     got = tensor_types(shape.arch, shape.tensors, get_preset("Q2_K"),
-                       PlanOptions(tensor_types=parse_tensor_types(parse_recipe_text(text))))
+                       TypeOptions(tensor_types=parse_tensor_types(parse_recipe_text(text))))
     for n, t in want.items():
         assert got[n] == t
     with pytest.raises(QtkValueError):
@@ -164,13 +166,13 @@ def test_calibration_statistics(calib):
 
 def test_probe_changes_and_undo_restores(calib):
     m = calib.model
-    w = m.layers[1].experts._f32[2]
+    w = m.layers[1].experts.matrices[2]
     undo = replace_tensor(m, "blk.1.ffn_down_exps.weight", np.zeros_like(w))
     assert calib.kld(1) > 1e-3
     undo()
     assert calib.kld(1) == pytest.approx(0.0, abs=1e-9)
     emb = m.tok_embd
-    undo = replace_tensor(m, "token_embd.weight", emb._f32 * 1.5)
+    undo = replace_tensor(m, "token_embd.weight", emb.data * 1.5)
     assert m.output is m.tok_embd is not emb   # tied: both roles change
     assert calib.kld(-1) > 0
     undo()
@@ -283,7 +285,7 @@ def test_allocation_with_qtoolkit_imatrix(tmp_path):
     exactly for the tensors it covers (not the embedding, which it has no entry for), and the
     converter accepts the allocation."""
     im = str(tmp_path / "im.gguf")
-    qtoolkit.imatrix(TINY_MOE, file=CALIB, output=im, ctx=128, chunks=4, compute_ppl=False)
+    qtoolkit.compute_imatrix(TINY_MOE, file=CALIB, output=im, ctx=128, chunks=4, compute_ppl=False)
     out = str(tmp_path / "a.gguf")
     rep = qtoolkit.convert(TINY_MOE, out, None, target_bpw=2.6, calib=CALIB, calib_chunks=2, calib_ctx=128,
                            max_probes=40, imatrix=im, alloc_types="IQ2_XXS,IQ2_XS,Q2_K,Q4_K,Q8_0")
@@ -306,7 +308,7 @@ def test_uncovered_experts_error_refuses_before_the_calibration(tmp_path, monkey
     from qtoolkit.imatrix import ImatrixStats, read_imatrix, write_imatrix
 
     full = str(tmp_path / "im.gguf")
-    qtoolkit.imatrix(TINY_MOE, file=CALIB, output=full, ctx=128, chunks=2, compute_ppl=False)
+    qtoolkit.compute_imatrix(TINY_MOE, file=CALIB, output=full, ctx=128, chunks=2, compute_ppl=False)
     st = read_imatrix(full)
     sums = {k: v.copy() for k, v in st.sums.items()}
     counts = {k: v.copy() for k, v in st.counts.items()}

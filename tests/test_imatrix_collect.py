@@ -1,4 +1,4 @@
-"""Collecting an importance matrix (qtoolkit/model/calibrate.py, hooks.py) against two independent
+"""Collecting an importance matrix (qtoolkit/imatrix/collect.py, qtoolkit/model/taps.py) against two independent
 computations of the same statistics on the same tokens:
 
 * transformers with forward hooks on the Hugging Face model of the fixture (float64 sums);
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import qtoolkit
-from qtoolkit.model.calibrate import MIN_DENSE_TOKENS, ImatrixCollector, collect_imatrix
-from qtoolkit.model.hooks import ObservedExperts, ObservedLinear, observe
+from qtoolkit.imatrix.collect import MIN_DENSE_TOKENS, ImatrixCollector, collect_imatrix
+from qtoolkit.model.taps import ObservedExperts, ObservedLinear, observe
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 FIXTURE = os.path.join(DATA, "tiny-moe")

@@ -158,15 +158,15 @@ def test_cli_convert_policy_flags(holed, tmp_path, capsys):
 
 
 def test_api_report_is_json_ready(tmp_path):
-    rep = qtoolkit.imatrix(FIXTURE, file=CALIB, output=str(tmp_path / "x.gguf"), ctx=64, chunks=2)
+    rep = qtoolkit.compute_imatrix(FIXTURE, file=CALIB, output=str(tmp_path / "x.gguf"), ctx=64, chunks=2)
     json.dumps(rep)
     assert rep["file_bytes"] == os.path.getsize(str(tmp_path / "x.gguf"))
-    rep = qtoolkit.imatrix(FIXTURE, file=CALIB, ctx=64, chunks=2, compute_ppl=False)     # nothing written
+    rep = qtoolkit.compute_imatrix(FIXTURE, file=CALIB, ctx=64, chunks=2, compute_ppl=False)     # nothing written
     assert rep["output"] is None and rep["ppl"] is None
     with pytest.raises(QtkValueError, match="format"):
-        qtoolkit.imatrix(FIXTURE, file=CALIB, output=str(tmp_path / "y.gguf"), output_format="bin")
+        qtoolkit.compute_imatrix(FIXTURE, file=CALIB, output=str(tmp_path / "y.gguf"), output_format="bin")
     with pytest.raises(QtkValueError, match="needs at least"):
-        qtoolkit.imatrix(FIXTURE, text="too short", ctx=64)
+        qtoolkit.compute_imatrix(FIXTURE, text="too short", ctx=64)
 
 
 def test_low_bit_files_run_through_their_kernels_and_without_them(ours, tmp_path, monkeypatch, caplog):

@@ -127,13 +127,13 @@ def test_output_exists_and_force(tmp_path):
 def test_a_second_writer_and_a_full_disk_lose_nothing(tmp_path, monkeypatch):
     import errno
 
-    from qtoolkit import imatrix as imx
-    from qtoolkit.gguf_stream import _lock_partial
+    from qtoolkit.io import imatrix_file as imx
+    from qtoolkit.io.output import lock_partial
 
     p = str(tmp_path / "im.gguf")
     write_imatrix(p, make_stats())
     before = open(p, "rb").read()
-    held = _lock_partial(p, p + ".partial")  # another writer of the same output, still running
+    held = lock_partial(p, p + ".partial")  # another writer of the same output, still running
     try:
         with pytest.raises(QtkFileExistsError, match="another process is writing it"):
             write_imatrix(p, make_stats(1), force=True)
@@ -295,9 +295,12 @@ def test_truncated_dat(tmp_path, cut):
         read_imatrix(d)
 
 
-def test_module_is_callable_and_keeps_its_functions():
-    import qtoolkit.imatrix as mod
+def test_imatrix_is_a_plain_package_and_compute_imatrix_the_entry_point():
+    import qtoolkit.imatrix as pkg
+    from qtoolkit.imatrix.collect import compute_imatrix
 
-    assert callable(qtoolkit.imatrix) and qtoolkit.imatrix is mod
-    assert qtoolkit.imatrix.load_imatrix is load_imatrix and isinstance(Imatrix, type)
+    assert not callable(pkg) and hasattr(pkg, "__path__")
+    assert "compute_imatrix" in qtoolkit.__all__ and "imatrix" not in qtoolkit.__all__
+    assert pkg.compute_imatrix is compute_imatrix
+    assert pkg.load_imatrix is load_imatrix and isinstance(Imatrix, type)
     assert issubclass(QtkFormatError, QtkError)

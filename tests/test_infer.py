@@ -129,13 +129,13 @@ def test_perplexity_by_hand(heldout):
 
 def test_bos_substitution(checkpoints, tmp_path, heldout):
     """A vocabulary that adds BOS: BOS in front of the text and as each chunk's first token."""
-    from qtoolkit.model.evaluate import _chunk
+    from qtoolkit.model.chunks import chunk_tokens
 
     m = qtoolkit.load(checkpoints("llama"))
     m.tokenizer.add_bos, m.tokenizer.bos_id = True, 7
     ids = m.tokenizer.encode("the and to of")
     assert ids[0] == 7
-    chunk = _chunk(list(range(100, 300)), 1, 64, m)
+    chunk = chunk_tokens(list(range(100, 300)), 1, 64, m.tokenizer)
     assert chunk[0] == 7 and list(chunk[1:]) == list(range(165, 228))
 
 
@@ -253,7 +253,7 @@ def test_linear_is_the_kernel(qtype):
     x = rng.standard_normal((7, 512)).astype(np.float32)
     assert np.array_equal(lin(x), qtoolkit.matmul(w, qtype, x, threads=1))
     assert np.array_equal(lin(x[3:4])[0], qtoolkit.matmul(w, qtype, x[3], threads=1))
-    assert lin._f32 is None
+    assert lin.qtype != qtoolkit.QuantType.F32 and lin.data is not None
     with pytest.raises(qtoolkit.QtkValueError):
         lin(x[:, :256])
 

@@ -13,7 +13,7 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 import qtoolkit  # noqa: E402
 import llama_ref  # noqa: E402
-from qtoolkit.model.evaluate import _log_softmax64  # noqa: E402
+from qtoolkit.model.chunks import log_softmax64  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 FIXTURE = os.path.join(DATA, "tiny-moe")
@@ -54,7 +54,7 @@ def _figures(base_logits, logits, toks):
     nll, kld, n = 0.0, [], 0
     for c, (lb, lq) in enumerate(zip(base_logits, logits)):
         tgt = np.asarray(toks[c * CTX + first + 1:(c + 1) * CTX])
-        pb, pq = _log_softmax64(lb), _log_softmax64(lq)
+        pb, pq = log_softmax64(lb), log_softmax64(lq)
         nll -= pq[np.arange(tgt.size), tgt].sum()
         kld.append((np.exp(pb) * (pb - pq)).sum(-1))
         n += tgt.size

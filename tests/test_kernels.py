@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import qtoolkit as q
 from qtoolkit import QtkValueError
 from qtoolkit import _clib
-from qtoolkit.matmul import _wtype
+from qtoolkit.matmul import weight_type
 
 IQ_TYPES = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M"]
 DOT_TYPES = ["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
@@ -167,7 +167,7 @@ def test_activation_quantize_matches_reference(isa, act):
 def test_companion_quantize_matches_reference(isa, qtype):
     """The activation quantizer a matmul uses, NaN included (the reference's NaN encoding)."""
     rng = np.random.default_rng(4)
-    wt = _wtype(q.formats.resolve(qtype))
+    wt = weight_type(q.formats.resolve(qtype))
     unit = 256 if not isinstance(qtype, q.CustomQuant) else qtype.group_size * 32
     for x in list(awkward_rows(unit * 3, rng)) + [np.where(rng.random(unit * 3) < 0.01, np.nan, 1.0).astype(np.float32)]:
         got = _clib.quantize_activation(wt, np.ascontiguousarray(x))
@@ -182,7 +182,7 @@ def dot_oracle(qtype, w, x):
     format (quantized by the reference). For Q4_1 / Q5_1 the min term uses the activation block's
     stored s (ggml's fp16(d * sum q), taken before d is rounded), as ggml's kernel does."""
     wd = q.dequantize(w, qtype).astype(np.float64)
-    wt = _wtype(q.formats.resolve(qtype))
+    wt = weight_type(q.formats.resolve(qtype))
     n = x.shape[1]
     ys = [with_isa("ref", _clib.quantize_activation, wt, row) for row in x]
     xd = np.stack([decode_activation(qtype, y, n) for y in ys])
@@ -214,7 +214,7 @@ def test_vec_dot_matches_matmul(isa, qtype):
     n = 8 * block_size(qtype) if block_size(qtype) > 1 else 100
     w = qz(weights(rng, 4, n), qtype)
     x = rng.standard_normal(n).astype(np.float32)
-    wt = _wtype(q.formats.resolve(qtype))
+    wt = weight_type(q.formats.resolve(qtype))
     y = _clib.quantize_activation(wt, x)
     dots = np.array([_clib.vec_dot(wt, n, w[r], y) for r in range(4)], dtype=np.float32)
     assert np.array_equal(dots, q.matmul(w, qtype, x))

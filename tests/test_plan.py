@@ -7,10 +7,11 @@ import pytest
 
 import qtoolkit
 from qtoolkit.cli import main
-from qtoolkit.converter.core import ConvertOptions, build_plan
+from qtoolkit.converter.plan import ConvertOptions, build_plan
 from qtoolkit.errors import QtkFileNotFoundError, QtkFormatError, QtkValueError
 from qtoolkit.gguf_read import GGUFFile
-from qtoolkit.sizing import costs, kv_cache_bytes, load_shape, parse_size, plan, preset_types
+from qtoolkit.sizing import costs, estimate, kv_cache_bytes, load_shape, preset_types
+from qtoolkit.units import parse_size
 
 from conftest import ALL_ARCHS, DATA
 
@@ -35,7 +36,7 @@ def test_qwen3_235b_published_shape():
     """Qwen3-235B-A22B: 94 layers, 128 experts top-8, hidden 4096, expert width 1536, 64/4 heads of 128,
     vocabulary 151936, untied head. Its BF16 GGUF is published as 448.5 "GB": the byte count below
     written in units of 1000 MiB (470.29 GB = 438.0 GiB)."""
-    r = plan(QWEN3_235B, preset="BF16", ctx=8192, ram=128 << 30, bandwidth=60)
+    r = estimate(QWEN3_235B, preset="BF16", ctx=8192, ram=128 << 30, bandwidth=60)
     assert (r["n_layer"], r["n_expert"], r["n_expert_used"], r["n_embd"], r["n_ff"]) == (94, 128, 8, 4096, 1536)
     assert (r["n_head"], r["n_head_kv"], r["head_dim"], r["n_vocab"], r["tied_embeddings"]) == (64, 4, 128, 151936, False)
     assert r["params_total"] == 235_093_634_560
@@ -101,11 +102,11 @@ def test_cli_plan_json_and_text(capsys):
 
 def test_plan_errors():
     with pytest.raises(QtkFileNotFoundError):
-        plan("/nonexistent")
+        estimate("/nonexistent")
     with pytest.raises(QtkValueError):
-        plan(TINY_MOE, preset="Q2_K", target_bpw=3.0)
+        estimate(TINY_MOE, preset="Q2_K", target_bpw=3.0)
     with pytest.raises(QtkValueError):
-        plan(TINY_MOE, target_bpw=0.5)
+        estimate(TINY_MOE, target_bpw=0.5)
 
 
 def test_plan_refuses_an_absurd_layer_count_from_config_alone(tmp_path):
@@ -116,4 +117,4 @@ def test_plan_refuses_an_absurd_layer_count_from_config_alone(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     with pytest.raises(QtkFormatError, match="num_hidden_layers 1000000000"):
-        plan(str(path), preset="Q4_K_M")
+        estimate(str(path), preset="Q4_K_M")

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
 
     import qtoolkit
     from qtoolkit.alloc.candidates import DEFAULT_TYPES, qtoolkit_can_run
-    from qtoolkit.converter.core import recipe_path
+    from qtoolkit.alloc.budget import recipe_path
 
     os.makedirs(args.workdir, exist_ok=True)
     imatrices = dict(s.split("=", 1) for s in args.imatrix)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         im = imatrices.get(name)
         if im is None and args.with_imatrix:
             im = os.path.join(args.workdir, name + ".imatrix.gguf")
-            qtoolkit.imatrix(model, file=args.calib, output=im, ctx=args.ctx, chunks=args.calib_chunks,
+            qtoolkit.compute_imatrix(model, file=args.calib, output=im, ctx=args.ctx, chunks=args.calib_chunks,
                              threads=args.threads, compute_ppl=False, force=True)
         base = qtoolkit.load(model, threads=args.threads)
         for preset in args.presets.split(","):

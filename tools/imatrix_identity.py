@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     im = args.imatrix
     if im is None:
         im = os.path.join(args.workdir, "imatrix.gguf")
-        qtoolkit.imatrix(args.model, file=args.calibrate, output=im, force=True)
+        qtoolkit.compute_imatrix(args.model, file=args.calibrate, output=im, force=True)
     f32 = os.path.join(args.workdir, "f32.gguf")
     qtoolkit.convert(args.model, f32, "F32", force=True)
     total = same = 0

@@ -59,7 +59,7 @@ def main(argv=None) -> int:
         if os.path.abspath(args.calibrate) == os.path.abspath(args.text):
             raise SystemExit("error: the calibration text must not be the evaluation text")
         imatrix = os.path.join(args.workdir, "imatrix.gguf")
-        calib = qtoolkit.imatrix(base, file=args.calibrate, output=imatrix, ctx=args.ctx, force=True,
+        calib = qtoolkit.compute_imatrix(base, file=args.calibrate, output=imatrix, ctx=args.ctx, force=True,
                                  dataset=os.path.relpath(args.calibrate, REPO))
         print(f"imatrix: {calib['chunks']} chunks of {calib['ctx']} from {args.calibrate} in {calib['seconds']:.1f} s",
               file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ def holed_copy(src: str, dst: str, holes: int):
     import numpy as np
 
     from qtoolkit.imatrix import ImatrixStats, read_imatrix, write_imatrix
-    from qtoolkit.imatrix_coverage import layer_of
+    from qtoolkit.imatrix.coverage import layer_of
 
     st = read_imatrix(src)
     sums = {k: v.copy() for k, v in st.sums.items()}
@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     full = args.imatrix
     if full is None:
         full = os.path.join(args.workdir, "imatrix.gguf")
-        qtoolkit.imatrix(base, file=args.calibrate, output=full, ctx=args.ctx, force=True)
+        qtoolkit.compute_imatrix(base, file=args.calibrate, output=full, ctx=args.ctx, force=True)
     holed = os.path.join(args.workdir, "holed.gguf")
     emptied = holed_copy(full, holed, args.holes)
     variants = [("none", None, None), ("full", full, "uniform"), ("holed, uniform", holed, "uniform"),

@@ -16,66 +16,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import QtkFileNotFoundError, QtkValueError
+from ..errors import QtkValueError
+from .chunks import ROWS_PER_BLOCK, chunk_plan, chunk_tokens, log_softmax64, read_text
 from .forward import Model
+from .loader import as_model
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, Dict[str, Any]], None]   # (chunks done, chunks, running figures)
-ROWS_PER_BLOCK = 64  # scored positions turned into float64 log-probabilities at a time
-
-
-def _model(m: Union[str, Model], threads: Optional[int]) -> Model:
-    if isinstance(m, Model):
-        return m
-    from .loader import load
-
-    return load(m, threads=threads)
-
-
-def _text(text: Optional[str], file: Optional[str]) -> str:
-    if (text is None) == (file is None):
-        raise QtkValueError("give exactly one of text= or file=")
-    if file is not None:
-        try:
-            with open(file, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise QtkFileNotFoundError(f"{file}: no such file") from None
-    return text  # type: ignore[return-value]
-
-
-def chunk_plan(n_tokens: int, ctx: int, chunks: Optional[int]) -> int:
-    """Number of chunks (METHODS.md step 2); refuses texts shorter than 2 × ctx tokens."""
-    if not isinstance(ctx, int) or ctx < 4 or ctx % 2:
-        raise QtkValueError(f"ctx must be an even integer >= 4, got {ctx!r}")
-    if n_tokens < 2 * ctx:
-        raise QtkValueError(
-            f"the text has {n_tokens} tokens; perplexity at ctx {ctx} needs at least 2 × ctx = {2 * ctx} tokens "
-            "(use a longer text or a smaller --ctx)"
-        )
-    n = n_tokens // ctx
-    if chunks is not None:
-        if chunks < 1:
-            raise QtkValueError(f"chunks must be >= 1, got {chunks}")
-        n = min(n, chunks)
-    return n
-
-
-def _chunk(tokens: Sequence[int], c: int, ctx: int, model: Model) -> np.ndarray:
-    chunk = np.asarray(tokens[c * ctx:(c + 1) * ctx], dtype=np.int64)
-    tok = model.tokenizer
-    if tok is not None and tok.add_bos:
-        chunk = chunk.copy()
-        chunk[0] = tok.bos_id
-    return chunk
-
-
-def _log_softmax64(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64)
-    z -= z.max(axis=-1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    return z
 
 
 def _scored_logits(model: Model, chunk: np.ndarray, trace=None) -> np.ndarray:
@@ -94,8 +42,8 @@ def perplexity(model: Union[str, Model], file: Optional[str] = None, text: Optio
     Returns ``{"ppl", "ppl_stderr", "nll", "tokens", "scored", "chunks", "ctx", "seconds",
     "tok_per_s", "model", "file_type"}``; ``tokens`` counts the evaluated tokens (chunks × ctx)."""
     t_load = time.perf_counter()
-    m = _model(model, threads)
-    body = _text(text, file)
+    m = as_model(model, threads)
+    body = read_text(text, file)
     tokens = m.tokenizer.encode(body)
     n_chunk = chunk_plan(len(tokens), ctx, chunks)
     first = ctx // 2
@@ -103,11 +51,11 @@ def perplexity(model: Union[str, Model], file: Optional[str] = None, text: Optio
     nll_sum = nll2_sum = 0.0
     n_scored = 0
     for c in range(n_chunk):
-        chunk = _chunk(tokens, c, ctx, m)
+        chunk = chunk_tokens(tokens, c, ctx, m.tokenizer)
         lg = _scored_logits(m, chunk)
         targets = chunk[first + 1:]
         for r in range(0, lg.shape[0], ROWS_PER_BLOCK):
-            lp = _log_softmax64(lg[r:r + ROWS_PER_BLOCK])
+            lp = log_softmax64(lg[r:r + ROWS_PER_BLOCK])
             nll = -lp[np.arange(lp.shape[0]), targets[r:r + lp.shape[0]]]
             nll_sum += float(nll.sum())
             nll2_sum += float(np.square(nll).sum())
@@ -150,11 +98,11 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
     (overall) and ``router_agree_layers``. ``report``: a folder for a markdown summary and PNG plots
     (needs matplotlib)."""
     t_load = time.perf_counter()
-    mb = _model(base, threads)
-    mq = _model(quant, threads)
+    mb = as_model(base, threads)
+    mq = as_model(quant, threads)
     if mb.n_vocab != mq.n_vocab:
         raise QtkValueError(f"the models have different vocabularies ({mb.n_vocab} vs {mq.n_vocab} tokens)")
-    body = _text(text, file)
+    body = read_text(text, file)
     tokens = mb.tokenizer.encode(body)
     if mq.tokenizer is not None and mq.tokenizer.encode(body) != tokens:
         log.warning("the two models tokenize the text differently; the base model's tokens are used for both")
@@ -170,15 +118,15 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
     n_scored = 0
     t0 = time.perf_counter()
     for c in range(n_chunk):
-        chunk = _chunk(tokens, c, ctx, mb)
+        chunk = chunk_tokens(tokens, c, ctx, mb.tokenizer)
         tb: Dict[str, Any] = {}
         tq: Dict[str, Any] = {}
         lb = _scored_logits(mb, chunk, tb if moe else None)
         lq = _scored_logits(mq, chunk, tq if moe else None)
         targets = chunk[first + 1:]
         for r in range(0, lb.shape[0], ROWS_PER_BLOCK):
-            pb = _log_softmax64(lb[r:r + ROWS_PER_BLOCK])
-            pq = _log_softmax64(lq[r:r + ROWS_PER_BLOCK])
+            pb = log_softmax64(lb[r:r + ROWS_PER_BLOCK])
+            pq = log_softmax64(lq[r:r + ROWS_PER_BLOCK])
             rows = np.arange(pb.shape[0])
             tgt = targets[r:r + pb.shape[0]]
             P = np.exp(pb)

@@ -9,16 +9,14 @@ import numpy as np
 
 from ..errors import QtkValueError
 from .forward import Model
+from .loader import as_model
 
 
 def generate(model: Union[str, Model], prompt: str, n_predict: int = 64, threads: Optional[int] = None,
              on_text: Optional[Callable[[str], None]] = None, stop_at_eos: bool = True) -> Dict[str, Any]:
     """Greedy continuation of ``prompt``; ``on_text`` receives the text as it is produced.
     Returns the text, token ids and the prompt / decode speeds."""
-    if not isinstance(model, Model):
-        from .loader import load
-
-        model = load(model, threads=threads)
+    model = as_model(model, threads)
     tok = model.tokenizer
     ids = tok.encode(prompt)
     if not ids:

@@ -103,6 +103,20 @@ class Experts:
                                    for m in (self.gate, self.up, self.down)), self.n_embd, self.n_ff)
         self._nthreads = _nthreads(threads)
 
+    @property
+    def matrices(self):
+        """``(gate, up, down)`` as stored: float32 ``[E, rows, cols]`` or quantized bytes."""
+        return self.gate, self.up, self.down
+
+    def expert_f32(self, e: int, j: int) -> np.ndarray:
+        """Projection ``j`` (0 gate, 1 up, 2 down) of expert ``e`` as a float32 matrix (decoded
+        when quantized)."""
+        m, q = self.matrices[j], self.qtypes[j]
+        rows, cols = ((self.n_ff, self.n_embd), (self.n_ff, self.n_embd), (self.n_embd, self.n_ff))[j]
+        if self._f32 is not None:
+            return m[e]
+        return dequantize(np.ascontiguousarray(m[e]), q).reshape(rows, cols)
+
     def __call__(self, x: np.ndarray, ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """``x`` float32 ``[T, n_embd]``, ``ids`` int32 and ``weights`` float32 ``[T, k]`` -> ``[T, n_embd]``."""
         if self._mm is not None:
@@ -113,7 +127,7 @@ class Experts:
         """``(out, hidden)``: the output of :meth:`__call__` and the input of the down projection
         of every routed pair, ``hidden[t, j] = silu(gate_e x_t) ⊙ up_e x_t`` (float32 ``[T, k, n_ff]``).
 
-        Only observers (``qtoolkit.model.hooks``) call this. Quantized experts run unfused here,
+        Only observers (``qtoolkit.model.taps``) call this. Quantized experts run unfused here,
         as llama.cpp's graph does (mul_mat_id for gate and up, SiLU ⊙ up, mul_mat_id for down),
         through the same dot kernels as the fused call; SiLU uses a correctly rounded exp."""
         ids = np.ascontiguousarray(ids, dtype=np.int32)

@@ -2,11 +2,11 @@
 
 * GGUF (ours or llama.cpp's): the file is memory-mapped by :class:`~qtoolkit.gguf_read.GGUFFile`;
   every matrix stays in its quantized bytes and is handed to the kernels as is.
-* Hugging Face folder: the full-precision reference. The converter's own plan
-  (:func:`qtoolkit.converter.core.build_plan`: architecture registry, tensor names, llama's Q/K row
-  permutation, expert stacking, tokenizer metadata) says which GGUF tensor each checkpoint tensor
-  becomes; the weights are widened to float32 (bf16 → f32 is exact) and run in float32. So an HF
-  folder and its F32 GGUF conversion are the same model, tensor for tensor.
+* Hugging Face folder: the full-precision reference. The converter's view of the folder
+  (:func:`qtoolkit.converter.source.open_model`: architecture registry, tensor names, llama's Q/K
+  row permutation, expert stacking, tokenizer metadata) says which GGUF tensor each checkpoint
+  tensor becomes; the weights are widened to float32 (bf16 → f32 is exact) and run in float32. So
+  an HF folder and its F32 GGUF conversion are the same model, tensor for tensor.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .. import _clib
+from ..converter.source import model_metadata, open_model, tensor_f32
 from ..errors import QtkError, QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
-from ..formats import QuantType, dequantize
+from ..formats import QuantType, dequantize, type_info
+from ..gguf_read import GGUFFile
+from ..gguf_stream import check_metadata
+from ..presets import PRESETS
 from .forward import Layer, Model
 from .hparams import HParams
 from .linear import Experts, Linear
@@ -43,8 +46,6 @@ class _Source:
 
 class _GGUFSource(_Source):
     def __init__(self, path: str):
-        from ..gguf_read import GGUFFile
-
         self.f = GGUFFile(path)
         self.where = path
         self.metadata = {k: kv.value for k, kv in self.f.kv.items()}
@@ -61,23 +62,24 @@ class _GGUFSource(_Source):
             q = QuantType(t.type_id)
         except ValueError:
             q = None
-        traits = _clib.type_traits(t.type_id) if q is not None else None
-        if traits is None or not traits.can_dequantize:
+        if q is None or not type_info(q).can_dequantize:
             raise QtkFormatError(f"{self.f.path}: tensor {name} has type {t.type_name}, which qtoolkit cannot run") from None
         return self.f.data(t), q, tuple(t.ne)
 
 
 class _HFSource(_Source):
-    def __init__(self, model_dir: str, threads: Optional[int]):
-        from ..converter.core import ConvertOptions, build_plan, tensor_f32
-
-        self._tensor_f32 = tensor_f32
-        self.plan = build_plan(model_dir, ConvertOptions(qtype="F32", threads=threads))
+    def __init__(self, model_dir: str):
+        self.src = open_model(model_dir)
         self.where = model_dir
-        self.metadata = {k: v for k, v, _t, _s in self.plan.metadata}
-        self.metadata["general.architecture"] = self.plan.arch.gguf_arch
-        self.by_name = {pt.out.name: pt.out for pt in self.plan.tensors}
-        self.threads = threads
+        md = model_metadata(self.src.name, self.src.arch, self.src.vocab, PRESETS["F32"].ftype)
+        try:
+            check_metadata(md, f"{self.src.cfg.path} (or the tokenizer files)")
+        except BaseException:
+            self.src.close()
+            raise
+        self.metadata = {k: v for k, v, _t, _s in md}
+        self.metadata["general.architecture"] = self.src.arch.gguf_arch
+        self.by_name = {t.name: t for t in self.src.tensors}
 
     def names(self):
         return list(self.by_name)
@@ -86,10 +88,10 @@ class _HFSource(_Source):
         out = self.by_name.get(name)
         if out is None:
             return None
-        return self._tensor_f32(self.plan, out), QuantType.F32, out.ne
+        return tensor_f32(self.src.checkpoint, out), QuantType.F32, out.ne
 
     def close(self):
-        self.plan.checkpoint.close()
+        self.src.close()
 
 
 def _vector(src: _Source, name: str, n: int, required: bool = True) -> Optional[np.ndarray]:
@@ -234,16 +236,16 @@ def load(path: str, threads: Optional[int] = None) -> Model:
     ``threads``: threads of the matmul kernels (default: one per core)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        src: Any = _HFSource(path, threads)
+        src: Any = _HFSource(path)
         try:
             model = build_model(src, path, threads)
         except QtkError as exc:
             raise _naming(exc, path) from None
         finally:
             src.close()
-        model.tokenizer = Tokenizer.from_hf(path, add_bos=bool(src.plan.vocab.add_special.get("bos", False)),
-                                            bos_id=src.plan.vocab.special_ids.get("bos"),
-                                            eos_id=src.plan.vocab.special_ids.get("eos"))
+        vocab = src.src.vocab
+        model.tokenizer = Tokenizer.from_hf(path, add_bos=bool(vocab.add_special.get("bos", False)),
+                                            bos_id=vocab.special_ids.get("bos"), eos_id=vocab.special_ids.get("eos"))
         model.source, model.file_type, model.path = "hf", "F32", path
         return model
     if not os.path.exists(path):
@@ -260,6 +262,11 @@ def load(path: str, threads: Optional[int] = None) -> Model:
     return model
 
 
+def as_model(model: Any, threads: Optional[int] = None) -> Model:
+    """``model`` itself when it is a loaded :class:`Model`, else :func:`load` of it (a path)."""
+    return model if isinstance(model, Model) else load(model, threads=threads)
+
+
 def _naming(exc: QtkError, path: str) -> QtkError:
     """``exc`` with the file named (errors of the kernels' binding checks do not know it)."""
     if path in str(exc):
@@ -271,8 +278,6 @@ def _naming(exc: QtkError, path: str) -> QtkError:
 
 
 def _file_type_name(ftype: Any) -> str:
-    from ..presets import PRESETS
-
     if isinstance(ftype, (int, np.integer)) and not isinstance(ftype, bool):
         for name, p in PRESETS.items():
             if p.ftype == ftype:

@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import QtkNotImplementedError
 
 
-def _pyplot():
+def require_matplotlib():
+    """matplotlib's pyplot (Agg backend), or a QtkNotImplementedError saying how to install it."""
     try:
         import matplotlib
 
@@ -29,7 +30,7 @@ def _pyplot():
 def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str, str]:
     """Writes report.md, kld_hist.png, router_agreement.png (MoE only) and compare.json into
     ``folder``; returns the paths written."""
-    plt = _pyplot()
+    plt = require_matplotlib()
     os.makedirs(folder, exist_ok=True)
     paths = {}
 

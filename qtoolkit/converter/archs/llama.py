@@ -6,8 +6,9 @@ llama3 rope scaling becomes a ``rope_freqs.weight`` tensor.
 
 from __future__ import annotations
 
-from . import register
+from ...errors import QtkNotImplementedError
 from .base import DecoderArch, OutTensor, llama3_rope_factors
+from .registry import register
 
 
 @register
@@ -18,8 +19,6 @@ class Llama(DecoderArch):
     write_vocab_size = True
 
     def check_config(self) -> None:
-        from ...errors import QtkNotImplementedError
-
         if self.cfg.find("sliding_window", None) and self.cfg.architecture == "MistralForCausalLM":
             # Mistral v0.1 used a 4096-token sliding window; llama.cpp's llama arch ignores it,
             # which only matters beyond 4096 tokens of context.

@@ -1,7 +1,7 @@
 """Qwen2 / Qwen2.5 dense: GGUF architecture ``qwen2`` (NEOX rope: no permutation; q/k/v biases)."""
 
-from . import register
 from .base import DecoderArch
+from .registry import register
 
 
 @register

@@ -6,8 +6,8 @@ llama.cpp does not renormalize the top-k weights and needs an explicit ``output.
 
 import logging
 
-from . import register
 from .base import U32, DecoderArch, require_all_layers_moe
+from .registry import register
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Qwen3 dense: GGUF architecture ``qwen3`` (per-head q/k RMS norm, NEOX rope, usually tied head)."""
 
-from . import register
 from .base import DecoderArch
+from .registry import register
 
 
 @register

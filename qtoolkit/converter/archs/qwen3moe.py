@@ -6,8 +6,8 @@ no shared expert, q/k norm as Qwen3.
 
 import logging
 
-from . import register
 from .base import U32, DecoderArch, require_all_layers_moe
+from .registry import register
 
 log = logging.getLogger(__name__)
 

@@ -22,10 +22,13 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import QtkValueError
-from ..imatrix import ImatrixStats, write_imatrix
-from .evaluate import ROWS_PER_BLOCK, _chunk, _log_softmax64, _model, _text, chunk_plan
-from .forward import Model
-from .hooks import observe
+from ..io.imatrix_file import FORMATS, ImatrixStats, write_imatrix
+from ..io.output import check_output
+from ..model.chunks import ROWS_PER_BLOCK, chunk_plan, chunk_tokens, log_softmax64, read_text
+from ..model.forward import Model
+from ..model.loader import as_model
+from ..model.taps import observe
+from .coverage import coverage
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,10 @@ MIN_DENSE_TOKENS = 16   # llama-imatrix ignores dense products of fewer tokens
 
 
 class ImatrixCollector:
-    """The observer of :func:`qtoolkit.model.hooks.observe` that accumulates importance statistics
+    """The observer of :func:`qtoolkit.model.taps.observe` that accumulates importance statistics
     (float64 sums; counts as integers)."""
+
+    wants_hidden = True   # the down projections' inputs, as the model computed them
 
     def __init__(self):
         self.sums: Dict[str, np.ndarray] = {}
@@ -61,8 +66,9 @@ class ImatrixCollector:
         acc[0] += s
         self.counts[name][0] += x.shape[0]
 
-    def experts(self, names, x: np.ndarray, ids: np.ndarray, hidden: np.ndarray, n_expert: int) -> None:
+    def experts(self, names, stack, x: np.ndarray, ids: np.ndarray, weights: np.ndarray, hidden: np.ndarray) -> None:
         gate, up, down = names
+        n_expert = stack.n_expert
         T, k = ids.shape
         if gate not in self.sums:
             self.sums[gate] = np.zeros((n_expert, x.shape[1]), dtype=np.float64)
@@ -109,17 +115,18 @@ def collect_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
 
     ``dataset``: the name stored in ``imatrix.datasets`` (default: ``file`` as given)."""
     t_load = time.perf_counter()
-    m = _model(model, threads)
-    body = _text(text, file)
+    m = as_model(model, threads)
+    body = read_text(text, file)
     tokens = m.tokenizer.encode(body)
     n_chunk = chunk_plan(len(tokens), ctx, chunks)
     first = ctx // 2
     collector = ImatrixCollector()
     nll_sum, n_scored = 0.0, 0
     t0 = time.perf_counter()
-    with observe(m, collector, output=process_output):
+    # llama-imatrix records the output projection only when the model has its own (not a tied embedding)
+    with observe(m, collector, head=process_output and m.output is not m.tok_embd):
         for c in range(n_chunk):
-            chunk = _chunk(tokens, c, ctx, m)
+            chunk = chunk_tokens(tokens, c, ctx, m.tokenizer)
             # every position's logits when the output projection is observed (llama-imatrix asks
             # for all of them); otherwise only the scored second half, or just the last position
             start = 0 if process_output else (first if compute_ppl else ctx - 1)
@@ -129,7 +136,7 @@ def collect_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
                 lg = lg[first - start: ctx - 1 - start]
                 targets = chunk[first + 1:]
                 for r in range(0, lg.shape[0], ROWS_PER_BLOCK):
-                    lp = _log_softmax64(lg[r:r + ROWS_PER_BLOCK])
+                    lp = log_softmax64(lg[r:r + ROWS_PER_BLOCK])
                     nll_sum -= float(lp[np.arange(lp.shape[0]), targets[r:r + lp.shape[0]]].sum())
                     n_scored += lp.shape[0]
             if progress is not None:
@@ -157,15 +164,10 @@ def compute_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
     """Compute an importance matrix (:func:`collect_imatrix`), write it to ``output`` (GGUF; a
     ``.dat`` suffix or ``output_format="dat"`` for the legacy format; None: write nothing) and
     return the JSON-ready report: the run's summary, ``output``, ``format``, ``file_bytes`` and
-    ``coverage`` (:func:`qtoolkit.imatrix_coverage.coverage` with ``min_tokens``)."""
-    from ..imatrix import FORMATS
-    from ..imatrix_coverage import coverage
-
+    ``coverage`` (:func:`qtoolkit.imatrix.coverage.coverage` with ``min_tokens``)."""
     if output_format is not None and output_format not in FORMATS:
         raise QtkValueError(f"imatrix output format must be one of {', '.join(FORMATS)}, got {output_format!r}")
     if output is not None:
-        from ..gguf_stream import check_output
-
         check_output(output, force)   # fail before the long run, not after it
     stats, report = collect_imatrix(model, file=file, text=text, ctx=ctx, chunks=chunks, threads=threads,
                                     process_output=process_output, compute_ppl=compute_ppl, dataset=dataset,

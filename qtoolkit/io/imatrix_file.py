@@ -1,5 +1,5 @@
-"""Importance matrices: what they hold, llama.cpp's two file formats, and the weights the
-quantizer gets from them (docs/imatrix.md; shared/docs/ggml-formats.md §5).
+"""Importance-matrix files: what they hold and llama.cpp's two formats (docs/imatrix.md;
+shared/docs/ggml-formats.md §5).
 
 An importance matrix holds, for every weight tensor that a matrix multiplication reads, the sum
 over the calibration tokens of the squared activation entering each input column, and how many
@@ -11,12 +11,9 @@ sums and one count per expert: an expert's statistics count only the tokens rout
   and ``NAME.counts`` ``[1, n_mat]``, both F32, plus ``imatrix.datasets``, ``imatrix.chunk_count``
   and ``imatrix.chunk_size``; ``general.type = imatrix``, no architecture) and the legacy ``.dat``
   format (per tensor ``mean × ncall`` and one call count, no per-expert counts).
-* :class:`Imatrix` (:func:`load_imatrix`) turns a file into the quantizer's per-matrix weights,
-  ``sums / count``, and says what to do with experts that calibration did not reach (fewer than
-  ``min_tokens`` tokens): ``uniform`` (all ones, what llama-quantize does for count 0),
-  ``layer-mean`` (the mean of the covered experts' weights in that tensor) or ``error``.
 
-``qtoolkit.imatrix(...)`` (this module, called) computes one: see :mod:`qtoolkit.model.calibrate`.
+What the quantizer makes of a file (weights per matrix, experts calibration did not reach) is
+:mod:`qtoolkit.converter.importance`; computing one is :mod:`qtoolkit.imatrix`.
 """
 
 from __future__ import annotations
@@ -24,15 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import struct
-import sys
-import types
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from ._files import open_regular
-from .errors import QtkFormatError, QtkIOError, QtkValueError
+from ..errors import QtkFormatError, QtkIOError, QtkValueError
+from .._files import open_regular
+from .output import ReplaceOnSuccess
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +38,6 @@ KEY_CHUNK_SIZE = "imatrix.chunk_size"
 SUM_SUFFIX = ".in_sum2"
 COUNT_SUFFIX = ".counts"
 MAX_COUNT = 2.0**53  # token counts beyond this are not counts (and would overflow the int64 view of them)
-POLICIES = ("uniform", "layer-mean", "error")
 FORMATS = ("gguf", "dat")
 
 
@@ -128,7 +123,7 @@ def read_imatrix(path: str) -> ImatrixStats:
 
 
 def _read_gguf(path: str) -> ImatrixStats:
-    from .gguf_read import GGUFFile
+    from ..gguf_read import GGUFFile
 
     with GGUFFile(path) as g:
         missing = [k for k in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE) if k not in g.kv]
@@ -221,38 +216,19 @@ def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, for
     """Write ``stats`` as a GGUF (default; ``.dat`` suffix → legacy) importance matrix; returns
     the file size. Written as ``PATH.partial`` (locked while written, as the model writer does: a
     second writer of the same output is refused), flushed to disk and renamed, so no half-written
-    file survives."""
-    import errno
-
-    from .gguf_stream import _fsync_dir, _lock_partial, check_output
-
+    file survives (:class:`~qtoolkit.io.output.ReplaceOnSuccess`)."""
     path = os.fspath(path)
     fmt = fmt or ("dat" if path.endswith(".dat") else "gguf")
     if fmt not in FORMATS:
         raise QtkValueError(f"imatrix output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if stats.legacy:
         raise QtkValueError(f"{stats.path}: a legacy .dat file has no per-expert counts; it cannot be rewritten")
-    check_output(path, force)
-    partial = path + ".partial"
-    lock = _lock_partial(path, partial)
-    try:
+    with ReplaceOnSuccess(path, force, "the importance matrix") as out:
         if fmt == "gguf":
-            _write_gguf(partial, stats)
+            _write_gguf(out.partial, stats)
         else:
-            _write_dat(partial, stats)
-        os.fsync(lock)  # the data on disk before the name points at it
-        size = os.fstat(lock).st_size
-        os.replace(partial, path)
-        _fsync_dir(os.path.dirname(os.path.abspath(path)))
-        return size
-    except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-        hint = " (the disk is full or a file-size limit was reached)" if full else ""
-        raise QtkIOError(f"{path}: cannot write the importance matrix: {exc}{hint}; nothing was written") from exc
-    finally:
-        if os.path.exists(partial) and os.path.samestat(os.stat(partial), os.fstat(lock)):
-            os.remove(partial)
-        os.close(lock)
+            _write_dat(out.partial, stats)
+    return out.size
 
 
 def _write_gguf(path: str, stats: ImatrixStats) -> None:
@@ -311,114 +287,3 @@ def _write_dat(path: str, stats: ImatrixStats) -> None:
             f.write(blob)
         f.write(struct.pack("<i", int(stats.chunk_count)))
         f.write(struct.pack("<i", len(ds)) + ds)
-
-
-# -- the quantizer's view ------------------------------------------------------------------------
-
-
-@dataclass
-class TensorWeights:
-    """Weights for one tensor: ``w`` ``(n_mat, n)`` float32, the experts below the threshold
-    (``uncovered``) and what was put in their place (``filled``: "", "uniform" or "layer-mean")."""
-
-    w: np.ndarray
-    uncovered: List[int]
-    counts: Optional[List[int]]
-    filled: str = ""
-
-
-class Imatrix:
-    """An importance-matrix file as the quantizer's per-matrix weights (:func:`load_imatrix`)."""
-
-    def __init__(self, stats: ImatrixStats):
-        self.stats = stats
-        self.path = stats.path
-        self.format = stats.format
-        self.datasets = stats.datasets
-        self.chunk_count = stats.chunk_count
-        self.entries: Dict[str, np.ndarray] = {name: stats.means(name) for name in stats.sums}
-        self.zero_count_experts: Dict[str, List[int]] = {}
-        if not stats.legacy:
-            for name in stats.sums:
-                zero = np.nonzero(stats.expert_counts(name) == 0)[0]
-                if zero.size:
-                    self.zero_count_experts[name] = [int(e) for e in zero]
-
-    def weights(self, name: str, n: int, n_mat: int) -> Optional[np.ndarray]:
-        """``(n_mat, n)`` weights exactly as llama-quantize derives them (count-0 experts all
-        ones), or None when the file has no entry for the tensor."""
-        tw = self.tensor_weights(name, n, n_mat, policy="uniform")
-        return None if tw is None else tw.w
-
-    def tensor_weights(self, name: str, n: int, n_mat: int, policy: str = "uniform",
-                       min_tokens: int = 1) -> Optional[TensorWeights]:
-        """The tensor's weights with experts that saw fewer than ``min_tokens`` tokens handled by
-        ``policy`` ("uniform", "layer-mean"; "error" returns them untouched and listed, for the
-        caller to refuse after looking at every tensor). None when the file has no entry."""
-        if policy not in POLICIES:
-            raise QtkValueError(f"uncovered-experts policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-        if name not in self.stats.sums:
-            return None
-        size = self.stats.sums[name].size
-        if size != n * n_mat:
-            raise QtkFormatError(
-                f"{self.path}: importance entry for {name} has {size} values, the tensor needs {n} x {n_mat} = {n * n_mat}"
-            )
-        if not self.stats.legacy and self.stats.n_mat(name) != n_mat:
-            raise QtkFormatError(
-                f"{self.path}: importance entry for {name} has {self.stats.n_mat(name)} matrices, the tensor has {n_mat}"
-            )
-        w = np.ascontiguousarray(self.entries[name], dtype=np.float32).reshape(n_mat, n).copy()
-        counts = self.stats.expert_counts(name)
-        if n_mat == 1:
-            return TensorWeights(w, [], None if counts is None else [int(c) for c in counts])
-        if counts is not None:
-            low = np.nonzero(counts < max(1, int(min_tokens)))[0]
-        else:
-            # a legacy file keeps no per-expert counts; its writer stores an unused expert as all ones
-            low = np.nonzero(np.all(w == 1.0, axis=1))[0]
-        uncovered = [int(e) for e in low]
-        tw = TensorWeights(w, uncovered, None if counts is None else [int(c) for c in counts])
-        if not uncovered or policy == "error":
-            return tw
-        covered = np.setdiff1d(np.arange(n_mat), low)
-        if policy == "layer-mean" and covered.size:
-            w[low] = w[covered].mean(axis=0, dtype=np.float64).astype(np.float32)
-            tw.filled = "layer-mean"
-        else:
-            if policy == "layer-mean":
-                log.warning("%s: no expert reached %d tokens; its experts get uniform weights", name, min_tokens)
-            w[low] = 1.0
-            tw.filled = "uniform"
-        return tw
-
-
-def load_imatrix(path: str) -> Imatrix:
-    """An importance-matrix file (GGUF or legacy ``.dat``) as the quantizer's weights."""
-    return Imatrix(read_imatrix(path))
-
-
-# -- ``qtoolkit.imatrix(...)``: this module is callable --------------------------------------------
-
-
-def compute(model, file: Optional[str] = None, text: Optional[str] = None, output: Optional[str] = None,
-            **options):
-    """Compute an importance matrix (see :func:`qtoolkit.model.calibrate.compute_imatrix`)."""
-    from .model.calibrate import compute_imatrix
-
-    return compute_imatrix(model, file=file, text=text, output=output, **options)
-
-
-class _CallableModule(types.ModuleType):
-    """``qtoolkit.imatrix(model, file=..., output=...)`` computes an importance matrix, while
-    ``qtoolkit.imatrix.load_imatrix`` & co. stay importable from the same name."""
-
-    def __call__(self, model, file: Optional[str] = None, text: Optional[str] = None,
-                 output: Optional[str] = None, **options):
-        return compute(model, file=file, text=text, output=output, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-
-__all__: Sequence[str] = ["ImatrixStats", "Imatrix", "TensorWeights", "read_imatrix", "write_imatrix", "load_imatrix",
-                          "compute", "POLICIES"]

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .imatrix import ImatrixStats
+from ..io.imatrix_file import ImatrixStats
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 # the stack whose counts stand for the layer's routing (gate, up and down see the same pairs)
