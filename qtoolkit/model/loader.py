@@ -26,6 +26,7 @@ from ..presets import PRESETS
 from .forward import Layer, Model
 from .hparams import HParams
 from .linear import Experts, Linear
+from .tensors import EXPERT_STACKS, LINEARS, VECTORS, layer_tensor
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -135,21 +136,21 @@ def _widened(arr: np.ndarray, q: QuantType, name: str) -> np.ndarray:
     return dequantize(np.ascontiguousarray(arr), q).reshape(arr.shape[:-1] + (-1,))
 
 
-def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
+def _experts(src: _Source, il: int, hp: HParams, threads) -> Experts:
     datas, types, n_ff = [], [], None
-    for proj in ("gate", "up", "down"):
-        name = f"{prefix}ffn_{proj}_exps.weight"
+    names = [layer_tensor(il, short) for short in EXPERT_STACKS]   # gate, up, down
+    for j, name in enumerate(names):
         got = src.get(name)
         if got is None:
             raise QtkFormatError(f"{src.where}: the model has no tensor {name}")
         arr, q, ne = got
         if len(ne) != 3 or ne[2] != hp.n_expert:
             raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected 3 with {hp.n_expert} experts")
-        if proj == "gate":
+        if j == 0:
             n_ff = ne[1]
             if n_ff < 1:
                 raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}: no expert rows")
-        want = (hp.n_embd, n_ff) if proj != "down" else (n_ff, hp.n_embd)
+        want = (hp.n_embd, n_ff) if j < 2 else (n_ff, hp.n_embd)
         if tuple(ne[:2]) != want:
             raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected {list(want) + [hp.n_expert]}")
         datas.append(arr.reshape(ne[2], ne[1], -1))
@@ -157,8 +158,7 @@ def _experts(src: _Source, prefix: str, hp: HParams, threads) -> Experts:
     try:
         return Experts(*datas, types, hp.n_embd, n_ff, threads=threads)
     except QtkNotImplementedError:
-        wide = [_widened(d, q, f"{prefix}ffn_{proj}_exps.weight") if q != QuantType.F32 else d
-                for d, q, proj in zip(datas, types, ("gate", "up", "down"))]
+        wide = [_widened(d, q, name) if q != QuantType.F32 else d for d, q, name in zip(datas, types, names)]
         return Experts(*wide, [QuantType.F32] * 3, hp.n_embd, n_ff, threads=threads)
 
 
@@ -186,7 +186,7 @@ def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Mode
     md = src.metadata
     hp = HParams.from_metadata(md, where)
     _check_blocks(src, hp)
-    D, H, Hkv, hd, hdv = hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v
+    D = hp.n_embd
     embd = src.get("token_embd.weight")
     if embd is None:
         raise QtkFormatError(f"{where}: no token_embd.weight")
@@ -194,39 +194,52 @@ def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Mode
     tok_embd = _linear(src, "token_embd.weight", n_vocab, D, threads)
     output = _linear(src, "output.weight", n_vocab, D, threads, required=False) or tok_embd
     rope_freqs = _vector(src, "rope_freqs.weight", hp.n_rot // 2, required=False)
-    layers = []
-    for i in range(hp.n_layer):
-        b = f"blk.{i}."
-        L = Layer()
-        L.attn_norm = _vector(src, b + "attn_norm.weight", D)
-        L.wq = _linear(src, b + "attn_q.weight", H * hd, D, threads, bias=b + "attn_q.bias")
-        L.wk = _linear(src, b + "attn_k.weight", Hkv * hd, D, threads, bias=b + "attn_k.bias")
-        L.wv = _linear(src, b + "attn_v.weight", Hkv * hdv, D, threads, bias=b + "attn_v.bias")
-        L.wo = _linear(src, b + "attn_output.weight", D, H * hdv, threads, bias=b + "attn_output.bias")
-        L.q_norm = _vector(src, b + "attn_q_norm.weight", hd, required=False)
-        L.k_norm = _vector(src, b + "attn_k_norm.weight", hd, required=False)
-        L.ffn_norm = _vector(src, b + "ffn_norm.weight", D)
-        if hp.is_moe:
-            L.router = _linear(src, b + "ffn_gate_inp.weight", hp.n_expert, D, threads)
-            L.experts = _experts(src, b, hp, threads)
-            sh = src.get(b + "ffn_gate_shexp.weight")
-            if sh is not None:
-                Fs = _rows(src, sh, b + "ffn_gate_shexp.weight")
-                L.shexp_gate = _linear(src, b + "ffn_gate_shexp.weight", Fs, D, threads)
-                L.shexp_up = _linear(src, b + "ffn_up_shexp.weight", Fs, D, threads)
-                L.shexp_down = _linear(src, b + "ffn_down_shexp.weight", D, Fs, threads)
-                L.shexp_inp = _vector(src, b + "ffn_gate_inp_shexp.weight", D)
-        else:
-            g = src.get(b + "ffn_gate.weight")
-            if g is None:
-                raise QtkFormatError(f"{where}: no {b}ffn_gate.weight")
-            F = _rows(src, g, b + "ffn_gate.weight")
-            L.ffn_gate = _linear(src, b + "ffn_gate.weight", F, D, threads, bias=b + "ffn_gate.bias")
-            L.ffn_up = _linear(src, b + "ffn_up.weight", F, D, threads, bias=b + "ffn_up.bias")
-            L.ffn_down = _linear(src, b + "ffn_down.weight", D, F, threads, bias=b + "ffn_down.bias")
-        layers.append(L)
+    layers = [_layer(src, i, hp, where, threads) for i in range(hp.n_layer)]
     output_norm = _vector(src, "output_norm.weight", D)
     return Model(hp, tok_embd, output, output_norm, layers, rope_freqs=rope_freqs, metadata=md, threads=threads)
+
+
+def _layer(src: _Source, i: int, hp: HParams, where: str, threads) -> Layer:
+    """Block ``i``: every tensor by its GGUF name (:mod:`.tensors`), shapes checked."""
+    D, H, Hkv, hd, hdv = hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v
+    L = Layer()
+
+    def lin(attr: str, rows: int, cols: int, bias: bool = True) -> Linear:
+        name = layer_tensor(i, LINEARS[attr])
+        return _linear(src, name, rows, cols, threads, bias=name[:-len("weight")] + "bias" if bias else None)
+
+    def vec(attr: str, n: int, required: bool = True) -> Optional[np.ndarray]:
+        return _vector(src, layer_tensor(i, VECTORS[attr]), n, required=required)
+
+    L.attn_norm = vec("attn_norm", D)
+    L.wq = lin("wq", H * hd, D)
+    L.wk = lin("wk", Hkv * hd, D)
+    L.wv = lin("wv", Hkv * hdv, D)
+    L.wo = lin("wo", D, H * hdv)
+    L.q_norm = vec("q_norm", hd, required=False)
+    L.k_norm = vec("k_norm", hd, required=False)
+    L.ffn_norm = vec("ffn_norm", D)
+    if hp.is_moe:
+        L.router = lin("router", hp.n_expert, D, bias=False)
+        L.experts = _experts(src, i, hp, threads)
+        name = layer_tensor(i, LINEARS["shexp_gate"])
+        sh = src.get(name)
+        if sh is not None:
+            Fs = _rows(src, sh, name)
+            L.shexp_gate = lin("shexp_gate", Fs, D, bias=False)
+            L.shexp_up = lin("shexp_up", Fs, D, bias=False)
+            L.shexp_down = lin("shexp_down", D, Fs, bias=False)
+            L.shexp_inp = vec("shexp_inp", D)
+    else:
+        name = layer_tensor(i, LINEARS["ffn_gate"])
+        g = src.get(name)
+        if g is None:
+            raise QtkFormatError(f"{where}: no {name}")
+        F = _rows(src, g, name)
+        L.ffn_gate = lin("ffn_gate", F, D)
+        L.ffn_up = lin("ffn_up", F, D)
+        L.ffn_down = lin("ffn_down", D, F)
+    return L
 
 
 def load(path: str, threads: Optional[int] = None) -> Model:
