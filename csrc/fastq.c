@@ -3,9 +3,9 @@
  * other threads quantize (each qtk_quantize call reads the choice once and keeps it to its end). */
 #include <pthread.h>
 
-#include "fastq.h"
-#include "kernels.h"
+#include "fastq/fastq.h"
 #include "qtk_matmul.h"
+#include "ref/kernels.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int supported_mask;

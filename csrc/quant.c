@@ -1,11 +1,11 @@
 /* The traits table (indexed by GGUF type id) and the tensor-level quantize/dequantize calls. */
-#include "common.h"
-#include "fastq.h"
-#include "iq_lattice.h"
-#include "kernels.h"
+#include "fastq/fastq.h"
 #include "qtk.h"
 #include "qtk_iq.h"
-#include "ref.h"
+#include "ref/common.h"
+#include "ref/iq_lattice.h"
+#include "ref/kernels.h"
+#include "ref/ref.h"
 
 #ifndef QTK_VERSION
 #error "QTK_VERSION must be defined by the build (see qtoolkit/_build.py)"
