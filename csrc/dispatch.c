@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "qtk_matmul.h"
+#include "qtk_isa.h"
 #include "ref/kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)

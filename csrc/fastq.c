@@ -4,7 +4,7 @@
 #include <pthread.h>
 
 #include "fastq/fastq.h"
-#include "qtk_matmul.h"
+#include "qtk_isa.h"
 #include "ref/kernels.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -1,5 +1,5 @@
-/* qtoolkit C core: instruction-set dispatch, dequant-matmul (dense and Mixture-of-Experts) and
- * the memory bandwidth probe.
+/* qtoolkit C core: dequant-matmul (dense and Mixture-of-Experts) and the memory bandwidth probe.
+ * The instruction set whose kernels run is chosen and can be forced through qtk_isa.h.
  *
  * Weights stay in their quantized format; each activation row is quantized once per call to the
  * weight type's companion format (see csrc/ref/kernels.h and docs/matmul.md). Work is spread over a
@@ -14,14 +14,6 @@
 #include <stdint.h>
 
 /* cdef-begin */
-/* Instruction sets, lowest first. */
-enum {
-    QTK_ISA_REF = 0,    /* portable C, the reference */
-    QTK_ISA_AVX2 = 1,   /* x86-64 AVX2 + FMA + F16C */
-    QTK_ISA_NEON = 2,   /* arm64 NEON (base armv8-a) */
-    QTK_ISA_COUNT = 3
-};
-
 /* Weight type of a matmul: a GGUF type id, or QTK_TYPE_CUSTOM with CustomQuant parameters. */
 enum { QTK_TYPE_CUSTOM = 1000 };
 typedef struct {
@@ -30,18 +22,6 @@ typedef struct {
     int group;       /* CustomQuant only */
     int symmetric;   /* CustomQuant only */
 } qtk_wtype;
-
-/* Name of an ISA id ("ref", "avx2", "neon"), or NULL for an unknown id. */
-const char *qtk_isa_name(int isa);
-/* 1 when this build and CPU can run the ISA and QTK_ISA (read once) does not cap it lower. */
-int qtk_isa_available(int isa);
-/* 1 when this build and CPU could run the ISA, ignoring QTK_ISA. */
-int qtk_isa_supported(int isa);
-/* The ISA whose kernels run now. */
-int qtk_active_isa(void);
-/* Switch kernels: QTK_E_ARG for an unknown id, QTK_E_UNSUPPORTED for one not available. Safe at
- * any time; a call already running finishes with the kernels it started with. */
-int qtk_set_isa(int isa);
 
 /* Bytes of one weight row of n elements; QTK_E_SHAPE when n does not fit the block size. */
 int qtk_wtype_row_bytes(const qtk_wtype *wt, int64_t n, int64_t *out);
