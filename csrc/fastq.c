@@ -5,7 +5,12 @@
 
 #include "fastq/fastq.h"
 #include "qtk_isa.h"
+#include "ref/iq_search.h"
 #include "ref/kernels.h"
+
+#ifdef QTK_FASTQ_HAVE_AVX2
+#include "arch/x86/simd_avx2.h"
+#endif
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int supported_mask;
@@ -14,6 +19,16 @@ static int current = QTK_FASTQ_REF;
 
 static const char *const names[QTK_FASTQ_COUNT] = {"ref", "vec", "avx2"};
 
+/* The IQ quantizers' searches follow the variant: the AVX2 lanes with "avx2", the portable ones
+ * otherwise (the same bytes either way). */
+static void set_current(int variant) {
+    __atomic_store_n(&current, variant, __ATOMIC_RELEASE);
+#ifdef QTK_FASTQ_HAVE_AVX2
+    qtk_iq_set_ops(variant == QTK_FASTQ_AVX2 ? &qtk_iq_ops_avx2 : NULL);
+#else
+    qtk_iq_set_ops(NULL);
+#endif
+}
 
 /* CPU detection and the QTK_ISA cap come from dispatch.c, the one owner of both. */
 static void detect(void) {
@@ -35,7 +50,7 @@ static void detect(void) {
             best = v;
         }
     }
-    __atomic_store_n(&current, best, __ATOMIC_RELEASE);
+    set_current(best);
 }
 
 static void ensure_init(void) {
@@ -68,7 +83,7 @@ int qtk_fastq_set_variant(int variant) {
     if (!qtk_fastq_available(variant)) {
         return QTK_E_UNSUPPORTED;
     }
-    __atomic_store_n(&current, variant, __ATOMIC_RELEASE);
+    set_current(variant);
     return QTK_OK;
 }
 
@@ -88,5 +103,5 @@ void qtk_fastq_follow_isa(int isa) {
     while (want > QTK_FASTQ_REF && !qtk_fastq_available(want)) {
         --want;
     }
-    __atomic_store_n(&current, want, __ATOMIC_RELEASE);
+    set_current(want);
 }

@@ -12,7 +12,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
 for src in csrc/fastq/fastq_vec.c csrc/fastq/fastq_avx2.c csrc/ref/search.c csrc/ref/ref_kquants.c \
-           csrc/ref/ref_legacy.c csrc/ref/ref_iq4.c csrc/ref/ref_ternary.c csrc/ref/ref_float.c; do
+           csrc/ref/ref_legacy.c csrc/ref/ref_iq4.c csrc/ref/ref_ternary.c csrc/ref/ref_float.c \
+           csrc/ref/iq_search.c csrc/ref/ref_iq1.c csrc/arch/x86/avx2_iq_search.c; do
   obj="$tmp/$(basename "$src" .c).o"
   "$CC" -O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wno-psabi -DQTK_VERSION='"check"' -Icsrc/include -Icsrc -c "$src" -o "$obj"
   hits=$(objdump -d --no-show-raw-insn "$obj" | grep -E '\s(v?f(n)?m(add|sub)[0-9a-z]*|fmla|fmls|fmadd|fmsub|fnmadd|fnmsub)\s' || true)

@@ -3,18 +3,9 @@
 
 #include <float.h>
 
-#include "fastq/fastq.h"
 #include "ref/common.h"
 #include "ref/iq_lanes.h"
 #include "ref/search.h"
-
-int qtk_iq_avx2(void) {
-#ifdef QTK_FASTQ_HAVE_AVX2
-    return qtk_fastq_variant() == QTK_FASTQ_AVX2;
-#else
-    return 0;
-#endif
-}
 
 uint8_t qtk_iq_signs8(const float *xb, const float *weight, float *xval, int parity) {
     int nflip = 0;
@@ -157,7 +148,8 @@ int qtk_iq_nearest8(const qtk_iq_lattice *lat, const uint16_t *list, const float
     return qtk_first_min(d2, count);
 }
 
-/* The 8-wide IQ2 lattices, four neighbours at a time in vector lanes; returns the list position. */
+/* The 8-wide IQ2 lattices, four neighbours at a time in vector lanes; returns the list position
+ * (qtk_iq_ops_lanes.nearest8). */
 static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xval, const float *w, float scale) {
     const uint16_t *list = lat->neighbours - lat->map[u] - 1;
     const int count = list[0];
@@ -179,56 +171,6 @@ static int nearest8_lanes(const qtk_iq_lattice *lat, int32_t u, const float *xva
     }
     return qtk_first_min(d2, count);
 }
-
-#ifdef QTK_FASTQ_HAVE_AVX2
-#include <immintrin.h>
-
-/* The same sums eight neighbours at a time (two lane blocks side by side in 256-bit lanes; an odd
- * last block alone), for CPUs with AVX2. No fused multiply-add: the target does not enable FMA. */
-typedef float v8f __attribute__((vector_size(32)));
-
-__attribute__((target("avx2"))) static inline v8f splat8(float x) {
-    return (v8f){x, x, x, x, x, x, x, x};
-}
-
-/* Four floats at a, then four at b. */
-__attribute__((target("avx2"))) static inline v8f load4x2(const float *a, const float *b) {
-    return (v8f)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(a)), _mm_loadu_ps(b), 1);
-}
-
-__attribute__((target("avx2"))) static int nearest8_lanes_avx2(const qtk_iq_lattice *lat, int32_t u,
-                                                                const float *xval, const float *w, float scale) {
-    const uint16_t *list = lat->neighbours - lat->map[u] - 1;
-    const int count = list[0];
-    const float *q = lat->lane_q + lat->lane_at[u];
-    float d2[QTK_IQ_MAX_NEIGHBOURS + 3];
-    const v8f s = splat8(scale);
-    v8f x[8], wv[8];
-    for (int i = 0; i < 8; ++i) {
-        x[i] = splat8(xval[i]);
-        wv[i] = splat8(w[i]);
-    }
-    int j = 0;
-    for (; j + 4 < count; j += 8, q += 64) {   /* two blocks: neighbours j..j+7 */
-        v8f d = splat8(0.0f);
-        for (int i = 0; i < 8; ++i) {
-            const v8f qv = load4x2(q + 4 * i, q + 32 + 4 * i);
-            const v8f e = s * qv - x[i];
-            d += wv[i] * e * e;
-        }
-        memcpy(d2 + j, &d, sizeof d);
-    }
-    if (j < count) {   /* one block left: neighbours j..j+3 */
-        v4f d = splat4(0.0f);
-        for (int i = 0; i < 8; ++i) {
-            const v4f e = splat4(scale) * load4(q + 4 * i) - splat4(xval[i]);
-            d += splat4(w[i]) * e * e;
-        }
-        memcpy(d2 + j, &d, sizeof d);
-    }
-    return qtk_first_min(d2, count);
-}
-#endif
 
 /* The 4-wide IQ3 lattices, four neighbours at a time in vector lanes; writes the levels of the
  * winner to L and returns its grid index. */
@@ -260,19 +202,14 @@ static int best_neighbour4(const qtk_iq_lattice *lat, int32_t u, const uint16_t 
 /* Snaps the group's levels (key u) to the grid: unchanged when on it, else the best neighbour.
  * Returns 1 when the levels were on the grid. */
 static inline int snap(const qtk_iq_lattice *lat, int32_t u, const float *xval, const float *waux, float scale,
-                       int8_t *L, int avx2) {
+                       int8_t *L, const qtk_iq_ops *ops) {
     const int32_t g = lat->map[u];
     if (g >= 0) {
         return 1;
     }
     if (lat->width == 8) {
         const uint16_t *list = lat->neighbours - g - 1;
-#if defined(QTK_FASTQ_HAVE_AVX2)
-        const int pos = avx2 ? nearest8_lanes_avx2(lat, u, xval, waux, scale) : nearest8_lanes(lat, u, xval, waux, scale);
-#else
-        const int pos = nearest8_lanes(lat, u, xval, waux, scale);
-        (void)avx2;
-#endif
+        const int pos = ops->nearest8(lat, u, xval, waux, scale);
         const int index = list[1 + pos];
         memcpy(L, lat->levels + (size_t)index * 8, 8);
     } else {
@@ -302,7 +239,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
     const int n = p->n;
     const int ngroups = n / width;
     const int ncand = 2 * p->nsteps + 1;
-    const int avx2 = qtk_iq_avx2();
+    const qtk_iq_ops *ops = qtk_iq_ops_active();
     const float top = (float)(2 * lat->nlevels - 1);
     uint8_t on_grid[8];
     for (int k = 0; k < ngroups; ++k) {
@@ -340,7 +277,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
     for (int c = 0; c < ncand; ++c) {
         for (int k = 0; k < ngroups; ++k) {
             int8_t G[8];
-            on_grid_c[c][k] = (uint8_t)snap(lat, keys[k][c], xval + width * k, waux + width * k, this_scale[c], G, avx2);
+            on_grid_c[c][k] = (uint8_t)snap(lat, keys[k][c], xval + width * k, waux + width * k, this_scale[c], G, ops);
             if (!on_grid_c[c][k]) {
                 for (int i = 0; i < width; ++i) {
                     lv[width * k + i][c] = G[i];
@@ -388,7 +325,7 @@ float qtk_iq_search_scale(const qtk_iq_lattice *lat, const qtk_iq_search_params 
                 continue;
             }
             const int32_t u = group_levels(lat, xval + width * k, id, L + width * k);
-            snap(lat, u, xval + width * k, waux + width * k, scale, L + width * k, avx2);
+            snap(lat, u, xval + width * k, waux + width * k, scale, L + width * k, ops);
         }
         float sumq2;
         const float sumqx = fit(p->n, weight, xval, L, &sumq2);
@@ -444,4 +381,20 @@ int qtk_iq_grid_index(const qtk_iq_lattice *lat, const int8_t *L) {
     }
     const int32_t g = lat->map[qtk_iq_key(lat, L)];
     return g >= 0 ? g : 0;
+}
+
+const qtk_iq_ops qtk_iq_ops_lanes = {
+    .name = "lanes",
+    .nearest8 = nearest8_lanes,
+    .split_m = qtk_iq1_m_split_lanes,
+};
+
+static const qtk_iq_ops *active_ops = &qtk_iq_ops_lanes;
+
+const qtk_iq_ops *qtk_iq_ops_active(void) {
+    return __atomic_load_n(&active_ops, __ATOMIC_ACQUIRE);
+}
+
+void qtk_iq_set_ops(const qtk_iq_ops *ops) {
+    __atomic_store_n(&active_ops, ops ? ops : &qtk_iq_ops_lanes, __ATOMIC_RELEASE);
 }

@@ -16,7 +16,6 @@
 #include <float.h>
 #include <stddef.h>
 
-#include "fastq/fastq.h"
 #include "ref/common.h"
 #include "ref/iq_grids.h"
 #include "ref/iq_lanes.h"
@@ -27,24 +26,9 @@
 #define IQ1S_GROUP_EPS 1e-12f
 #define IQ1M_GROUP_EPS 1e-7f
 
-static const float x_p[3] = {-1 + QTK_IQ1_DELTA, QTK_IQ1_DELTA, 1 + QTK_IQ1_DELTA};
-static const float x_m[3] = {-1 - QTK_IQ1_DELTA, -QTK_IQ1_DELTA, 1 - QTK_IQ1_DELTA};
-
-/* The running best of an exhaustive split search, updated in ggml's order and arithmetic. */
-typedef struct {
-    float best, scale;
-    int i1, i2, k;
-} split_best;
-
-static inline void consider(split_best *b, float sumqx, float sumq2, int i1, int i2, int k) {
-    if (sumq2 > 0 && sumqx * sumqx > b->best * sumq2) {
-        b->scale = sumqx / sumq2;
-        b->best = b->scale * sumqx;
-        b->i1 = i1;
-        b->i2 = i2;
-        b->k = k;
-    }
-}
+/* The shifted level values (iq_search.h) by short names. */
+static const float *const x_p = qtk_iq1_xp;
+static const float *const x_m = qtk_iq1_xm;
 
 static float sum_squares(const float *x, int n) {
     float s = 0;
@@ -142,7 +126,7 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
      * A*v0 + B*v1 + C*v2 and sumq2 = Aw*v0*v0 + Bw*v1*v1 + Cw*v2*v2 over the three runs. Four
      * consecutive i2 are computed at once; when none of their eight candidates beats the running
      * best (the usual case) none would have changed it, else they are taken one by one. */
-    split_best b = {-FLT_MAX, max, -1, -1, 0};
+    qtk_iq1_split b = {-FLT_MAX, max, -1, -1, 0};
     const v4f p1 = splat4(x_p[1]), p2 = splat4(x_p[2]), m1 = splat4(x_m[1]), m2 = splat4(x_m[2]);
     const v4f lane = {0, 1, 2, 3};
     for (int i1 = 0; i1 <= N; ++i1) {
@@ -159,7 +143,7 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
             const v4f q2_m = (Awm + Bw * m1 * m1) + Cw * m2 * m2;
             const v4f bestv = splat4(b.best);
             const v4i valid = lane <= splat4((float)(N - i2));
-            /* a superset of the hits (the sumq2 > 0 test is left to consider()) */
+            /* a superset of the hits (the sumq2 > 0 test is left to qtk_iq1_consider) */
             const v4i hit = ((qx_p * qx_p > bestv * q2_p) | (qx_m * qx_m > bestv * q2_m)) & valid;
             if (!any4(hit)) {
                 continue;
@@ -169,8 +153,8 @@ static int iq1_s_sub32(const qtk_iq_lattice *lat, const float *xb, const float *
                 ++first;
             }
             for (int k = first; k < 4 && i2 + k <= N; ++k) {
-                consider(&b, qx_p[k], q2_p[k], i1, i2 + k, 1);
-                consider(&b, qx_m[k], q2_m[k], i1, i2 + k, -1);
+                qtk_iq1_consider(&b, qx_p[k], q2_p[k], i1, i2 + k, 1);
+                qtk_iq1_consider(&b, qx_m[k], q2_m[k], i1, i2 + k, -1);
             }
         }
     }
@@ -289,88 +273,67 @@ void qtk_dequantize_row_iq1_s(const void *vx, float *y, int64_t n) {
 
 /* ---------------------------------------------------------------- IQ1_M */
 
-#ifdef QTK_FASTQ_HAVE_AVX2
-#include <immintrin.h>
-
-/* IQ1_M's split search (below) with eight consecutive i2 at once, for CPUs with AVX2: the same
- * float operations per candidate (no FMA: the target does not enable it) and the same order of
- * replacements of the running best. px, pw: the prefix sums, padded to 24. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-
-__attribute__((target("avx2"))) static inline v8f splat8(float x) {
-    return (v8f){x, x, x, x, x, x, x, x};
-}
-
-__attribute__((target("avx2"))) static inline v8f load8(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-__attribute__((target("avx2"))) static void split_search_m_avx2(split_best *b, const float (*px)[24],
-                                                                 const float (*pw)[24], const float *txs,
-                                                                 const float *tws) {
+/* IQ1_M's split search (qtk_iq_ops_lanes.split_m; iq_search.h): every split and shift pair k of a
+ * 16-element sub-block, in ggml's order; four consecutive i2 at once, taken one by one only when one
+ * of their 16 candidates beats the running best. With v0 - v1 = v1 - v2 = -1 a split's sum is
+ * T * v2 - px[i1] - px[i2]. */
+void qtk_iq1_m_split_lanes(qtk_iq1_split *b, const float (*px)[QTK_IQ1_M_PREFIX], const float (*pw)[QTK_IQ1_M_PREFIX],
+                           const float *txs, const float *tws) {
     enum { N = 16 };
     const float p2 = x_p[2], m2 = x_m[2];
     const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
     const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
     const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
     const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
-    float qp2[2][N + 8], qm2[2][N + 8];   /* pw * cp2 and pw * cm2 at every i2 */
-    for (int h = 0; h < 2; ++h) {
-        for (int j = 0; j < N + 8; j += 8) {
-            const v8f w2 = load8(pw[h] + j);
-            const v8f a = w2 * splat8(cp2), c = w2 * splat8(cm2);
-            memcpy(qp2[h] + j, &a, sizeof a);
-            memcpy(qm2[h] + j, &c, sizeof c);
-        }
-    }
-    const v8f lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const v4f lane = {0, 1, 2, 3};
     for (int i1 = 0; i1 <= N; ++i1) {
-        v8f tp[2], tm[2], kp[2], km[2], sx1[2];
+        v4f tp[2], tm[2], kp[2], km[2], sx1[2];
         for (int h = 0; h < 2; ++h) {
-            tp[h] = splat8(txs[h] * p2);
-            tm[h] = splat8(txs[h] * m2);
-            kp[h] = splat8(tws[h] * p2 * p2 + pw[h][i1] * cp1);
-            km[h] = splat8(tws[h] * m2 * m2 + pw[h][i1] * cm1);
-            sx1[h] = splat8(px[h][i1]);
+            tp[h] = splat4(txs[h] * p2);
+            tm[h] = splat4(txs[h] * m2);
+            kp[h] = splat4(tws[h] * p2 * p2 + pw[h][i1] * cp1);
+            km[h] = splat4(tws[h] * m2 * m2 + pw[h][i1] * cm1);
+            sx1[h] = splat4(px[h][i1]);
         }
-        for (int i2 = i1; i2 <= N; i2 += 8) {
-            v8f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+        for (int i2 = i1; i2 <= N; i2 += 4) {
+            v4f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
             for (int h = 0; h < 2; ++h) {
-                const v8f sx = sx1[h] + load8(px[h] + i2);
+                const v4f sx = sx1[h] + load4(px[h] + i2);
+                const v4f w2 = load4(pw[h] + i2);
                 qx_p[h] = tp[h] - sx;
                 qx_m[h] = tm[h] - sx;
-                q2_p[h] = kp[h] + load8(qp2[h] + i2);
-                q2_m[h] = km[h] + load8(qm2[h] + i2);
+                q2_p[h] = kp[h] + w2 * splat4(cp2);
+                q2_m[h] = km[h] + w2 * splat4(cm2);
             }
-            const v8f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
-            const v8f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
-            const v8f bestv = splat8(b->best);
-            v8i any = sumqx[0] * sumqx[0] > bestv * sumq2[0];
-            for (int k = 1; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
+            const v4f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+            const v4f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+            const v4f bestv = splat4(b->best);
+            v4i hit = lane <= splat4((float)(N - i2));
+            v4i any = {0, 0, 0, 0};
+            for (int k = 0; k < 4; ++k) {   /* a superset of the hits: sumq2 > 0 is left to qtk_iq1_consider */
                 any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
             }
-            const v8i hit = any & (lane <= splat8((float)(N - i2)));
-            const unsigned m = (unsigned)_mm256_movemask_ps((__m256)hit);
-            if (!m) {
+            hit &= any;
+            if (!any4(hit)) {
                 continue;
             }
-            for (int l = __builtin_ctz(m); l < 8 && i2 + l <= N; ++l) {   /* lanes before the first hit change nothing */
+            int first = 0;   /* lanes before the first hit would not change the best */
+            while (!hit[first]) {
+                ++first;
+            }
+            for (int l = first; l < 4 && i2 + l <= N; ++l) {
                 for (int k = 0; k < 4; ++k) {
-                    consider(b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
+                    qtk_iq1_consider(b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
                 }
             }
         }
     }
 }
-#endif
 
 /* One 16-element sub-block. Each half (8 elements) has its own shift; k encodes the pair
  * (0: +,+  1: +,-  2: -,+  3: -,-). Returns 0 when the sub-block stores nothing. */
 static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *weight, uint16_t *index,
-                       float *scale_out, int *k_out, int avx2) {
+                       float *scale_out, int *k_out, const qtk_iq_ops *ops) {
     enum { N = 16 };
     float max = fabsf(xb[0]);
     for (int i = 1; i < N; ++i) {
@@ -399,67 +362,10 @@ static int iq1_m_sub16(const qtk_iq_lattice *lat, const float *xb, const float *
             pw[h][j] = pw[h][N];
         }
     }
-    /* with v0 - v1 = v1 - v2 = -1 a split's sum is T * v2 - px[i1] - px[i2] */
     const float txs[2] = {px[0][N], px[1][N]};
     const float tws[2] = {pw[0][N], pw[1][N]};
-    const float p2 = x_p[2], m2 = x_m[2];
-    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1];
-    const float cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
-    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1];
-    const float cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
-    split_best b = {-FLT_MAX, max, -1, -1, -1};
-#ifdef QTK_FASTQ_HAVE_AVX2
-    if (avx2) {
-        split_search_m_avx2(&b, px, pw, txs, tws);
-    } else
-#endif
-    {
-        /* every split and shift pair k, in ggml's order; four consecutive i2 at once, taken one by one
-         * only when one of their 16 candidates beats the running best */
-        const v4f lane = {0, 1, 2, 3};
-        for (int i1 = 0; i1 <= N; ++i1) {
-            v4f tp[2], tm[2], kp[2], km[2], sx1[2];
-            for (int h = 0; h < 2; ++h) {
-                tp[h] = splat4(txs[h] * p2);
-                tm[h] = splat4(txs[h] * m2);
-                kp[h] = splat4(tws[h] * p2 * p2 + pw[h][i1] * cp1);
-                km[h] = splat4(tws[h] * m2 * m2 + pw[h][i1] * cm1);
-                sx1[h] = splat4(px[h][i1]);
-            }
-            for (int i2 = i1; i2 <= N; i2 += 4) {
-                v4f qx_p[2], qx_m[2], q2_p[2], q2_m[2];
-                for (int h = 0; h < 2; ++h) {
-                    const v4f sx = sx1[h] + load4(px[h] + i2);
-                    const v4f w2 = load4(pw[h] + i2);
-                    qx_p[h] = tp[h] - sx;
-                    qx_m[h] = tm[h] - sx;
-                    q2_p[h] = kp[h] + w2 * splat4(cp2);
-                    q2_m[h] = km[h] + w2 * splat4(cm2);
-                }
-                const v4f sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
-                const v4f sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
-                const v4f bestv = splat4(b.best);
-                v4i hit = lane <= splat4((float)(N - i2));
-                v4i any = {0, 0, 0, 0};
-                for (int k = 0; k < 4; ++k) {   /* a superset of the hits: the sumq2 > 0 test is left to consider() */
-                    any |= sumqx[k] * sumqx[k] > bestv * sumq2[k];
-                }
-                hit &= any;
-                if (!any4(hit)) {
-                    continue;
-                }
-                int first = 0;   /* lanes before the first hit would not change the best */
-                while (!hit[first]) {
-                    ++first;
-                }
-                for (int l = first; l < 4 && i2 + l <= N; ++l) {
-                    for (int k = 0; k < 4; ++k) {
-                        consider(&b, sumqx[k][l], sumq2[k][l], i1, i2 + l, k);
-                    }
-                }
-            }
-        }
-    }
+    qtk_iq1_split b = {-FLT_MAX, max, -1, -1, -1};
+    ops->split_m(&b, px, pw, txs, tws);
     float scale = b.scale;
     const int besti1 = b.i1, besti2 = b.i2;
     int best_k = b.k;
@@ -516,7 +422,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
     static const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
     block_iq1_m *y = vy;
     const qtk_iq_lattice *lat = qtk_iq_lattice_get(QTK_LAT_IQ1);
-    const int avx2 = qtk_iq_avx2();
+    const qtk_iq_ops *ops = qtk_iq_ops_active();
     float scales[QK_K / 16], weights[QK_K];
     int shifts[QK_K / 16];
     for (int64_t ibl = 0; ibl < n / QK_K; ++ibl) {
@@ -534,7 +440,7 @@ void qtk_quantize_row_iq1_m(const float *x, void *vy, int64_t n, const float *qw
             uint16_t index[2];
             float scale;
             int k;
-            if (!iq1_m_sub16(lat, xb, weight, index, &scale, &k, avx2)) {
+            if (!iq1_m_sub16(lat, xb, weight, index, &scale, &k, ops)) {
                 scales[ib] = 0;
                 shifts[ib] = 0;
                 continue;

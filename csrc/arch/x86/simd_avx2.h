@@ -1,11 +1,17 @@
 /* The AVX2 quantize / dequantize kernels (avx2_quant.c) that the AVX2 table (avx2_dot.c) uses.
- * Every one gives exactly the bits of its reference counterpart in ref_*.c / dot_ref.c. */
+ * Every one gives exactly the bits of its reference counterpart in ref_*.c / dot_ref.c.
+ * Also the tables this folder offers the dispatcher. Declarations only: safe to include outside a
+ * target region. */
 #ifndef QTK_SIMD_AVX2_H
 #define QTK_SIMD_AVX2_H
 
 #include <stdint.h>
 
+#include "ref/iq_search.h"
 #include "ref/kernels.h"
+
+/* The IQ quantizers' searches in AVX2 lanes (avx2_iq_search.c), the same bytes as qtk_iq_ops_lanes. */
+extern const qtk_iq_ops qtk_iq_ops_avx2;
 
 #define QTK_DECLARE_AVX2(name)                                                                  \
     void qtk_dequantize_row_##name##_avx2(const void *x, float *y, int64_t n);
