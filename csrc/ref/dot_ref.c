@@ -1,5 +1,5 @@
-/* Portable reference dot kernels (the specification of every SIMD dot kernel) and the reference
- * kernel table.
+/* Portable reference dot kernels (the specification of every SIMD dot kernel), the companion
+ * activation format each one takes (qtk_vec_dot_type) and the reference kernel table.
  *
  * Each kernel works block by block: an exact integer sum of weight level times activation level
  * per sub-block, then the block's float scales, accumulated over blocks in float. Float formats
@@ -474,6 +474,37 @@ void qtk_dequantize_custom_ref(const qtk_custom_params *p, const void *vx, float
 }
 
 /* ---------------------------------------------------------------- the table */
+
+/* The companion activation format of each weight type's dot kernel (kernels.h). */
+int qtk_vec_dot_type(int type) {
+    switch (type) {
+    case QTK_TYPE_F32: return QTK_TYPE_F32;
+    case QTK_TYPE_F16: return QTK_TYPE_F32;   /* ggml uses F16; see kernels.h */
+    case QTK_TYPE_BF16: return QTK_TYPE_BF16;
+    case QTK_TYPE_Q4_0:
+    case QTK_TYPE_Q5_0:
+    case QTK_TYPE_Q8_0:
+    case QTK_TYPE_IQ4_NL: return QTK_TYPE_Q8_0;
+    case QTK_TYPE_Q4_1:
+    case QTK_TYPE_Q5_1: return QTK_TYPE_Q8_1;
+    case QTK_TYPE_Q2_K:
+    case QTK_TYPE_Q3_K:
+    case QTK_TYPE_Q4_K:
+    case QTK_TYPE_Q5_K:
+    case QTK_TYPE_Q6_K:
+    case QTK_TYPE_IQ4_XS:
+    case QTK_TYPE_TQ1_0:
+    case QTK_TYPE_TQ2_0:
+    case QTK_TYPE_IQ2_XXS:
+    case QTK_TYPE_IQ2_XS:
+    case QTK_TYPE_IQ2_S:
+    case QTK_TYPE_IQ3_XXS:
+    case QTK_TYPE_IQ3_S:
+    case QTK_TYPE_IQ1_S:
+    case QTK_TYPE_IQ1_M: return QTK_TYPE_Q8_K;
+    default: return -1;
+    }
+}
 
 const qtk_kernels qtk_kernels_ref = {
     .name = "ref",

@@ -102,7 +102,8 @@ typedef struct {
 /* The active table (never NULL; dispatch.c). */
 const qtk_kernels *qtk_kernels_active(void);
 
-/* Companion activation type of a weight type (a QTK_TYPE_* id), or -1 without a dot kernel. */
+/* Companion activation type of a weight type (a QTK_TYPE_* id), or -1 without a dot kernel
+ * (dot_ref.c, next to the reference table whose kernels take it). */
 int qtk_vec_dot_type(int type);
 
 /* Per-ISA tables. */
