@@ -13,6 +13,7 @@
 #include <float.h>
 #include <stdlib.h>
 
+#include "isa.h"
 #include "qtk.h"
 #include "ref/common.h"
 #include "ref/kernels.h"

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 
+#include "isa.h"
 #include "pool.h"
 #include "qtk_matmul.h"
 #include "ref/common.h"

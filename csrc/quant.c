@@ -1,5 +1,6 @@
 /* The traits table (indexed by GGUF type id) and the tensor-level quantize/dequantize calls. */
 #include "fastq/fastq.h"
+#include "isa.h"
 #include "qtk.h"
 #include "qtk_iq.h"
 #include "ref/common.h"

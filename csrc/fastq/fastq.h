@@ -1,4 +1,4 @@
-/* Fast quantizers: the tables of fast row functions and the choice between them (fastq.c).
+/* Fast quantizers: the tables of fast row functions (the choice between them is isa.c's).
  *
  * A fast row function gives exactly the bytes of the reference row function of its type
  * (ref_*.c, the specification) and also watches for bad input and output on the way:
@@ -32,8 +32,5 @@ extern const qtk_fastq_table qtk_fastq_table_vec;
 #define QTK_FASTQ_HAVE_AVX2 1
 extern const qtk_fastq_table qtk_fastq_table_avx2;
 #endif
-
-/* The active table, or NULL when the reference row functions are selected. */
-const qtk_fastq_table *qtk_fastq_active(void);
 
 #endif

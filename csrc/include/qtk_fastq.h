@@ -1,8 +1,8 @@
-/* qtoolkit C core: choice of the quantizer variant (fastq.c).
+/* qtoolkit C core: choice of the quantizer variant (isa.c, with the instruction set: qtk_isa.h).
  *
  * Every variant writes the same bytes; they differ only in speed. The best one the CPU runs is
- * chosen once, at the first quantize call. The environment variable QTK_ISA caps the choice (it
- * can lower it, never raise it; dispatch.c owns it): "ref" = the portable reference row functions;
+ * chosen once, at the first call that needs it. The environment variable QTK_ISA caps the choice (it
+ * can lower it, never raise it; isa.c owns it): "ref" = the portable reference row functions;
  * "baseline" (or "scalar", "vec") = the lane code at the baseline ISA (SSE2 / NEON); "avx2" (or
  * "neon") = no cap below the best. qtk_set_isa moves the quantizers along with the kernels;
  * qtk_fastq_set_variant forces a variant (for tests), within the same cap.

@@ -1,4 +1,4 @@
-/* The dispatched kernels: one table per instruction set, chosen once at run time (dispatch.c).
+/* The dispatched kernels: one table per instruction set, chosen once at run time (isa.c).
  *
  * A dot kernel multiplies one weight row (kept in its quantized format) by one activation row
  * already quantized to the weight type's companion format (the "vec_dot type", as ggml pairs
@@ -99,21 +99,12 @@ typedef struct {
     qtk_dequantize_custom_fn dequantize_custom;
 } qtk_kernels;
 
-/* The active table (never NULL; dispatch.c). */
-const qtk_kernels *qtk_kernels_active(void);
-
 /* Companion activation type of a weight type (a QTK_TYPE_* id), or -1 without a dot kernel
  * (dot_ref.c, next to the reference table whose kernels take it). */
 int qtk_vec_dot_type(int type);
 
-/* Per-ISA tables. */
+/* The reference table (dot_ref.c); the SIMD tables are declared by their folders under arch/. */
 extern const qtk_kernels qtk_kernels_ref;
-#if defined(__x86_64__) || defined(__i386__)
-extern const qtk_kernels qtk_kernels_avx2;
-#endif
-#if defined(__aarch64__)
-extern const qtk_kernels qtk_kernels_neon;
-#endif
 
 /* Reference pieces other tables reuse. */
 void qtk_extend_q8_0(void *y, int64_t nb);   /* writes the float tail of nb Q8_0 blocks */
@@ -123,11 +114,5 @@ void qtk_quantize_act_q8_1_ref(const float *x, void *y, int64_t n);
 void qtk_quantize_row_q8g_ref(const float *x, void *y, int64_t n, int group);
 void qtk_vec_dot_custom_q8g_ref(const qtk_custom_params *p, int64_t n, float *s, const void *x, const void *y);
 void qtk_dequantize_custom_ref(const qtk_custom_params *p, const void *x, float *y, int64_t n);
-
-/* Shared with the quantizer variants (fastq.c): the QTK_ISA cap on them, and following an
- * explicit qtk_set_isa. */
-enum { QTK_QUANT_CAP_REF = 0, QTK_QUANT_CAP_BASELINE = 1, QTK_QUANT_CAP_NONE = 2 };
-int qtk_isa_quantizer_cap(void);
-void qtk_fastq_follow_isa(int isa);
 
 #endif

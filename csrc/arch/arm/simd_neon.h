@@ -9,6 +9,9 @@
 #include "ref/common.h"
 #include "ref/kernels.h"
 
+/* The NEON kernel table (neon_dot.c), for the dispatcher (isa.c). */
+extern const qtk_kernels qtk_kernels_neon;
+
 static inline float h2f(qtk_half h) {
     return qtk_fp16_to_fp32(h);
 }

@@ -1,5 +1,5 @@
 /* AVX2 + FMA + F16C dot kernels (one weight row, one companion activation row) and the AVX2
- * kernel table. Compiled in every x86-64 build inside a target region; dispatch.c selects the table
+ * kernel table. Compiled in every x86-64 build inside a target region; isa.c selects the table
  * only on CPUs that report AVX2, FMA, F16C and OS support for YMM state.
  *
  * Integer sums per sub-block are exact, as in the reference; only the float accumulation over

@@ -1,7 +1,7 @@
 /* The AVX2 quantize / dequantize kernels (avx2_quant.c) that the AVX2 table (avx2_dot.c) uses.
  * Every one gives exactly the bits of its reference counterpart in ref_*.c / dot_ref.c.
- * Also the tables this folder offers the dispatcher. Declarations only: safe to include outside a
- * target region. */
+ * Also the tables this folder offers the dispatcher (isa.c). Declarations only: safe to include
+ * outside a target region. */
 #ifndef QTK_SIMD_AVX2_H
 #define QTK_SIMD_AVX2_H
 
@@ -9,6 +9,9 @@
 
 #include "ref/iq_search.h"
 #include "ref/kernels.h"
+
+/* The AVX2 kernel table (avx2_dot.c). */
+extern const qtk_kernels qtk_kernels_avx2;
 
 /* The IQ quantizers' searches in AVX2 lanes (avx2_iq_search.c), the same bytes as qtk_iq_ops_lanes. */
 extern const qtk_iq_ops qtk_iq_ops_avx2;
