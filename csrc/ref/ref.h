@@ -58,7 +58,7 @@ QTK_DECLARE_IQ_DOT(iq3_s)
 QTK_DECLARE_IQ_DOT(iq1_s)
 QTK_DECLARE_IQ_DOT(iq1_m)
 
-/* Shared checks (quant.c). */
+/* Shared checks (checks.c). */
 int qtk_has_nonfinite(const float *x, int64_t n);          /* any NaN/Inf in x[0..n) */
 int qtk_check_imatrix(const float *w, int64_t n);          /* QTK_OK or QTK_E_IMATRIX; NULL is fine */
 int qtk_halves_overflow(const void *p, int64_t count);     /* any Inf/NaN among count fp16 values */
