@@ -130,6 +130,8 @@ int qtk_get_type_traits(int type, qtk_type_traits *out) {
         return QTK_E_ARG;
     }
     *out = e->pub;
+    /* from the reference kernel table, which every ISA's table falls back to (matmul.c) */
+    out->can_matmul = qtk_vec_dot_type(type) >= 0 && qtk_kernels_ref.vec_dot[type] != NULL;
     return QTK_OK;
 }
 

@@ -73,6 +73,7 @@ typedef struct {
     int uses_imatrix;         /* the quantizer takes importance weights into account */
     int can_quantize;         /* this build implements quantize for the type */
     int can_dequantize;       /* ... and dequantize */
+    int can_matmul;           /* qtk_matmul runs weights of the type (the reference has its dot kernel) */
 } qtk_type_traits;
 
 const char *qtk_version(void);
