@@ -13,11 +13,12 @@
 #include <float.h>
 #include <stdlib.h>
 
-#include "common.h"
-#include "kernels.h"
+#include "isa.h"
 #include "qtk.h"
-#include "ref.h"
-#include "search.h"
+#include "ref/common.h"
+#include "ref/kernels.h"
+#include "ref/ref.h"
+#include "ref/search.h"
 
 static int check_params(int bits, int group) {
     if (bits < 2 || bits > 8 || group < 8 || group % 8 != 0 || group > QTK_SEARCH_MAX_N) {

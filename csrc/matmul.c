@@ -9,10 +9,11 @@
  */
 #include <stdlib.h>
 
-#include "common.h"
-#include "kernels.h"
+#include "isa.h"
 #include "pool.h"
 #include "qtk_matmul.h"
+#include "ref/common.h"
+#include "ref/kernels.h"
 
 /* Target bytes of weights per task tile: small enough to stay in L2 (1 MiB here) while all the
  * tokens of the task sweep over it, large enough that each activation row, read from L3 once per

@@ -1,11 +1,12 @@
 /* The traits table (indexed by GGUF type id) and the tensor-level quantize/dequantize calls. */
-#include "common.h"
-#include "fastq.h"
-#include "iq_lattice.h"
-#include "kernels.h"
+#include "fastq/fastq.h"
+#include "isa.h"
 #include "qtk.h"
 #include "qtk_iq.h"
-#include "ref.h"
+#include "ref/common.h"
+#include "ref/iq_lattice.h"
+#include "ref/kernels.h"
+#include "ref/ref.h"
 
 #ifndef QTK_VERSION
 #error "QTK_VERSION must be defined by the build (see qtoolkit/_build.py)"
@@ -129,41 +130,9 @@ int qtk_get_type_traits(int type, qtk_type_traits *out) {
         return QTK_E_ARG;
     }
     *out = e->pub;
+    /* from the reference kernel table, which every ISA's table falls back to (matmul.c) */
+    out->can_matmul = qtk_vec_dot_type(type) >= 0 && qtk_kernels_ref.vec_dot[type] != NULL;
     return QTK_OK;
-}
-
-/* Nonzero when x[0..n) holds a NaN or an infinity (all exponent bits set). */
-int qtk_has_nonfinite(const float *x, int64_t n) {
-    uint32_t bad = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        uint32_t u;
-        memcpy(&u, &x[i], sizeof u);
-        bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-    }
-    return bad != 0;
-}
-
-int qtk_check_imatrix(const float *w, int64_t n) {
-    if (!w) {
-        return QTK_OK;
-    }
-    for (int64_t i = 0; i < n; ++i) {
-        if (!(w[i] >= 0.0f) || w[i] > 3.4028235e38f) {
-            return QTK_E_IMATRIX;
-        }
-    }
-    return QTK_OK;
-}
-
-int qtk_halves_overflow(const void *p, int64_t count) {
-    const uint8_t *b = p;
-    for (int64_t i = 0; i < count; ++i) {
-        const uint16_t h = (uint16_t)(b[2 * i] | (b[2 * i + 1] << 8));
-        if ((h & 0x7c00u) == 0x7c00u) {
-            return 1;
-        }
-    }
-    return 0;
 }
 
 /* Nonzero when a quantized row stored an infinite scale (or, for F16/BF16, an infinite value):

@@ -4,9 +4,9 @@
  * candidate type (docs/allocation.md). */
 #include <stdlib.h>
 
-#include "common.h"
 #include "qtk.h"
-#include "ref.h"
+#include "ref/common.h"
+#include "ref/ref.h"
 
 int qtk_quant_error(int type, const float *src, int64_t nrows, int64_t n_per_row, const float *imatrix,
                     const float *weights, double *err, int64_t *bad_row) {

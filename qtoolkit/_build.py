@@ -1,6 +1,6 @@
 """cffi builder for qtoolkit._native (API / out-of-line mode).
 
-Run by setuptools through ``cffi_modules`` in setup.py. The C sources in ``csrc/`` are compiled
+Run by setuptools through ``cffi_modules`` in setup.py. The C sources under ``csrc/`` are compiled
 with baseline flags only: no -march=native, and -ffp-contract=off so that no fused multiply-add
 changes a rounding of the reference code. SIMD code sits in its own files behind compiler target
 regions and is chosen at run time.
@@ -16,22 +16,36 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 CSRC = os.path.join(ROOT, "csrc")
 
-# Every .c file in csrc/ is compiled; SIMD files guard themselves with target regions / #ifdefs.
-C_SOURCES = sorted(f for f in os.listdir(CSRC) if f.endswith(".c"))
+# The public headers (what cffi reads) are in csrc/include/; everything else is included by its path
+# under csrc/ ("ref/common.h", "arch/x86/simd_x86.h"), so both directories are on the include path.
+INCLUDE = os.path.join(CSRC, "include")
 
-# The declarations cffi sees come from the public headers csrc/qtk*.h, between the markers
+
+def csrc_files(*suffixes):
+    """Paths relative to ROOT of the files under csrc/ (any depth) ending in one of `suffixes`, sorted."""
+    found = []
+    for d, dirs, files in os.walk(CSRC):
+        dirs.sort()
+        found += [os.path.relpath(os.path.join(d, f), ROOT) for f in files if f.endswith(suffixes)]
+    return sorted(found)
+
+
+# Every .c file under csrc/ is compiled; SIMD files guard themselves with target regions / #ifdefs.
+C_SOURCES = csrc_files(".c")
+
+# The declarations cffi sees come from the public headers csrc/include/qtk*.h, between the markers
 # "cdef-begin" and "cdef-end" (one source of truth; preprocessor lines are dropped).
 CDEF_BEGIN = "/* cdef-begin */"
 CDEF_END = "/* cdef-end */"
 
 
-PUBLIC_HEADERS = sorted(f for f in os.listdir(CSRC) if f.startswith("qtk") and f.endswith(".h"))
+PUBLIC_HEADERS = sorted(f for f in os.listdir(INCLUDE) if f.startswith("qtk") and f.endswith(".h"))
 
 
 def read_cdef():
     parts = []
     for name in PUBLIC_HEADERS:
-        with open(os.path.join(CSRC, name), encoding="utf-8") as f:
+        with open(os.path.join(INCLUDE, name), encoding="utf-8") as f:
             text = f.read()
         pos = 0
         while True:
@@ -69,15 +83,14 @@ def link_args():
 
 ffibuilder = FFI()
 ffibuilder.cdef(read_cdef())
-PUBLIC_HEADERS = sorted(f for f in os.listdir(CSRC) if f.startswith("qtk") and f.endswith(".h"))
 
 ffibuilder.set_source(
     "qtoolkit._native",
     "".join('#include "%s"\n' % h for h in PUBLIC_HEADERS),
-    sources=[os.path.join("csrc", s) for s in C_SOURCES],
-    include_dirs=[CSRC],
+    sources=C_SOURCES,
+    include_dirs=[INCLUDE, CSRC],
     # headers and the .inc bodies compiled into several objects: a change to one rebuilds them
-    depends=[os.path.join("csrc", f) for f in sorted(os.listdir(CSRC)) if f.endswith((".h", ".inc"))],
+    depends=csrc_files(".h", ".inc"),
     define_macros=[("QTK_VERSION", '"%s"' % read_version())],
     extra_compile_args=compile_args(),
     extra_link_args=link_args(),

@@ -70,6 +70,7 @@ class TypeTraits(NamedTuple):
     uses_imatrix: bool
     can_quantize: bool
     can_dequantize: bool
+    can_matmul: bool     # qtk_matmul runs weights of this type
 
 
 _traits_cache: dict = {}
@@ -86,7 +87,7 @@ def type_traits(type_id: int) -> Optional[TypeTraits]:
             _traits_cache[type_id] = TypeTraits(
                 ffi.string(out.name).decode(), int(out.blck_size), int(out.type_size),
                 bool(out.is_quantized), bool(out.uses_imatrix), bool(out.can_quantize),
-                bool(out.can_dequantize),
+                bool(out.can_dequantize), bool(out.can_matmul),
             )
     return _traits_cache[type_id]
 

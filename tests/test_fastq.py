@@ -1,6 +1,6 @@
 """Layer 2 of the tests for quantize: every fast quantizer variant against the C reference.
 
-The reference row functions (csrc/ref_*.c, variant "ref") are the specification; the fast variants
+The reference row functions (csrc/ref/ref_*.c, variant "ref") are the specification; the fast variants
 ("vec": lane code at the baseline ISA, "avx2": the same code in an AVX2 target region) must write
 the same bytes for every type, with and without importance weights, and refuse the same rows with
 the same errors. A variant this CPU (or the QTK_ISA cap) does not offer is skipped with a reason.

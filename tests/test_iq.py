@@ -66,9 +66,9 @@ def test_sign_table_and_delta_equal_gguf():
 
 
 def test_generated_header_matches_the_tool():
-    """csrc/iq_grids.h is what tools/gen_iq_grids.py writes from the installed gguf package."""
+    """csrc/ref/iq_grids.h is what tools/gen_iq_grids.py writes from the installed gguf package."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    header = os.path.join(here, "csrc", "iq_grids.h")
+    header = os.path.join(here, "csrc", "ref", "iq_grids.h")
     if not os.path.exists(header):
         pytest.skip("not a source checkout")
     sys.path.insert(0, os.path.join(here, "tools"))

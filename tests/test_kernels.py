@@ -292,3 +292,26 @@ def test_quantize_still_refuses_nonfinite(isa, qtype):
             x[2, pos] = bad
             with pytest.raises(QtkValueError, match="row 2"):
                 q.quantize(x, qtype)
+
+
+def _matmul_runs(type_id: int) -> bool:
+    """The empirical check qtoolkit.alloc.candidates.qtoolkit_can_run makes: quantize ones((1, 256))
+    with an importance matrix of ones, then run qtk_matmul on it. A type the build cannot quantize
+    gets zero bytes of the right length, so matmul itself is asked."""
+    tr = _clib.type_traits(type_id)
+    ones = np.ones((1, 256), np.float32)
+    w = np.zeros((1, 256 // tr.block_size * tr.type_size), np.uint8)
+    try:
+        if tr.can_quantize:
+            _clib.quantize_rows(type_id, ones, w, imatrix=np.ones(256, np.float32))
+        _clib.BoundMatmul(type_id, w, 256)(ones, 1)
+        return True
+    except Exception:  # noqa: BLE001 - any refusal means "cannot run", as in qtoolkit_can_run
+        return False
+
+
+@pytest.mark.parametrize("qtype", list(q.QuantType), ids=[t.name for t in q.QuantType])
+def test_can_matmul_trait_is_what_matmul_does(isa, qtype):
+    """The traits' can_matmul (from the reference kernel table) says whether qtk_matmul runs the type,
+    on every ISA."""
+    assert _clib.type_traits(int(qtype)).can_matmul == _matmul_runs(int(qtype))

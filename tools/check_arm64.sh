@@ -9,8 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-flags=(-O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wno-psabi -Icsrc -DQTK_VERSION='"selftest"')
-srcs=(tests/c/fastq_selftest.c csrc/*.c)
+flags=(-O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wno-psabi -Icsrc/include -Icsrc -DQTK_VERSION='"selftest"')
+mapfile -t csrcs < <(find csrc -name '*.c' | sort)
+srcs=(tests/c/fastq_selftest.c "${csrcs[@]}")
 gcc "${flags[@]}" "${srcs[@]}" -lm -lpthread -o "$tmp/host"
 aarch64-linux-gnu-gcc "${flags[@]}" "${srcs[@]}" -lm -lpthread -static -o "$tmp/arm64"
 if aarch64-linux-gnu-objdump -d "$tmp/arm64" | awk '/<fq_|<lane_|<fastq/,/^$/' | grep -qE '\s(fmla|fmls|fmadd|fmsub|fnmadd|fnmsub)\s'; then

@@ -11,10 +11,11 @@ CC=${1:-gcc}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 status=0
-for src in csrc/fastq_vec.c csrc/fastq_avx2.c csrc/search.c csrc/ref_kquants.c csrc/ref_legacy.c csrc/ref_iq4.c \
-           csrc/ref_ternary.c csrc/ref_float.c; do
+for src in csrc/fastq/fastq_vec.c csrc/fastq/fastq_avx2.c csrc/ref/search.c csrc/ref/ref_kquants.c \
+           csrc/ref/ref_legacy.c csrc/ref/ref_iq4.c csrc/ref/ref_ternary.c csrc/ref/ref_float.c \
+           csrc/ref/iq_search.c csrc/ref/ref_iq1.c csrc/arch/x86/avx2_iq_search.c; do
   obj="$tmp/$(basename "$src" .c).o"
-  "$CC" -O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wno-psabi -DQTK_VERSION='"check"' -Icsrc -c "$src" -o "$obj"
+  "$CC" -O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wno-psabi -DQTK_VERSION='"check"' -Icsrc/include -Icsrc -c "$src" -o "$obj"
   hits=$(objdump -d --no-show-raw-insn "$obj" | grep -E '\s(v?f(n)?m(add|sub)[0-9a-z]*|fmla|fmls|fmadd|fmsub|fnmadd|fnmsub)\s' || true)
   if [ -n "$hits" ]; then
     echo "FUSED multiply-add in $src:"

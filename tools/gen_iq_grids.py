@@ -1,4 +1,4 @@
-"""Generate csrc/iq_grids.h: the codebooks ("grids") of ggml's IQ1/IQ2/IQ3 formats as C tables.
+"""Generate csrc/ref/iq_grids.h: the codebooks ("grids") of ggml's IQ1/IQ2/IQ3 formats as C tables.
 
 The grids are format constants: a stored grid index means a fixed vector of 8 (or 4) values, and a
 reader that used any other table would decode a different model. The gguf package (a runtime
@@ -6,7 +6,7 @@ dependency) ships every grid compactly as ``grid_hex`` (one small level index pe
 hex-encoded), ``grid_map`` (level index -> value) and ``grid_shape``; this tool expands them. It
 also writes the sign-pattern table (``IQ2_XXS.ksigns``) and the IQ1 delta.
 
-    python tools/gen_iq_grids.py            # rewrites csrc/iq_grids.h
+    python tools/gen_iq_grids.py            # rewrites csrc/ref/iq_grids.h
     python tools/gen_iq_grids.py --check    # exit 1 when the committed header is out of date
 
 tests/test_iq.py checks the compiled tables against gguf's on every run.
@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "csrc", "iq_grids.h")
+OUT = os.path.join(ROOT, "csrc", "ref", "iq_grids.h")
 
 # (C name, gguf class)
 GRIDS = [

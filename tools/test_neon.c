@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "qtk.h"
+#include "qtk_isa.h"
 #include "qtk_matmul.h"
 
 static int passed, failed;

@@ -15,5 +15,5 @@ trap 'rm -rf "$OUT"' EXIT
 VERSION=$(python3 -c "import re;print(re.search(r'__version__ = \"([^\"]+)\"', open('qtoolkit/_version.py').read()).group(1))")
 # the package's baseline flags; -static so qemu needs no arm64 sysroot
 "$CC" -O2 -std=c11 -ffp-contract=off -fno-strict-aliasing -Wall -pthread -static \
-    -DQTK_VERSION="\"$VERSION\"" -Icsrc csrc/*.c tools/test_neon.c -o "$OUT/test_neon" -lm
+    -DQTK_VERSION="\"$VERSION\"" -Icsrc/include -Icsrc $(find csrc -name '*.c' | sort) tools/test_neon.c -o "$OUT/test_neon" -lm
 "$QEMU" "$OUT/test_neon"

@@ -8,7 +8,8 @@
  * Data comes from an integer generator and exact float operations only (no libm), so every
  * machine quantizes the same inputs.
  *
- *   cc -O2 -std=c11 -ffp-contract=off -Icsrc -DQTK_VERSION='"selftest"' tests/c/fastq_selftest.c csrc/[a-z]*.c -lm -lpthread
+ *   cc -O2 -std=c11 -ffp-contract=off -Icsrc/include -Icsrc -DQTK_VERSION='"selftest"' tests/c/fastq_selftest.c \
+ *      $(find csrc -name '*.c') -lm -lpthread
  *   ./a.out   -> one line per type: name, hash, and "ok" or the first mismatch; exit 1 on a mismatch
  */
 #include <stdint.h>
