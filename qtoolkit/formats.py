@@ -155,6 +155,7 @@ class TypeInfo:
     requires_imatrix: bool = False  # quantizing needs importance weights (IQ2_XXS, IQ2_XS, IQ1_S)
     can_quantize: bool = True       # this build quantizes to the type
     can_dequantize: bool = True     # ... and dequantizes it
+    can_matmul: bool = True         # ... and runs matmul kernels on weights of the type
 
 
 def resolve(qtype: QType) -> Union[QuantType, CustomQuant]:
@@ -198,7 +199,7 @@ def type_info(qtype: QType) -> TypeInfo:
     if t is None:  # pragma: no cover - QuantType and the C table list the same ids
         raise QtkValueError(f"type {q.name} is missing from the C traits table")
     return TypeInfo(q.name, t.block_size, t.type_size, 8.0 * t.type_size / t.block_size, t.is_quantized, t.uses_imatrix,
-                    _clib.requires_imatrix(int(q)), t.can_quantize, t.can_dequantize)
+                    _clib.requires_imatrix(int(q)), t.can_quantize, t.can_dequantize, t.can_matmul)
 
 
 def producible_type(value, what: str) -> QuantType:

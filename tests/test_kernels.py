@@ -295,7 +295,7 @@ def test_quantize_still_refuses_nonfinite(isa, qtype):
 
 
 def _matmul_runs(type_id: int) -> bool:
-    """The empirical check qtoolkit.alloc.candidates.qtoolkit_can_run makes: quantize ones((1, 256))
+    """The empirical check the allocator's candidates once made: quantize ones((1, 256))
     with an importance matrix of ones, then run qtk_matmul on it. A type the build cannot quantize
     gets zero bytes of the right length, so matmul itself is asked."""
     tr = _clib.type_traits(type_id)
@@ -306,7 +306,7 @@ def _matmul_runs(type_id: int) -> bool:
             _clib.quantize_rows(type_id, ones, w, imatrix=np.ones(256, np.float32))
         _clib.BoundMatmul(type_id, w, 256)(ones, 1)
         return True
-    except Exception:  # noqa: BLE001 - any refusal means "cannot run", as in qtoolkit_can_run
+    except Exception:  # noqa: BLE001 - any refusal means "cannot run"
         return False
 
 
@@ -314,4 +314,6 @@ def _matmul_runs(type_id: int) -> bool:
 def test_can_matmul_trait_is_what_matmul_does(isa, qtype):
     """The traits' can_matmul (from the reference kernel table) says whether qtk_matmul runs the type,
     on every ISA."""
-    assert _clib.type_traits(int(qtype)).can_matmul == _matmul_runs(int(qtype))
+    runs = _matmul_runs(int(qtype))
+    assert _clib.type_traits(int(qtype)).can_matmul == runs
+    assert q.type_info(qtype).can_matmul == runs   # what the bit allocator's --runnable-only reads

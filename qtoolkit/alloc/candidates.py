@@ -54,22 +54,7 @@ def candidates(ne0: int, has_imatrix: bool, types: Optional[Sequence[QuantType]]
     return sorted(out, key=lambda t: (type_info(t).bits_per_weight, int(t)))
 
 
-_RUNNABLE: dict = {}
-
-
 def qtoolkit_can_run(t: QuantType) -> bool:
     """Whether qtoolkit's own matmul kernels run this weight type (so ``qtoolkit compare`` can
     measure the result); llama.cpp runs all of DEFAULT_TYPES."""
-    if t not in _RUNNABLE:
-        import numpy as np
-
-        from .. import _clib
-        from ..formats import quantize
-
-        try:
-            w = quantize(np.ones((1, 256), np.float32), t, imatrix=np.ones(256, np.float32))
-            _clib.BoundMatmul(int(t), w, 256)(np.ones((1, 256), np.float32), 1)
-            _RUNNABLE[t] = True
-        except Exception:  # noqa: BLE001 - any refusal means "cannot run"
-            _RUNNABLE[t] = False
-    return _RUNNABLE[t]
+    return type_info(t).can_matmul
