@@ -17,7 +17,7 @@ from .errors import (
     QtkTypeError,
     QtkValueError,
 )
-from .formats import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
+from .quants import CustomQuant, QuantType, TypeInfo, dequantize, quantize, row_bytes, type_info
 from .matmul import active_isa, available_isas, matmul, memory_read_bandwidth, moe_ffn, moe_matmul, set_isa
 
 _BUDGET_OPTIONS = ("target_size", "target_bpw", "calib", "calib_chunks", "calib_ctx", "recipe", "alloc_types",

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _clib
 from .errors import QtkTypeError, QtkValueError
-from .formats import CustomQuant, QType, QuantType, resolve, type_info
+from .quants import CustomQuant, QType, QuantType, resolve, type_info
 
 __all__ = [
     "matmul",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import QtkValueError
-from .formats import QuantType, producible_type, type_info
+from .quants import QuantType, producible_type, type_info
 
 Q = QuantType
 

@@ -23,10 +23,10 @@ from .converter.archs import get_arch
 from .converter.hfconfig import HFConfig
 from .converter.plan import tensor_types
 from .converter.source import model_metadata
-from .converter.tokenizer import load_vocab
+from .converter.vocab import load_vocab
 from .errors import QtkFileNotFoundError, QtkValueError
-from .formats import QuantType, type_info
-from .gguf_stream import file_layout
+from .quants import QuantType, type_info
+from .io.gguf_writer import file_layout
 from .presets import PRESETS, TypeOptions, file_order, get_preset
 
 # -- the model's shape ----------------------------------------------------------------------

@@ -8,16 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-sys.path.insert(0, os.path.dirname(__file__))  # llama_ref
-
-from tools.synth_checkpoint import make_checkpoint  # noqa: E402
+from tools.fixtures.synth_checkpoint import make_checkpoint  # noqa: E402
+from tests.support.paths import DATA
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=400, deadline=None)
 settings.load_profile(os.environ.get("QTK_HYPOTHESIS_PROFILE", "ci"))
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
-ALL_ARCHS = ["llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3moe", "qwen2moe"]
 
 
 def pytest_configure(config):
@@ -36,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def ggml():
     """ggml's own quantizers from llama-cpp-python; skips the test when it is not installed."""
-    from qtoolkit import ggml_ref
+    from tests.support import ggml_ref
 
     g = ggml_ref.load()
     if g is None:

@@ -1,6 +1,6 @@
 /* The fast quantizers inside an AVX2/FMA/F16C target region (x86-64). The source is the same
  * as fastq_vec.c's; -ffp-contract=off still applies, so no multiply and add are fused (checked by
- * tools/check_no_fma.sh). Chosen at run time only on CPUs that have AVX2, FMA and F16C. */
+ * tools/check/check_no_fma.sh). Chosen at run time only on CPUs that have AVX2, FMA and F16C. */
 #include "fastq/fastq.h"
 #include "ref/common.h"
 #include "ref/ref.h"

@@ -7,7 +7,7 @@
  * Bit-exactness rules kept by everything written with these helpers:
  * - every float operation is a separate IEEE float32 operation (+, -, *, / and sqrt are correctly
  *   rounded in every ISA); the build's -ffp-contract=off forbids fusing a*b+c, and
- *   tools/check_no_fma.sh proves that no fused instruction appears in the objects;
+ *   tools/check/check_no_fma.sh proves that no fused instruction appears in the objects;
  * - a data-dependent branch of the reference becomes a lane mask (all ones / all zeros per lane)
  *   and a select; in the lane searches a lane never reads another lane's data (the horizontal
  *   reductions below serve the legacy types, where only order-free max/min are reduced);

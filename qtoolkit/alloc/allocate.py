@@ -31,8 +31,8 @@ from ..converter.importance import load_imatrix
 from ..converter.plan import ConvertOptions, Plan, assign_types, tensor_types
 from ..converter.source import open_model, tensor_f32
 from ..errors import QtkMemoryError, QtkValueError
-from ..formats import QuantType, producible_type, quant_error, type_info
-from ..gguf_stream import file_layout
+from ..quants import QuantType, producible_type, quant_error, type_info
+from ..io.gguf_writer import file_layout
 from ..model.loader import load
 from ..presets import TypeOptions, get_preset, is_quantizable, parse_tensor_types
 from .calibration import Calibration

@@ -14,8 +14,8 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from ..converter.convert import write_plan
-from ..converter.plan import ConvertOptions, plan_report
+from ..converter.convert import run_plan
+from ..converter.plan import ConvertOptions
 from ..errors import QtkFileNotFoundError, QtkValueError
 from ..io.output import check_output
 from ..model.chunks import read_file
@@ -78,14 +78,7 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
         if path:
             _write_recipe(path, alloc, model_dir, size, target_bpw, calib, opts.imatrix)
         plan = base.retyped(alloc.types, alloc.base_preset)
-        report = plan_report(plan, out_path, opts.dry_run)
-        report["allocation"] = alloc.report()
-        report["allocation"]["recipe_file"] = path
-        if opts.dry_run:
-            return report
-        report["file_bytes"] = write_plan(plan, out_path, opts.threads, opts.force, opts.progress)
-        report["seconds"] = round(time.perf_counter() - t0, 3)
-        return report
+        return run_plan(plan, out_path, opts, t0, {"allocation": {**alloc.report(), "recipe_file": path}})
     finally:
         base.close()
 

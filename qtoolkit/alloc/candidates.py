@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Iterable, List, Optional, Sequence
 
 from ..errors import QtkValueError
-from ..formats import QuantType, resolve, type_info
+from ..quants import QuantType, resolve, type_info
 
 Q = QuantType
 

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..formats import QuantType, dequantize, quantize, type_info
+from ..quants import QuantType, dequantize, quantize, type_info
 from ..model.tensors import replace_tensor
 from .calibration import Calibration, start_layer
 

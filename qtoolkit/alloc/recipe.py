@@ -16,14 +16,14 @@ from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import QtkFileNotFoundError, QtkValueError
-from ..formats import QuantType
+from ..quants import QuantType
 
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
 
 
 def type_token(t: QuantType) -> str:
     """ggml's own spelling (``q4_K``, ``iq4_xs``), which both qtoolkit and llama-quantize accept."""
-    from ..formats import type_info
+    from ..quants import type_info
 
     return type_info(t).name.lower().replace("_k", "_K")
 

@@ -20,10 +20,10 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 
 from ..errors import QtkValueError
-from ..formats import default_threads, quantize
-from ..gguf_stream import Progress, TensorOut, write_gguf
+from ..quants import default_threads, quantize
+from ..io.gguf_writer import Progress, TensorOut, write_gguf
 from ..io.output import check_output
-from ..pipeline import quantize_stream
+from .quantize_stream import quantize_stream
 from .plan import ConvertOptions, Plan, PlannedTensor, build_plan, plan_report
 from .source import rows_f32
 
@@ -42,7 +42,7 @@ def convert(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None
     ``qtype``: a llama-quantize preset (default Q4_K_M). Options (:class:`~.plan.ConvertOptions`):
     ``imatrix`` (path), ``uncovered_experts``, ``min_expert_tokens``, ``tensor_types``
     (["REGEX=TYPE", ...]), ``output_tensor_type``, ``token_embedding_type``, ``pure``, ``dry_run``,
-    ``threads``, ``force``, ``tokenizer_pre``, ``progress`` (a :class:`qtoolkit.gguf_stream.Progress`).
+    ``threads``, ``force``, ``tokenizer_pre``, ``progress`` (a :class:`qtoolkit.io.gguf_writer.Progress`).
     """
     opts = ConvertOptions(qtype=qtype or "Q4_K_M", **options)
     if not opts.dry_run:
@@ -52,14 +52,22 @@ def convert(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None
     t0 = time.perf_counter()
     plan = build_plan(model_dir, opts)
     try:
-        report = plan_report(plan, out_path, opts.dry_run)
-        if opts.dry_run:
-            return report
-        report["file_bytes"] = write_plan(plan, out_path, opts.threads, opts.force, opts.progress)
-        report["seconds"] = round(time.perf_counter() - t0, 3)
-        return report
+        return run_plan(plan, out_path, opts, t0)
     finally:
         plan.close()
+
+
+def run_plan(plan: Plan, out_path: Optional[str], opts: ConvertOptions, t0: float,
+             extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The report of ``plan`` (with ``extra`` entries), and unless ``opts.dry_run`` the file
+    written: ``file_bytes`` and ``seconds`` since ``t0`` join the report."""
+    report = plan_report(plan, out_path, opts.dry_run)
+    report.update(extra or {})
+    if opts.dry_run:
+        return report
+    report["file_bytes"] = write_plan(plan, out_path, opts.threads, opts.force, opts.progress)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return report
 
 
 def write_plan(plan: Plan, out_path: str, threads: Optional[int] = None, force: bool = False,

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import QtkFormatError, QtkImatrixCoverageError, QtkImatrixRequiredError, QtkValueError
-from ..formats import QuantType, type_info
+from ..quants import QuantType, type_info
 from ..io.imatrix_file import ImatrixStats, read_imatrix
 from ..presets import requires_imatrix
 

@@ -18,8 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import QtkNotImplementedError
-from ..formats import QuantType, producible_type, type_info
-from ..gguf_stream import Progress, check_metadata
+from ..quants import QuantType, producible_type, type_info
+from ..io.gguf_writer import Progress, check_metadata
 from ..presets import ModelInfo, Preset, TensorSpec, TypeOptions, choose_types, file_order, get_preset, parse_tensor_types
 from .archs.base import OutTensor
 from .importance import (DEFAULT_UNCOVERED_POLICY, Coverage, Imatrix, check_coverage, imatrix_metadata,

@@ -20,12 +20,12 @@ from typing import Any, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import QtkFormatError, QtkNotImplementedError, QtkValueError
-from ..formats import QuantType, dequantize
-from ..safetensors_io import FLOAT_DTYPES, Checkpoint
+from ..quants import QuantType, dequantize
+from ..io.safetensors_reader import FLOAT_DTYPES, Checkpoint
 from .archs import get_arch
 from .archs.base import OutTensor, Part, permute_rows
 from .hfconfig import HFConfig
-from .tokenizer import Vocab, load_vocab
+from .vocab import Vocab, load_vocab
 
 SLAB_ELEMENTS = 1 << 20  # rows are read and widened in slabs of about this many weights (4 MB of f32)
 QUANTIZATION_VERSION = 2

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import QtkFormatError, QtkIOError, QtkValueError
-from .._files import open_regular
+from .files import open_regular
 from .output import ReplaceOnSuccess
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ def read_imatrix(path: str) -> ImatrixStats:
 
 
 def _read_gguf(path: str) -> ImatrixStats:
-    from ..gguf_read import GGUFFile
+    from .gguf_reader import GGUFFile
 
     with GGUFFile(path) as g:
         missing = [k for k in (KEY_DATASETS, KEY_CHUNK_COUNT, KEY_CHUNK_SIZE) if k not in g.kv]

@@ -3,7 +3,7 @@
 The dequant-matmul kernels have their own thread pool; numpy's OpenBLAS (used here only for
 attention and the small float32 router) has another. On a machine with few cores the two pools'
 waiting threads compete, which made a 2-thread prompt pass several times slower than a 1-thread
-one in tools/bench_infer.py. The CLI therefore gives OpenBLAS one thread when every model it runs
+one in tools/bench/bench_infer.py. The CLI therefore gives OpenBLAS one thread when every model it runs
 is a GGUF file. Setting ``OPENBLAS_NUM_THREADS=1`` before Python starts does the same for API users.
 """
 

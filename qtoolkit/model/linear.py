@@ -19,7 +19,7 @@ import numpy as np
 
 from .._clib import BoundMatmul, BoundMoeFFN
 from ..errors import QtkValueError
-from ..formats import QuantType, dequantize
+from ..quants import QuantType, dequantize
 
 
 def _nthreads(threads: Optional[int]) -> int:

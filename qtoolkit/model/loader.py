@@ -1,6 +1,6 @@
 """``qtoolkit.load(path)``: a GGUF file or a Hugging Face folder as a runnable :class:`Model`.
 
-* GGUF (ours or llama.cpp's): the file is memory-mapped by :class:`~qtoolkit.gguf_read.GGUFFile`;
+* GGUF (ours or llama.cpp's): the file is memory-mapped by :class:`~qtoolkit.io.gguf_reader.GGUFFile`;
   every matrix stays in its quantized bytes and is handed to the kernels as is.
 * Hugging Face folder: the full-precision reference. The converter's view of the folder
   (:func:`qtoolkit.converter.source.open_model`: architecture registry, tensor names, llama's Q/K
@@ -19,9 +19,9 @@ import numpy as np
 
 from ..converter.source import model_metadata, open_model, tensor_f32
 from ..errors import QtkError, QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
-from ..formats import QuantType, dequantize, type_info
-from ..gguf_read import GGUFFile
-from ..gguf_stream import check_metadata
+from ..quants import QuantType, dequantize, type_info
+from ..io.gguf_reader import GGUFFile
+from ..io.gguf_writer import check_metadata
 from ..presets import PRESETS
 from .forward import Layer, Model
 from .hparams import HParams

@@ -15,7 +15,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 
 from ..errors import QtkValueError
-from ..formats import QuantType
+from ..quants import QuantType
 from .forward import Model
 from .linear import Experts, Linear
 

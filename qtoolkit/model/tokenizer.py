@@ -3,7 +3,7 @@
 * From a Hugging Face folder: ``tokenizer.json`` as the ``tokenizers`` library reads it.
 * From a GGUF file (``tokenizer.ggml.model = gpt2``): the vocabulary and merges of the metadata,
   and the split regex of the pre-tokenizer named by ``tokenizer.ggml.pre`` (the converter's table of
-  the regexes llama.cpp implements, :data:`qtoolkit.converter.tokenizer.KNOWN_REGEXES`). No
+  the regexes llama.cpp implements, :data:`qtoolkit.converter.vocab.KNOWN_REGEXES`). No
   normalizer: llama.cpp's gpt2 tokenizer applies none.
 
 Special tokens written in the text are *not* parsed as special tokens by :meth:`Tokenizer.encode`
@@ -83,7 +83,7 @@ class Tokenizer:
         tokenizers = _require_tokenizers()
         from tokenizers import decoders, models, pre_tokenizers
 
-        from ..converter.tokenizer import KNOWN_REGEXES
+        from ..converter.vocab import KNOWN_REGEXES
 
         kind = md.get("tokenizer.ggml.model")
         if kind != "gpt2":

@@ -1,5 +1,5 @@
 /* Stand-alone check of the quantizer variants, for machines the Python tests do not run on (e.g.
- * arm64 under qemu, see tools/check_arm64.sh): every variant this CPU runs must write the bytes of
+ * arm64 under qemu, see tools/check/check_arm64.sh): every variant this CPU runs must write the bytes of
  * the reference, and the reference's bytes are summarised by one FNV-1a hash per type, which
  * must be the same on every architecture. The tiny-magnitude kinds (6, 7, 9) are the ones where
  * 1/d overflows and the reference's float->int conversions meet +-Inf/NaN (defined with x86's

@@ -4,7 +4,7 @@ QtkError naming the file); any other exception, a QtkError that does not name th
 allocation larger than the file allows, or a hang is a failure and propagates.
 
 The case generators (``*_case(rng) -> bytes``) and exercisers are shared by the pytest fuzz tests
-(a few hundred cases) and ``tools/fuzz.py`` (tens of thousands).
+(a few hundred cases) and ``tools/fuzz/fuzz.py`` (tens of thousands).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 
 from qtoolkit.errors import QtkError
 
-from . import gguf_mutators as gm
-from .mutators import mutate_safetensors, safetensors_sample
+from tests.fuzz import gguf_mutators as gm
+from tests.fuzz.mutators import mutate_safetensors, safetensors_sample
 
 # a reader may hold the file's fields as Python objects (a list of strings for a vocabulary costs
 # more than its bytes on disk), so the bound is a multiple of the file size plus a constant
@@ -83,7 +83,7 @@ def _refused(path: str, exc: QtkError) -> str:
 
 def exercise_safetensors(path) -> str:
     """Open and read every tensor."""
-    from qtoolkit.safetensors_io import SafetensorsFile
+    from qtoolkit.io.safetensors_reader import SafetensorsFile
 
     try:
         with allocation_bound(str(path)):
@@ -110,8 +110,8 @@ def safetensors_case(rng) -> bytes:
 def exercise_gguf_model(path, deep: bool = True) -> str:
     """Parse, read every tensor, inspect; then (``deep``) load the model, tokenize and run a few
     tokens through it, and re-quantize the file to Q4_0 (the output must be a valid GGUF)."""
-    from qtoolkit.cli_inspect import inspect_file
-    from qtoolkit.gguf_read import GGUFFile
+    from qtoolkit.cli.inspect import inspect_file
+    from qtoolkit.io.gguf_reader import GGUFFile
 
     path = str(path)
     try:
@@ -146,8 +146,8 @@ def _load_and_run(path: str) -> None:
 
 
 def _requantize(path: str) -> None:
-    from qtoolkit.gguf_read import GGUFFile
-    from qtoolkit.requantize import requantize
+    from qtoolkit.io.gguf_reader import GGUFFile
+    from qtoolkit.converter.requantize import requantize
 
     out = os.path.join(os.path.dirname(path), "requantized-output.gguf")  # a name that does not contain the input's
     try:
@@ -212,7 +212,7 @@ def exercise_checkpoint(model_dir) -> str:
     """Convert the folder (the preset the case chose); the output must read back; then load and run
     both the output and the folder itself."""
     import qtoolkit
-    from qtoolkit.gguf_read import GGUFFile
+    from qtoolkit.io.gguf_reader import GGUFFile
 
     model_dir = str(model_dir)
     with open(os.path.join(model_dir, ".preset")) as f:
@@ -242,7 +242,7 @@ def exercise_checkpoint(model_dir) -> str:
 
 
 def checkpoint_case(rng):
-    from .hf_mutators import checkpoint_case as make
+    from tests.fuzz.hf_mutators import checkpoint_case as make
 
     return make(rng)
 

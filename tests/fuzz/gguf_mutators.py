@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from .mutators import EXTREME_INTS, flip_bits
+from tests.fuzz.mutators import EXTREME_INTS, flip_bits
 
 # value type id -> struct format of a scalar (None: string / array)
 VFMT = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<B", 8: None, 9: None,
@@ -158,7 +158,7 @@ def write(doc: Doc) -> Written:
 
 def parse(blob: bytes) -> Doc:
     """The parsed form of a valid GGUF file (through qtoolkit's reader)."""
-    from qtoolkit.gguf_read import GGUFFile
+    from qtoolkit.io.gguf_reader import GGUFFile
 
     with tempfile.TemporaryDirectory() as d:
         p = os.path.join(d, "x.gguf")
@@ -187,7 +187,7 @@ MODEL_VARIANTS = [
 def model_file(variant: int) -> bytes:
     """A tiny converted model (random weights) as GGUF bytes; made once per process."""
     import qtoolkit
-    from tools.synth_checkpoint import make_checkpoint
+    from tools.fixtures.synth_checkpoint import make_checkpoint
 
     arch, preset, kw = MODEL_VARIANTS[variant]
     with tempfile.TemporaryDirectory() as d:
@@ -401,7 +401,7 @@ def _random_data(nbytes: int, rng) -> bytes:
 
 
 def _nbytes(ne, type_id) -> Optional[int]:
-    from qtoolkit.gguf_read import ggml_type
+    from qtoolkit.io.gguf_reader import ggml_type
 
     t = ggml_type(type_id)
     if t is None:

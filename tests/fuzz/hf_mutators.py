@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .mutators import EXTREME_INTS, mutate_safetensors
+from tests.fuzz.mutators import EXTREME_INTS, mutate_safetensors
 
 VARIANTS = [
     ("llama", dict(hidden=64, layers=1, heads=2, kv_heads=1, ff=96, vocab=300, dtype="bf16")),
@@ -30,7 +30,7 @@ PRESETS = ["Q8_0", "F16", "Q4_K_M", "Q4_0"]
 @functools.lru_cache(maxsize=None)
 def folder(variant: int) -> Dict[str, bytes]:
     """The files of a tiny checkpoint, by name; made once per process."""
-    from tools.synth_checkpoint import make_checkpoint
+    from tools.fixtures.synth_checkpoint import make_checkpoint
 
     arch, kw = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as d:

@@ -1,4 +1,4 @@
-"""Valid sample files and mutations of them, shared by the fuzz tests and tools/fuzz.py.
+"""Valid sample files and mutations of them, shared by the fuzz tests and tools/fuzz/fuzz.py.
 
 Every mutation yields bytes that a reader must either parse correctly or refuse with a QtkError
 naming the file: never a crash, a hang, an unrelated Python exception or an allocation larger

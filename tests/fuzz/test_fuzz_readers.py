@@ -1,5 +1,5 @@
 """Mutation fuzzing of the file readers: a few hundred cases per format here, tens of thousands
-with ``tools/fuzz.py --cases N`` (docs/reliability.md).
+with ``tools/fuzz/fuzz.py --cases N`` (docs/reliability.md).
 
 A reader must parse a mutated file correctly or refuse it with a QtkError naming the file;
 anything else (another exception type, a crash, an array whose size disagrees with its header, an
@@ -16,12 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from . import gguf_mutators as gm
-from .exercise import FORMATS, exercise_gguf_model, exercise_safetensors, run_case
-from .gguf_mutators import MODEL_VARIANTS, model_file
-from .mutators import EXTREME_INTS, safetensors_sample
+from tests.fuzz import gguf_mutators as gm
+from tests.fuzz.exercise import FORMATS, exercise_gguf_model, exercise_safetensors, run_case
+from tests.fuzz.gguf_mutators import MODEL_VARIANTS, model_file
+from tests.fuzz.mutators import EXTREME_INTS, safetensors_sample
 
-# cases per format in the default run (CI); tools/fuzz.py runs the same cases by the thousand
+# cases per format in the default run (CI); tools/fuzz/fuzz.py runs the same cases by the thousand
 CI_CASES = {"safetensors": 300, "gguf-model": 200, "gguf-imatrix": 150, "imatrix-dat": 150, "hf-checkpoint": 100}
 
 

@@ -2,7 +2,7 @@
  * weight block once per four tokens. Each mirrors its single-row kernel in avx2_dot.c operation for
  * operation per token (integer sums may be added in another order, which is exact; the float
  * operations per token are the same), so s[t] has exactly the bits of the single-row call and a
- * token's result never depends on the tokens it is batched with (tests/test_kernels.py checks it).
+ * token's result never depends on the tokens it is batched with (tests/kernels/test_kernels.py checks it).
  */
 #if defined(__x86_64__) || defined(__i386__)
 

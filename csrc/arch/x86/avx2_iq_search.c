@@ -4,7 +4,7 @@
  * the same order, and the running best is replaced in the same order, so the bytes are the same.
  *
  * The functions carry target("avx2") alone instead of opening the avx2_begin.h region: FMA stays
- * disabled here, so no multiply and add can be fused (tools/check_no_fma.sh). isa.c selects
+ * disabled here, so no multiply and add can be fused (tools/check/check_no_fma.sh). isa.c selects
  * qtk_iq_ops_avx2 together with the quantizer variant "avx2", only on CPUs that have AVX2.
  */
 #if defined(__x86_64__) || defined(__i386__)

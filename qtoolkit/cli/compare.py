@@ -1,0 +1,54 @@
+"""``qtoolkit compare BASE QUANT --file TEXT``: what a quantization cost (docs/METHODS.md)."""
+
+from __future__ import annotations
+
+import json
+
+from .options import add_eval_arguments, one_blas_thread_for_gguf
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("base", help="the reference: Hugging Face folder or GGUF file")
+    parser.add_argument("quant", help="the quantized GGUF file")
+    add_eval_arguments(parser)
+    parser.add_argument("--report", metavar="DIR", default=None,
+                        help="write report.md and PNG plots here (needs matplotlib: pip install 'qtoolkit[report]')")
+
+
+def format_result(res) -> str:
+    lines = [
+        f"base:  {res['base']} ({res['base_type']})",
+        f"quant: {res['quant']} ({res['quant_type']})",
+        f"{res['chunks']} chunks of {res['ctx']}, {res['scored']} scored tokens, {res['seconds']:.1f} s",
+        f"PPL base   {res['ppl_base']:10.4f}",
+        f"PPL quant  {res['ppl_quant']:10.4f}   ratio {res['ppl_ratio']:.5f}",
+        f"KLD        mean {res['kld_mean']:.6f}  median {res['kld_median']:.6f}  p99 {res['kld_p99']:.6f}  "
+        f"p99.9 {res['kld_p999']:.6f}  max {res['kld_max']:.6f}",
+        f"same top token {100 * res['top1_agree']:.3f} %   RMS Δp {100 * res['rms_dp']:.3f} %",
+    ]
+    if "router_agree" in res:
+        per = " ".join(f"{100 * a:.2f}" for a in res["router_agree_layers"])
+        lines.append(f"router agreement {100 * res['router_agree']:.3f} % (per layer, %: {per})")
+    if "report" in res:
+        lines.append(f"report: {res['report']['markdown']}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from .progress import ChunkBar
+    from ..model.evaluate import compare
+
+    if args.report:  # fail before the long run when matplotlib is missing
+        from ..model.report import require_matplotlib
+
+        require_matplotlib()
+    one_blas_thread_for_gguf(args.base, args.quant)
+    bar = None if (args.quiet or args.json) else ChunkBar("compare")
+    try:
+        res = compare(args.base, args.quant, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads,
+                      progress=bar, report=args.report)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(json.dumps(res) if args.json else format_result(res))
+    return 0

@@ -1,0 +1,62 @@
+"""Argument groups and their readers shared by several commands."""
+
+from __future__ import annotations
+
+import os
+
+from ..alloc.recipe import read_recipe
+from ..model.blas import set_blas_threads
+
+
+def add_quant_options(parser) -> None:
+    """The quantization options of 'qtoolkit convert' and 'qtoolkit quantize'."""
+    parser.add_argument("--imatrix", metavar="FILE",
+                        help="importance matrix from 'qtoolkit imatrix' or llama-imatrix (GGUF or legacy .dat)")
+    parser.add_argument("--uncovered-experts", choices=("uniform", "layer-mean", "error"), default=None,
+                        help="experts the imatrix calibration did not reach: uniform weights (llama-quantize's "
+                             "choice, the default), the mean of the layer's covered experts, or refuse")
+    parser.add_argument("--min-expert-tokens", type=int, default=1, metavar="N",
+                        help="an expert that fewer than N calibration tokens reached counts as uncovered (default 1)")
+    parser.add_argument("--tensor-type", action="append", default=[], metavar="REGEX=TYPE",
+                        help="type for tensors whose name matches REGEX (repeatable; first match wins)")
+    parser.add_argument("--tensor-type-file", metavar="FILE",
+                        help="REGEX=TYPE entries, whitespace or newline separated, # comments (a recipe); "
+                             "after any --tensor-type")
+    parser.add_argument("--output-tensor-type", metavar="TYPE", help="type of output.weight")
+    parser.add_argument("--token-embedding-type", metavar="TYPE", help="type of token_embd.weight")
+    parser.add_argument("--pure", action="store_true", help="no mixture rules: the preset's type for every quantizable tensor")
+    parser.add_argument("--threads", type=int, default=None, help="quantization threads (default: all cores)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+
+def tensor_type_args(args) -> list:
+    """--tensor-type entries, then those of --tensor-type-file."""
+    items = list(args.tensor_type or [])
+    if getattr(args, "tensor_type_file", None):
+        items += read_recipe(args.tensor_type_file)
+    return items
+
+
+def uncovered_options(args) -> dict:
+    opts = {"min_expert_tokens": args.min_expert_tokens}
+    if args.uncovered_experts:
+        opts["uncovered_experts"] = args.uncovered_experts
+    return opts
+
+
+def add_eval_arguments(parser) -> None:
+    parser.add_argument("--file", "-f", required=True, help="UTF-8 text to evaluate (at least 2 × ctx tokens)")
+    parser.add_argument("--ctx", "-c", type=int, default=512, help="tokens per chunk (default 512, as llama-perplexity)")
+    parser.add_argument("--chunks", type=int, default=None, help="evaluate at most this many chunks")
+    parser.add_argument("--threads", "-t", type=int, default=None, help="matmul threads (default: all cores)")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON object (last line)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def one_blas_thread_for_gguf(*paths) -> None:
+    """All models are GGUF files: their matrices run on the kernels' pool, so numpy's OpenBLAS
+    (attention only) gets one thread instead of competing with it (see qtoolkit/model/blas.py)."""
+    if all(not os.path.isdir(p) for p in paths):
+        set_blas_threads(1)

@@ -1,0 +1,34 @@
+"""``qtoolkit perplexity MODEL --file TEXT``: llama-perplexity's measurement (docs/METHODS.md)."""
+
+from __future__ import annotations
+
+import json
+
+from .options import add_eval_arguments, one_blas_thread_for_gguf
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="GGUF file or Hugging Face model folder")
+    add_eval_arguments(parser)
+
+
+def run(args) -> int:
+    from .progress import ChunkBar
+    from ..model.evaluate import perplexity
+
+    one_blas_thread_for_gguf(args.model)
+    bar = None if (args.quiet or args.json) else ChunkBar("perplexity")
+    try:
+        res = perplexity(args.model, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"model: {res['model']} ({res['architecture']}, {res['file_type']})")
+    print(f"text: {res['text_tokens']} tokens (BOS {'added' if res['add_bos'] else 'not added'}); "
+          f"{res['chunks']} chunks of {res['ctx']}, {res['scored']} scored tokens")
+    print(f"PPL = {res['ppl']:.4f} +/- {res['ppl_stderr']:.4f}")
+    print(f"time: {res['seconds']:.2f} s ({res['tok_per_s']:.1f} tok/s), load {res['load_seconds']:.2f} s")
+    return 0

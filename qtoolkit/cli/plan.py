@@ -1,0 +1,80 @@
+"""``qtoolkit plan MODEL_DIR|config.json``: file size of every preset, parameters, RAM and a decode
+speed ceiling, from the config alone (no weights are read)."""
+
+from __future__ import annotations
+
+import json
+
+from ..units import human, parse_size
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="Hugging Face model folder or a config.json file (weights are not needed)")
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--type", metavar="PRESET", help="the preset reported in detail (default Q4_K_M)")
+    g.add_argument("--target-bpw", type=float, metavar="B", help="report a bit-allocated file of B bits per weight instead")
+    parser.add_argument("--ram", metavar="SIZE", help="memory of the machine, e.g. 128G (GiB) or 96GB (10^9 bytes)")
+    parser.add_argument("--headroom", metavar="SIZE", help="memory kept free for the OS and compute buffers (default 5%% of --ram)")
+    parser.add_argument("--bandwidth", type=float, metavar="GB/S", help="memory bandwidth in GB/s, for the decode-speed ceiling")
+    parser.add_argument("--ctx", type=int, help="context length of the KV cache (default: the model's maximum)")
+    parser.add_argument("--kv-type", default="F16", choices=["F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"],
+                        help="KV cache type (llama.cpp's --cache-type-k/v; default F16)")
+    parser.add_argument("--presets", help="comma-separated presets for the table (default: the common ones)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _gb(n: float) -> str:
+    return human(n)
+
+
+def run(args) -> int:
+    from ..sizing import estimate
+
+    ram = parse_size(args.ram, "--ram") if args.ram else None
+    headroom = parse_size(args.headroom, "--headroom") if args.headroom else None
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
+    r = estimate(args.model, preset=args.type, target_bpw=args.target_bpw, ram=ram, bandwidth=args.bandwidth,
+             ctx=args.ctx, kv_type=args.kv_type, headroom=headroom, presets=presets)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    moe = f", {r['n_expert']} experts (top-{r['n_expert_used']}) of width {r['n_ff']}" if r["n_expert"] else f", FFN width {r['n_ff']}"
+    print(f"{r['model']}: {r['hf_architecture']} (GGUF {r['architecture']}), {r['n_layer']} layers, hidden {r['n_embd']}"
+          f"{moe}, {r['n_head']}/{r['n_head_kv']} heads of {r['head_dim']}, vocabulary {r['n_vocab']:,}"
+          f"{', tied embeddings' if r['tied_embeddings'] else ''}")
+    share = 100.0 * r["params_active"] / r["params_total"]
+    print(f"parameters: {r['params_total']:,} total, {r['params_active']:,} active per token ({share:.1f} %)")
+    print(f"KV cache at ctx {r['ctx']:,} ({r['kv_type']}): {_gb(r['kv_bytes'])} ({human(r['kv_bytes'], True)})")
+    if not r["header_exact"]:
+        print("(no tokenizer.json beside the config: the metadata part of each file size is an estimate of a few MB)")
+    print()
+    head = f"{'preset':10s} {'bpw':>6s} {'file':>12s} {'file':>12s} {'RAM at ctx':>12s}"
+    if r["ram"] is not None:
+        head += f" {'fits':>5s}"
+    if r["bandwidth_gb_s"] is not None:
+        head += f" {'tok/s ceiling':>14s}"
+    print(head)
+    for p in r["presets"]:
+        line = (f"{p['name'] + ('*' if p.get('needs_imatrix') else ''):10s} {p['bpw']:6.3f} {_gb(p['file_bytes']):>12s} "
+                f"{human(p['file_bytes'], True):>12s} {_gb(p['ram_bytes']):>12s}")
+        if r["ram"] is not None:
+            line += f" {'yes' if p['fits'] else 'no':>5s}"
+        if r["bandwidth_gb_s"] is not None:
+            line += f" {p['tok_s_ceiling']:14.2f}"
+        print(line)
+    print("(* needs an importance matrix)")
+    print()
+    print(f"{r['selected']}: {r['file_bytes']:,} bytes ({_gb(r['file_bytes'])}, {human(r['file_bytes'], True)}), "
+          f"tensor data {r['tensor_bytes']:,} bytes, {r['bpw']:.3f} bits per weight")
+    print(f"  RAM for weights + KV cache at ctx {r['ctx']:,}: {_gb(r['ram_bytes'])} ({human(r['ram_bytes'], True)})")
+    if r["bandwidth_gb_s"] is not None:
+        print(f"  decode ceiling at {r['bandwidth_gb_s']:g} GB/s: {r['tok_s_ceiling']:.2f} tok/s "
+              f"({_gb(r['bytes_per_token'])} of weights read per token); {r['tok_s_ceiling_full_ctx']:.2f} tok/s "
+              f"with a full {r['ctx']:,}-token KV cache")
+    if r["ram"] is not None:
+        line = f"  with {human(r['ram'], True)} of RAM ({human(r['headroom'], True)} kept free): {'fits' if r['fits'] else 'does not fit'}"
+        if r["max_bpw"] < 16:
+            line += (f"; the largest file that fits is {_gb(r['max_file_bytes'])} = {r['max_bpw']:.2f} bits per weight "
+                     f"(qtoolkit convert --target-size {r['max_file_bytes'] // 10**7 / 100:.2f}GB)")
+        print(line)
+    return 0
