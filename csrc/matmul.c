@@ -47,13 +47,16 @@ static int64_t type_row_bytes(int type, int64_t n) {
 }
 
 static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernels *k) {
-    if (!wt || n < 0) {
+    if (!wt || n < 0 || (wt->act != QTK_ACT_COMPANION && wt->act != QTK_ACT_F32)) {
         return QTK_E_ARG;
     }
     memset(p, 0, sizeof *p);
     p->k = k;
     p->n = n;
     if (wt->type == QTK_TYPE_CUSTOM) {
+        if (wt->act == QTK_ACT_F32) {
+            return QTK_E_UNSUPPORTED;
+        }
         if (wt->bits < 2 || wt->bits > 8 || wt->group < 8 || wt->group % 8 || wt->group > 1024) {
             return QTK_E_ARG;
         }
@@ -74,8 +77,22 @@ static int plan_init(plan_t *p, const qtk_wtype *wt, int64_t n, const qtk_kernel
     if (qtk_get_type_traits(wt->type, &t) != QTK_OK) {
         return QTK_E_TYPE;
     }
+    if (wt->act == QTK_ACT_F32 && wt->type == QTK_TYPE_BF16) {
+        /* BF16 weights with float32 activations: a pairing of its own, outside the per-type slots */
+        p->act_type = QTK_TYPE_F32;
+        p->row_bytes = type_row_bytes(wt->type, n);
+        p->act_bytes = type_row_bytes(QTK_TYPE_F32, n);
+        if (p->row_bytes < 0 || p->act_bytes < 0) {
+            return QTK_E_SHAPE;
+        }
+        p->dot = k->vec_dot_bf16_f32 ? k->vec_dot_bf16_f32 : qtk_kernels_ref.vec_dot_bf16_f32;
+        p->tile = k->vec_dot_bf16_f32 ? k->vec_dot_tile_bf16_f32 : NULL;
+        return QTK_OK;
+    }
     p->act_type = qtk_vec_dot_type(wt->type);
-    if (p->act_type < 0) {
+    if (p->act_type < 0 || (wt->act == QTK_ACT_F32 && p->act_type != QTK_TYPE_F32)) {
+        /* no dot kernel, or float32 activations asked of a type that has none (QTK_ACT_F32 is the
+         * companion format of F32 and F16 weights already) */
         return QTK_E_UNSUPPORTED;
     }
     p->row_bytes = type_row_bytes(wt->type, n);

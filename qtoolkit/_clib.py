@@ -386,26 +386,41 @@ def set_isa(name: str) -> None:
     _check(status, f"set_isa({name!r})")
 
 
-def wtype(type_id: int = 0, custom=None):
-    """A ``qtk_wtype`` for a GGUF type id, or for CustomQuant parameters (bits, group, symmetric)."""
+def wtype(type_id: int = 0, custom=None, act_f32: bool = False):
+    """A ``qtk_wtype`` for a GGUF type id, or for CustomQuant parameters (bits, group, symmetric).
+
+    ``act_f32=True`` runs the matmul on float32 activations with float32 products (QTK_ACT_F32)
+    instead of the type's companion format: BF16 weights then stay bf16 in memory but are not met
+    by bf16-rounded activations (what a bf16 checkpoint's full-precision run needs); F32 and F16
+    take float32 activations anyway. Any other type refuses it (QtkNotImplementedError, raised by
+    the first call that uses the wtype)."""
     wt = ffi.new("qtk_wtype *")
     if custom is not None:
         wt.type = lib.QTK_TYPE_CUSTOM
         wt.bits, wt.group, wt.symmetric = int(custom[0]), int(custom[1]), int(bool(custom[2]))
     else:
         wt.type = int(type_id)
+    wt.act = lib.QTK_ACT_F32 if act_f32 else lib.QTK_ACT_COMPANION
     return wt
+
+
+def _check_wtype(status: int, wt) -> None:
+    if status == lib.QTK_E_UNSUPPORTED and wt.act == lib.QTK_ACT_F32:
+        # (an unknown type id is QTK_E_TYPE, so a non-custom id here has traits)
+        name = "CustomQuant" if wt.type == lib.QTK_TYPE_CUSTOM else type_traits(wt.type).name
+        raise QtkNotImplementedError(f"float32 activations (act_f32) are for F32, F16 and BF16 weights, not {name}")
+    _check(status, "matmul weight type")
 
 
 def wtype_row_bytes(wt, n: int) -> int:
     out = ffi.new("int64_t *")
-    _check(lib.qtk_wtype_row_bytes(wt, n, out), "matmul weight type")
+    _check_wtype(lib.qtk_wtype_row_bytes(wt, n, out), wt)
     return int(out[0])
 
 
 def activation_row_bytes(wt, n: int) -> int:
     out = ffi.new("int64_t *")
-    _check(lib.qtk_activation_row_bytes(wt, n, out), "matmul weight type")
+    _check_wtype(lib.qtk_activation_row_bytes(wt, n, out), wt)
     return int(out[0])
 
 
@@ -475,7 +490,8 @@ def moe_ffn(wts, gate, up, down, x, ids, weights, out, threads: int) -> None:
 
 
 def quantize_activation(wt, x: np.ndarray) -> np.ndarray:
-    """One activation row in the companion format of the weight type (for tests)."""
+    """One activation row in the format the weight type takes: its companion format, or float32
+    bytes for act_f32 (for tests)."""
     _require(x, np.float32, 1, "x")
     nbytes = activation_row_bytes(wt, x.shape[0])
     y = np.empty(nbytes, dtype=np.uint8)
@@ -506,13 +522,14 @@ def read_bandwidth(nbytes: int, reps: int, threads: int) -> float:
 # check a weight's type, shape and buffer once, so a call only checks the activation.
 
 class BoundMatmul:
-    """``out = x @ W.T`` for one weight matrix (uint8 ``[rows, row_bytes]`` of type id ``type_id``)."""
+    """``out = x @ W.T`` for one weight matrix (uint8 ``[rows, row_bytes]`` of type id ``type_id``);
+    ``act_f32`` as for :func:`wtype` (float32 activations: F32, F16 and BF16 weights only)."""
 
     __slots__ = ("wt", "w", "wbuf", "rows", "n")
 
-    def __init__(self, type_id: int, w: np.ndarray, n: int):
+    def __init__(self, type_id: int, w: np.ndarray, n: int, act_f32: bool = False):
         _require(w, np.uint8, 2, "w")
-        self.wt = wtype(type_id)
+        self.wt = wtype(type_id, act_f32=act_f32)
         if w.shape[1] != wtype_row_bytes(self.wt, n):
             raise QtkValueError(f"weight rows of {w.shape[1]} bytes do not hold {n} values of type {type_id}")
         self.w, self.wbuf, self.rows, self.n = w, ffi.from_buffer(w), w.shape[0], n
@@ -527,14 +544,16 @@ class BoundMatmul:
 
 
 class BoundMoeFFN:
-    """The fused expert FFN of one MoE layer (see :func:`moe_ffn`) with its three stacks bound."""
+    """The fused expert FFN of one MoE layer (see :func:`moe_ffn`) with its three stacks bound;
+    ``act_f32`` (see :func:`wtype`) applies to all three projections."""
 
     __slots__ = ("wts", "mats", "bufs", "n_expert", "n_ff", "n_embd")
 
-    def __init__(self, type_ids, gate: np.ndarray, up: np.ndarray, down: np.ndarray, n_embd: int, n_ff: int):
+    def __init__(self, type_ids, gate: np.ndarray, up: np.ndarray, down: np.ndarray, n_embd: int, n_ff: int,
+                 act_f32: bool = False):
         for a, name in ((gate, "gate"), (up, "up"), (down, "down")):
             _require(a, np.uint8, 3, name)
-        self.wts = tuple(wtype(t) for t in type_ids)
+        self.wts = tuple(wtype(t, act_f32=act_f32) for t in type_ids)
         E = gate.shape[0]
         ok = (up.shape[:2] == gate.shape[:2] == (E, n_ff) and down.shape[:2] == (E, n_embd)
               and gate.shape[2] == wtype_row_bytes(self.wts[0], n_embd) and up.shape[2] == wtype_row_bytes(self.wts[1], n_embd)

@@ -83,6 +83,17 @@ static void vec_dot_bf16_ref(int64_t n, float *s, const void *vx, const void *vy
     *s = (float)sum;
 }
 
+/* BF16 weights with F32 activations (QTK_ACT_F32): each weight widened exactly, as for F16 x F32 */
+static void vec_dot_bf16_f32_ref(int64_t n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx;
+    const float *y = vy;
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; ++i) {
+        sum += (double)qtk_bf16_to_fp32(x[i]) * (double)y[i];
+    }
+    *s = (float)sum;
+}
+
 /* ---------------------------------------------------------------- 32-element formats */
 
 static void vec_dot_q4_0_q8_0_ref(int64_t n, float *s, const void *vx, const void *vy) {
@@ -562,6 +573,7 @@ const qtk_kernels qtk_kernels_ref = {
         [QTK_TYPE_IQ1_S] = qtk_vec_dot_iq1_s_q8_K_ref,
         [QTK_TYPE_IQ1_M] = qtk_vec_dot_iq1_m_q8_K_ref,
     },
+    .vec_dot_bf16_f32 = vec_dot_bf16_f32_ref,
     .quantize_q8_0 = qtk_quantize_row_q8_0,
     .quantize_q8_1 = qtk_quantize_row_q8_1,
     .quantize_q8_K = qtk_quantize_row_q8_K,

@@ -9,6 +9,9 @@
  *   F32 for F32 and F16 (ggml converts the activation to F16 for F16 weights; qtoolkit keeps it
  *   in F32, which is both faster here and more accurate), BF16 for BF16 (as ggml);
  *   Q8G (qtoolkit's own: a float32 scale, an int32 sum and `group` int8 per group) for CustomQuant.
+ * One more pairing is asked for explicitly (qtk_wtype.act = QTK_ACT_F32): BF16 weights with F32
+ * activations (vec_dot_bf16_f32, vec_dot_tile_bf16_f32), the full-precision way to run a checkpoint
+ * stored in bf16 (bf16 -> f32 is exact: the 16 bits shifted up).
  * Inside a matmul the Q8_0 and Q8_1 activation rows carry a float tail after ggml's blocks, so a
  * dot kernel does not convert the same fp16 scale once per weight row:
  *   Q8_0: nb blocks, then nb floats d (the fp16 d, converted) and nb floats sum(qs);
@@ -91,6 +94,8 @@ typedef struct {
     qtk_unpack_fn unpack[QTK_TYPE_COUNT];               /* NULL: none (K-quants, IQ1/IQ2/IQ3 only) */
     qtk_vec_dot8_fn vec_dot8u[QTK_TYPE_COUNT];          /* on unpacked rows; with unpack */
     qtk_vec_dot_tile_fn vec_dot_tile[QTK_TYPE_COUNT];   /* NULL: none (float types only) */
+    qtk_vec_dot_fn vec_dot_bf16_f32;                    /* BF16 x F32 (QTK_ACT_F32); NULL: the reference */
+    qtk_vec_dot_tile_fn vec_dot_tile_bf16_f32;          /* NULL: none; only used with vec_dot_bf16_f32 */
     qtk_quantize_row_fn quantize_q8_0, quantize_q8_1, quantize_q8_K, quantize_f16, quantize_bf16;
     qtk_quantize_q8g_fn quantize_q8g;
     qtk_quantize_act_fn quantize_act_q8_0, quantize_act_q8_1;   /* blocks + float tail */

@@ -2,7 +2,8 @@
  * qemu-user by tools/check/test_neon.sh (it also builds and runs natively, testing whatever ISA the host
  * has). For every type: dequantize bit-exact; the activation quantizer bit-exact (ties, zeros,
  * subnormals, NaN); matmul within the normalised error bound of the reference; MoE equal to the
- * per-token loop; the IQ codebook types included. Prints one line per failure and a closing "N passed, M failed" line. */
+ * per-token loop; the IQ codebook types included; BF16 weights with F32 activations (QTK_ACT_F32). Prints one
+ * line per failure and a closing "N passed, M failed" line. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,7 @@ int main(void) {
         for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ++ci) {
             const int nb = counts[ci];
             const int64_t n = nb * (tr.blck_size > 1 ? tr.blck_size : 8), rows = 5, tokens = 3;
-            const qtk_wtype wt = {type, 0, 0, 0};
+            const qtk_wtype wt = {type, 0, 0, 0, QTK_ACT_COMPANION};
             int64_t rb, ab;
             qtk_wtype_row_bytes(&wt, n, &rb);
             qtk_activation_row_bytes(&wt, n, &ab);
@@ -156,7 +157,7 @@ int main(void) {
         }
         const int acts[] = {QTK_TYPE_Q4_0, QTK_TYPE_Q4_1, QTK_TYPE_Q4_K};
         for (int a = 0; a < 3; ++a) {
-            const qtk_wtype wt = {acts[a], 0, 0, 0};
+            const qtk_wtype wt = {acts[a], 0, 0, 0, QTK_ACT_COMPANION};
             int64_t ab;
             qtk_activation_row_bytes(&wt, n, &ab);
             uint8_t y0[1024], y1[1024];
@@ -171,7 +172,7 @@ int main(void) {
     /* MoE equals the per-token loop */
     {
         const int64_t E = 5, rows = 40, n = 512, T = 4, K = 2;
-        const qtk_wtype wt = {QTK_TYPE_Q4_K, 0, 0, 0};
+        const qtk_wtype wt = {QTK_TYPE_Q4_K, 0, 0, 0, QTK_ACT_COMPANION};
         int64_t rb;
         qtk_wtype_row_bytes(&wt, n, &rb);
         float *w = malloc(E * rows * n * 4), *x = malloc(T * n * 4), *o = malloc(T * K * rows * 4), *r = malloc(rows * 4);
@@ -195,6 +196,68 @@ int main(void) {
         }
         check(ok, "moe_matmul equals per-token matmul", "q4_K", 0);
         free(w), free(x), free(o), free(r), free(q);
+    }
+    /* BF16 weights with F32 activations (QTK_ACT_F32) on lengths around the 8-wide steps: the kernel
+     * against the reference; a token alone, in a batch, through vec_dot and through moe_matmul the
+     * same bits; the F32 path on the widened weights within float32 rounding; quantized types refused */
+    {
+        static const int64_t lens[] = {1, 7, 8, 9, 16, 24, 40, 72, 256, 264, 517};
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; ++li) {
+            const int64_t n = lens[li], rows = 7, tokens = 5;
+            const int nb = (int)n;
+            const qtk_wtype wt = {QTK_TYPE_BF16, 0, 0, 0, QTK_ACT_F32}, wf = {QTK_TYPE_F32, 0, 0, 0, QTK_ACT_COMPANION};
+            int64_t rb = 0, ab = 0;
+            check(qtk_wtype_row_bytes(&wt, n, &rb) == QTK_OK && rb == 2 * n, "bf16 x f32 row bytes", "bf16", nb);
+            check(qtk_activation_row_bytes(&wt, n, &ab) == QTK_OK && ab == 4 * n, "bf16 x f32 activation bytes", "bf16",
+                  nb);
+            float *w = malloc(rows * n * 4), *wd = malloc(rows * n * 4), *x = malloc(tokens * n * 4),
+                  *o0 = malloc(rows * tokens * 4), *o1 = malloc(rows * tokens * 4), *of = malloc(rows * tokens * 4),
+                  *om = malloc(2 * rows * tokens * 4), *r = malloc(rows * 4), *a = malloc(n * 4);
+            uint8_t *q = malloc(2 * rows * rb);
+            for (int64_t i = 0; i < rows * n; ++i) {
+                w[i] = nrand() * (float)(0.2 + i % 7);
+            }
+            for (int64_t i = 0; i < tokens * n; ++i) {
+                x[i] = nrand();
+            }
+            qtk_quantize(QTK_TYPE_BF16, w, q, rows, n, NULL, NULL);
+            memcpy(q + rows * rb, q, rows * rb);   /* a second expert, the same matrix */
+            qtk_dequantize(QTK_TYPE_BF16, q, wd, rows, n);
+            qtk_set_isa(QTK_ISA_REF);
+            qtk_matmul(&wt, q, rows, n, x, tokens, o0, 1);
+            qtk_set_isa(isa);
+            qtk_matmul(&wt, q, rows, n, x, tokens, o1, 2);
+            check(nerr(o0, o1, rows * tokens) < 5e-7, "bf16 x f32 matmul error", "bf16", nb);
+            int alone = 1, dot = 1, moe = 1;
+            for (int64_t t = 0; t < tokens; ++t) {
+                qtk_matmul(&wt, q, rows, n, x + t * n, 1, r, 1);
+                alone &= memcmp(r, o1 + t * rows, rows * 4) == 0;
+            }
+            qtk_quantize_activation(&wt, x, n, a, ab);
+            check(memcmp(a, x, n * 4) == 0, "bf16 x f32 activation is the float32 row", "bf16", nb);
+            for (int64_t i = 0; i < rows; ++i) {
+                float s;
+                qtk_vec_dot(&wt, n, q + i * rb, a, &s);
+                dot &= memcmp(&s, &o1[i], 4) == 0;
+            }
+            const int32_t ids[10] = {1, 0, 0, 1, 1, 1, 0, 0, 1, 0};
+            qtk_moe_matmul(&wt, q, 2, rows, n, x, tokens, ids, 2, om, 2);
+            for (int64_t t = 0; t < tokens; ++t) {
+                moe &= memcmp(om + 2 * t * rows, o1 + t * rows, rows * 4) == 0 &&
+                       memcmp(om + (2 * t + 1) * rows, o1 + t * rows, rows * 4) == 0;
+            }
+            check(alone, "bf16 x f32 token alone equals the batch", "bf16", nb);
+            check(dot, "bf16 x f32 vec_dot equals matmul", "bf16", nb);
+            check(moe, "bf16 x f32 moe_matmul equals matmul", "bf16", nb);
+            qtk_matmul(&wf, wd, rows, n, x, tokens, of, 2);
+            check(nerr(of, o1, rows * tokens) < 1e-10, "bf16 x f32 equals f32 on the widened weights", "bf16", nb);
+            free(w), free(wd), free(x), free(o0), free(o1), free(of), free(om), free(r), free(a), free(q);
+        }
+        const qtk_wtype wq = {QTK_TYPE_Q4_0, 0, 0, 0, QTK_ACT_F32}, wc = {QTK_TYPE_CUSTOM, 4, 32, 0, QTK_ACT_F32},
+                        wbad = {QTK_TYPE_BF16, 0, 0, 0, 2};
+        int64_t rb;
+        check(qtk_wtype_row_bytes(&wq, 256, &rb) == QTK_E_UNSUPPORTED && qtk_wtype_row_bytes(&wc, 256, &rb) ==
+              QTK_E_UNSUPPORTED && qtk_wtype_row_bytes(&wbad, 256, &rb) == QTK_E_ARG, "act f32 refused", "q4_0", 0);
     }
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -60,6 +60,23 @@ static void qtk_vec_dot_bf16_neon(int64_t n, float *s, const void *vx, const voi
     *s = sum;
 }
 
+/* BF16 weights with F32 activations (QTK_ACT_F32): the F16 x F32 kernel with the bf16 widening */
+static void qtk_vec_dot_bf16_f32_neon(int64_t n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx;
+    const float *y = vy;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        a0 = vfmaq_f32(a0, ld_bf16x4(x + i), vld1q_f32(y + i));
+        a1 = vfmaq_f32(a1, ld_bf16x4(x + i + 4), vld1q_f32(y + i + 4));
+    }
+    float sum = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; ++i) {
+        sum += qtk_bf16_to_fp32(x[i]) * y[i];
+    }
+    *s = sum;
+}
+
 /* ---------------------------------------------------------------- 32-element formats */
 
 static void qtk_vec_dot_q4_0_q8_0_neon(int64_t n, float *s, const void *vx, const void *vy) {
@@ -460,6 +477,7 @@ const qtk_kernels qtk_kernels_neon = {
         [QTK_TYPE_IQ1_S] = qtk_vec_dot_iq1_s_q8_K_neon,
         [QTK_TYPE_IQ1_M] = qtk_vec_dot_iq1_m_q8_K_neon,
     },
+    .vec_dot_bf16_f32 = qtk_vec_dot_bf16_f32_neon,   /* no tile: a gemm runs it per token, as for F16 */
     .quantize_q8_0 = qtk_quantize_row_q8_0_neon,
     .quantize_q8_1 = qtk_quantize_row_q8_1_neon,
     .quantize_q8_K = qtk_quantize_row_q8_K_neon,

@@ -15,7 +15,7 @@
 #include "arch/x86/simd_x86.h"
 #include "ref/common.h"
 
-/* The float types F32, F16 and BF16 are register tiles in avx2_float.c. */
+/* The float types F32, F16 and BF16, and BF16 x F32, are register tiles in avx2_float.c. */
 
 /* ---------------------------------------------------------------- 32-element formats */
 
@@ -371,6 +371,8 @@ const qtk_kernels qtk_kernels_avx2 = {
         [QTK_TYPE_IQ1_S] = qtk_vec_dot_iq1_s_q8_K_avx2,
         [QTK_TYPE_IQ1_M] = qtk_vec_dot_iq1_m_q8_K_avx2,
     },
+    .vec_dot_bf16_f32 = qtk_vec_dot_bf16_f32_tile1_avx2,
+    .vec_dot_tile_bf16_f32 = qtk_vec_dot_tile_bf16_f32_avx2,
     .quantize_q8_0 = qtk_quantize_row_q8_0_avx2,
     .quantize_q8_1 = qtk_quantize_row_q8_1_avx2,
     .quantize_q8_K = qtk_quantize_row_q8_K_avx2,

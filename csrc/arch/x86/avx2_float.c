@@ -1,5 +1,6 @@
-/* AVX2 dot kernels of the float weight types F32, F16 and BF16 as register tiles: up to 4 weight
- * rows times up to 4 activation rows per call (qtk_vec_dot_tile_fn), each weight vector loaded and
+/* AVX2 dot kernels of the float weight types F32, F16 and BF16, and of BF16 weights with F32
+ * activations (QTK_ACT_F32; bf16 -> f32 is a 16-bit shift), as register tiles: up to 4 weight rows
+ * times up to 4 activation rows per call (qtk_vec_dot_tile_fn), each weight vector loaded and
  * converted once for all the tokens of the tile and each activation vector once for all its rows.
  *
  * Every (row, token) result is the same chain of float operations whatever the tile shape: one
@@ -93,6 +94,7 @@ static inline float el_bf16(const void *p, int64_t i) {
 FLOAT_TILE(tile_f32, ld8_f32, ADDR_F32, ld8_f32, el_f32, el_f32)
 FLOAT_TILE(tile_f16, ld8_f16, ADDR_F16, ld8_f32, el_f16, el_f32)
 FLOAT_TILE(tile_bf16, ld8_bf16, ADDR_BF16, ld8_bf16, el_bf16, el_bf16)
+FLOAT_TILE(tile_bf16_f32, ld8_bf16, ADDR_BF16, ld8_f32, el_bf16, el_f32)
 
 /* the tile shapes as compile-time constants */
 #define FLOAT_TILE_DISPATCH(type, TILE)                                                                 \
@@ -128,6 +130,7 @@ FLOAT_TILE(tile_bf16, ld8_bf16, ADDR_BF16, ld8_bf16, el_bf16, el_bf16)
 FLOAT_TILE_DISPATCH(f32, tile_f32)
 FLOAT_TILE_DISPATCH(f16, tile_f16)
 FLOAT_TILE_DISPATCH(bf16, tile_bf16)
+FLOAT_TILE_DISPATCH(bf16_f32, tile_bf16_f32)
 
 #include "arch/x86/avx2_end.h"
 

@@ -56,7 +56,8 @@ void qtk_vec_dot4_q5_0_q8_0_avx2(int64_t n, float *s, const void *x, const void 
 void qtk_vec_dot4_q5_1_q8_1_avx2(int64_t n, float *s, const void *x, const void *const *y);
 void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *x, const void *const *y);
 
-/* the float types as register tiles (avx2_float.c); _tile1 is the 1 x 1 tile, the single-row kernel */
+/* the float types as register tiles (avx2_float.c); _tile1 is the 1 x 1 tile, the single-row kernel;
+ * bf16_f32: BF16 weights with F32 activations (QTK_ACT_F32) */
 #define QTK_DECLARE_FLOAT_AVX2(name)                                                                     \
     void qtk_vec_dot_tile_##name##_avx2(int64_t n, float *s, int64_t ss, const void *x, int64_t xs,       \
                                         const void *const *y, int nr, int nt);                           \
@@ -64,6 +65,7 @@ void qtk_vec_dot4_iq4_nl_q8_0_avx2(int64_t n, float *s, const void *x, const voi
 QTK_DECLARE_FLOAT_AVX2(f32)
 QTK_DECLARE_FLOAT_AVX2(f16)
 QTK_DECLARE_FLOAT_AVX2(bf16)
+QTK_DECLARE_FLOAT_AVX2(bf16_f32)
 
 /* the K-quants with Q8_K activations and IQ4_XS (avx2_kquants.c): single row and eight tokens */
 #define QTK_DECLARE_KQ_AVX2(name)                                                                        \
