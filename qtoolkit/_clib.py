@@ -545,7 +545,7 @@ class BoundMatmul:
 
 class BoundMoeFFN:
     """The fused expert FFN of one MoE layer (see :func:`moe_ffn`) with its three stacks bound;
-    ``act_f32`` (see :func:`wtype`) applies to all three projections."""
+    ``act_f32`` (see :func:`wtype`): one flag for all three projections, or one per projection."""
 
     __slots__ = ("wts", "mats", "bufs", "n_expert", "n_ff", "n_embd")
 
@@ -553,7 +553,8 @@ class BoundMoeFFN:
                  act_f32: bool = False):
         for a, name in ((gate, "gate"), (up, "up"), (down, "down")):
             _require(a, np.uint8, 3, name)
-        self.wts = tuple(wtype(t, act_f32=act_f32) for t in type_ids)
+        flags = tuple(act_f32) if isinstance(act_f32, (tuple, list)) else (act_f32,) * 3
+        self.wts = tuple(wtype(t, act_f32=bool(f)) for t, f in zip(type_ids, flags))
         E = gate.shape[0]
         ok = (up.shape[:2] == gate.shape[:2] == (E, n_ff) and down.shape[:2] == (E, n_embd)
               and gate.shape[2] == wtype_row_bytes(self.wts[0], n_embd) and up.shape[2] == wtype_row_bytes(self.wts[1], n_embd)

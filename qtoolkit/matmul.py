@@ -54,11 +54,12 @@ def set_isa(name: str) -> None:
 
 # -- helpers --------------------------------------------------------------------------------
 
-def weight_type(q: Union[QuantType, CustomQuant]):
-    """The C kernels' description of a weight type (a ggml type or a CustomQuant)."""
+def weight_type(q: Union[QuantType, CustomQuant], f32_activations: bool = False):
+    """The C kernels' description of a weight type (a ggml type or a CustomQuant); with
+    ``f32_activations``, float weights (BF16) run with float32 activations instead of ggml's pairing."""
     if isinstance(q, CustomQuant):
-        return _clib.wtype(custom=(q.bits, q.group_size, q.symmetric))
-    return _clib.wtype(int(q))
+        return _clib.wtype(custom=(q.bits, q.group_size, q.symmetric), act_f32=f32_activations)
+    return _clib.wtype(int(q), act_f32=f32_activations)
 
 
 def _threads(threads: Optional[int]) -> int:
@@ -111,13 +112,16 @@ def _expert_ids(ids, tokens: int, n_experts: int) -> np.ndarray:
 
 # -- the API --------------------------------------------------------------------------------
 
-def matmul(w: np.ndarray, qtype: QType, x: np.ndarray, threads: Optional[int] = None) -> np.ndarray:
+def matmul(w: np.ndarray, qtype: QType, x: np.ndarray, threads: Optional[int] = None,
+           f32_activations: bool = False) -> np.ndarray:
     """``x @ W.T`` with W kept quantized.
 
     ``w``: uint8 ``[rows, row_bytes]`` of ``qtype`` (as :func:`qtoolkit.quantize` returns);
     ``x``: floats ``[n]`` (one token: a gemv) or ``[tokens, n]`` (a blocked gemm). Returns float32
     ``[rows]`` or ``[tokens, rows]``. ``threads``: default one per available core; the result does
-    not depend on it.
+    not depend on it. ``f32_activations``: BF16 weights with float32 activations (the way a
+    checkpoint's full-precision reference runs) instead of ggml's BF16 activations; F32 and F16
+    weights always take float32 activations; other types refuse it.
     """
     q = resolve(qtype)
     w, n = _weights(w, q, 2, "w")
@@ -126,7 +130,7 @@ def matmul(w: np.ndarray, qtype: QType, x: np.ndarray, threads: Optional[int] = 
     if x2.ndim != 2:
         raise QtkValueError(f"x must be [n] or [tokens, n], got shape {x.shape}")
     out = np.empty((x2.shape[0], w.shape[0]), dtype=np.float32)
-    _clib.matmul(weight_type(q), w, x2, out, _threads(threads))
+    _clib.matmul(weight_type(q, f32_activations), w, x2, out, _threads(threads))
     return out[0] if x.ndim == 1 else out
 
 

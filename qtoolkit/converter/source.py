@@ -186,3 +186,68 @@ def tensor_f32(ckpt: Checkpoint, out: OutTensor) -> np.ndarray:
     arr = mats[0] if len(out.shape) < 3 else np.stack(mats)
     return np.ascontiguousarray(arr.reshape(out.shape), dtype=np.float32)
 
+
+
+# -- weights in their stored dtype -------------------------------------------------------------
+
+STORED_TYPES = {"F32": QuantType.F32, "F16": QuantType.F16, "BF16": QuantType.BF16}
+_NUMPY = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+def _first_nonfinite(raw: np.ndarray, dtype: str) -> Optional[Tuple[int, ...]]:
+    """Index of the first NaN or Inf of a stored tensor (BF16 as uint16), scanning slabs."""
+    flat = raw.reshape(-1, raw.shape[-1]) if raw.ndim > 1 else raw.reshape(1, -1)
+    step = max(1, SLAB_ELEMENTS // max(1, flat.shape[1]))
+    for r in range(0, flat.shape[0], step):
+        block = flat[r:r + step]
+        bad = (block & 0x7F80) == 0x7F80 if dtype == "BF16" else ~np.isfinite(block)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            return (r + int(i), int(j)) if raw.ndim > 1 else (int(j),)
+    return None
+
+
+def tensor_stored(ckpt: Checkpoint, out: OutTensor) -> Tuple[np.ndarray, QuantType]:
+    """One output tensor in its checkpoint dtype (F32, F16, or BF16 as uint16), laid out as the
+    GGUF tensor (llama's Q/K row permutation, experts stacked), NaN/Inf refused naming the file,
+    tensor, row and column. A view of the mapped file where the layout allows it, else one copy
+    (the source pages are released once copied). Mixed dtypes fall back to float32."""
+    if out.const is not None:
+        return np.ascontiguousarray(out.const, dtype=np.float32), QuantType.F32
+    dtypes = {ckpt.info(p.source).dtype for p in out.parts}
+    if len(dtypes) != 1:
+        return tensor_f32(ckpt, out), QuantType.F32
+    dtype = dtypes.pop()
+    mats = []
+    for part in out.parts:
+        raw = ckpt.raw(part.source)
+        if part.index is not None:
+            raw = raw[part.index]
+        if part.rows is not None:
+            raw = raw[part.rows[0]:part.rows[1]]
+        if part.reshape_1d:
+            raw = raw.reshape(-1)
+        if part.permute_heads:
+            raw = raw[permute_rows(raw.shape[0], part.permute_heads)]
+        bad = _first_nonfinite(raw, dtype)
+        if bad is not None:
+            where = f"row {bad[0]}, column {bad[1]}" if len(bad) == 2 else f"element {bad[0]}"
+            if len(bad) == 2 and part.permute_heads:
+                where = f"row {int(permute_rows(raw.shape[0], part.permute_heads)[bad[0]])}, column {bad[1]}"
+            expert = f" (expert {part.index})" if part.index is not None else ""
+            raise QtkValueError(f"{ckpt.file_of(part.source)}: tensor {part.source!r}{expert} has a NaN or Inf at "
+                                f"{where}; refusing to run {out.name}")
+        mats.append(raw)
+    if len(out.shape) == 3:
+        arr = np.empty((len(mats),) + mats[0].shape, dtype=_NUMPY[dtype])
+        for e, (m, part) in enumerate(zip(mats, out.parts)):
+            arr[e] = m
+            if part.index is None:
+                ckpt.release(part.source)
+        if out.parts[0].index is not None:
+            ckpt.release(out.parts[0].source)
+    else:
+        arr = np.ascontiguousarray(mats[0].reshape(out.shape))
+        if out.parts[0].permute_heads:
+            ckpt.release(out.parts[0].source)
+    return arr, STORED_TYPES[dtype]

@@ -292,6 +292,11 @@ class GGUFFile:
         rows = t.shape[:-1] if len(t.ne) > 1 else ()
         return arr.reshape(tuple(rows) + (t.nbytes // max(1, int(np.prod(rows, dtype=np.int64))),))
 
+    @property
+    def mapped(self):
+        """The read-only map of the whole file (for page-level prefetching)."""
+        return self._map
+
     def release(self, t: TensorEntry) -> None:
         """Drop a tensor's pages from the resident set (see SafetensorsFile.release)."""
         if isinstance(self._map, mmap.mmap) and t.nbytes:

@@ -145,6 +145,11 @@ class SafetensorsFile:
                 raise QtkIOError(f"{self.path}: cannot map it: {exc}") from None
         return self._map
 
+    @property
+    def mapped(self):
+        """The read-only map of the whole file (mapped on first use)."""
+        return self._mapped()
+
     def raw(self, name: str) -> np.ndarray:
         """The tensor as stored, mapped read-only (BF16 as uint16, FP8 as uint8)."""
         info = self.tensors.get(name)

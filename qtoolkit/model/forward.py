@@ -7,16 +7,35 @@ vectorised numpy in float32; every matrix product goes through :mod:`qtoolkit.mo
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import QtkValueError
+from ..quants import default_threads
 from .hparams import HParams
 from .linear import Experts, Linear
 
 
 ATTN_BLOCK_ELEMENTS = 1 << 24  # attention scores computed per block of queries: at most 64 MiB
+ATTN_MIN_WORK = 1 << 22        # score elements below which attention stays on the calling thread
+
+_pools: Dict[int, ThreadPoolExecutor] = {}
+
+
+def _attention_pool(n: int) -> ThreadPoolExecutor:
+    if n not in _pools:
+        _pools[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="qtk-attn")
+    return _pools[n]
+
+
+def _head_parts(n_head_kv: int, threads: Optional[int]) -> List[Tuple[int, int]]:
+    """KV-head ranges attention is split into: one per thread (each head's result is the same
+    whatever the split: every head is its own matrix product)."""
+    n = min(n_head_kv, threads if threads is not None else default_threads())
+    bounds = [n_head_kv * i // n for i in range(n + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 class Layer:
@@ -168,16 +187,19 @@ class Model:
             if inputs is not None:
                 inputs.append(x)
             h = rms_norm(x, L.attn_norm, hp.eps)
-            x = x + self._attention(il, L, h, cache, p0)
+            x = x + self.attend(L, h, cache.k[il], cache.v[il], p0)
             h = rms_norm(x, L.ffn_norm, hp.eps)
-            x = x + (self._moe(L, h, trace) if L.experts is not None else self._ffn(L, h))
+            x = x + (self._moe(L, h, trace) if L.experts is not None else self.ffn(L, h))
         return x
 
     def head(self, x: np.ndarray) -> np.ndarray:
         """Logits of final hidden states: output norm, then the output matrix."""
         return self.output(rms_norm(x, self.output_norm, self.hp.eps))
 
-    def _attention(self, il: int, L: Layer, h: np.ndarray, cache: KVCache, p0: int) -> np.ndarray:
+    def attend(self, L: Layer, h: np.ndarray, k_store: np.ndarray, v_store: np.ndarray, p0: int) -> np.ndarray:
+        """Self-attention of layer ``L`` for the normed hidden states ``h`` [T, n_embd] at positions
+        p0 .. p0+T-1 (output projection included). ``k_store`` / ``v_store`` ``[n_head_kv, >= p0+T,
+        head_dim]`` hold the keys and values of positions before p0 and receive this chunk's."""
         hp = self.hp
         T = h.shape[0]
         H, Hkv, hd, hdv = hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v
@@ -191,19 +213,34 @@ class Model:
         q = self._rope(q, p0)
         k = self._rope(k, p0)
         S = p0 + T
-        cache.k[il, :, p0:S] = k.transpose(1, 0, 2)
-        cache.v[il, :, p0:S] = v.transpose(1, 0, 2)
-        K = cache.k[il, :, :S]                       # [Hkv, S, hd]
-        V = cache.v[il, :, :S]
+        k_store[:, p0:S] = k.transpose(1, 0, 2)
+        v_store[:, p0:S] = v.transpose(1, 0, 2)
+        K = k_store[:, :S]                           # [Hkv, S, hd]
+        V = v_store[:, :S]
         g = H // Hkv
         qg = q.transpose(1, 0, 2).reshape(Hkv, g, T, hd)   # query head j uses KV head j // g
         out = np.empty((Hkv, g, T, hdv), dtype=np.float32)
-        # queries in blocks so that the scores stay below ATTN_BLOCK_ELEMENTS floats (long prompts)
-        step = max(1, min(T, ATTN_BLOCK_ELEMENTS // max(1, H * S)))
+        parts = _head_parts(Hkv, self.threads)
+        if len(parts) == 1 or H * T * S < ATTN_MIN_WORK:
+            self._attend_heads(qg, K, V, out, p0)
+        else:   # KV-head groups on the helper threads (numpy's matmul releases the GIL), same bits
+            list(_attention_pool(len(parts)).map(
+                lambda ab: self._attend_heads(qg[ab[0]:ab[1]], K[ab[0]:ab[1]], V[ab[0]:ab[1]], out[ab[0]:ab[1]], p0),
+                parts))
+        out = out.transpose(2, 0, 1, 3).reshape(T, H * hdv)
+        return L.wo(out)
+
+    def _attend_heads(self, qg: np.ndarray, K: np.ndarray, V: np.ndarray, out: np.ndarray, p0: int) -> None:
+        """Softmax attention of the query groups ``qg`` [h, g, T, hd] over keys/values [h, S, ·] into
+        ``out`` [h, g, T, hdv]; queries in blocks so that the scores stay below ATTN_BLOCK_ELEMENTS
+        floats (long prompts)."""
+        h, g, T, hd = qg.shape
+        S = K.shape[1]
+        step = max(1, min(T, ATTN_BLOCK_ELEMENTS // max(1, self.hp.n_head * S)))
         for t0 in range(0, T, step):
             t1 = min(T, t0 + step)
             n = t1 - t0
-            scores = np.matmul(qg[:, :, t0:t1].reshape(Hkv, g * n, hd), K.transpose(0, 2, 1)).reshape(Hkv, g, n, S)
+            scores = np.matmul(qg[:, :, t0:t1].reshape(h, g * n, hd), K.transpose(0, 2, 1)).reshape(h, g, n, S)
             scores *= self._kq_scale
             if p0 + t0 + 1 < S:
                 # query t (position p0 + t) sees keys 0 .. p0 + t
@@ -212,11 +249,10 @@ class Model:
             scores -= scores.max(axis=-1, keepdims=True)
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
-            out[:, :, t0:t1] = np.matmul(scores.reshape(Hkv, g * n, S), V).reshape(Hkv, g, n, hdv)
-        out = out.transpose(2, 0, 1, 3).reshape(T, H * hdv)
-        return L.wo(out)
+            out[:, :, t0:t1] = np.matmul(scores.reshape(h, g * n, S), V).reshape(h, g, n, V.shape[2])
 
-    def _ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
+    def ffn(self, L: Layer, h: np.ndarray) -> np.ndarray:
+        """The dense SwiGLU feed-forward of layer ``L`` on normed hidden states ``h``."""
         return L.ffn_down(silu(L.ffn_gate(h)) * L.ffn_up(h))
 
     def route(self, L: Layer, h: np.ndarray):
@@ -235,6 +271,12 @@ class Model:
         ids, w = self.route(L, h)
         if trace is not None:
             trace["experts"].append(ids)
+        return self.experts(L, h, ids, w)
+
+    def experts(self, L: Layer, h: np.ndarray, ids: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """The MoE feed-forward of layer ``L`` for tokens ``h`` routed to ``ids`` with weights
+        ``w`` (:meth:`route`), plus the shared expert where the layer has one. Every token's result
+        is the same whatever tokens it is computed with (the layer-major runner batches all chunks)."""
         out = L.experts(h, ids, w)
         if L.shexp_gate is not None:
             s = L.shexp_down(silu(L.shexp_gate(h)) * L.shexp_up(h))

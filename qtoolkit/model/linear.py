@@ -17,9 +17,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .._clib import BoundMatmul, BoundMoeFFN
+from .._clib import BoundMatmul, BoundMoeFFN, wtype
+from .._clib import moe_matmul as clib_moe_matmul
 from ..errors import QtkValueError
 from ..quants import QuantType, dequantize
+
+
+_FLOAT_TYPES = (QuantType.F32, QuantType.F16, QuantType.BF16)
 
 
 def _nthreads(threads: Optional[int]) -> int:
@@ -34,16 +38,19 @@ class Linear:
     """``y = x @ W.T (+ b)`` for a weight of ``rows`` outputs and ``cols`` inputs.
 
     ``data``: float32 ``[rows, cols]`` or the raw bytes of a GGUF tensor ``[rows, row_bytes]``
-    (uint8) of ``qtype``. ``threads`` is passed to the kernel (None: one per core)."""
+    (uint8) of ``qtype``. ``threads`` is passed to the kernel (None: one per core). ``act_f32``:
+    float weights (BF16) run with float32 activations instead of ggml's companion format (the
+    full-precision reference of a Hugging Face checkpoint)."""
 
-    __slots__ = ("data", "qtype", "bias", "rows", "cols", "threads", "_f32", "_mm", "_nthreads")
+    __slots__ = ("data", "qtype", "bias", "rows", "cols", "threads", "act_f32", "_f32", "_mm", "_nthreads")
 
     def __init__(self, data: np.ndarray, qtype: QuantType, cols: int, bias: Optional[np.ndarray] = None,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, act_f32: bool = False):
         self.qtype = QuantType(qtype)
         self.cols = int(cols)
         self.bias = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
         self.threads = threads
+        self.act_f32 = bool(act_f32) and self.qtype in _FLOAT_TYPES   # quantized weights: ggml's pairing
         if self.qtype == QuantType.F32:
             data = np.asarray(data)
             if data.dtype == np.uint8:
@@ -54,7 +61,7 @@ class Linear:
         self._f32 = data if self.qtype == QuantType.F32 else None
         self._mm = None
         if self.qtype != QuantType.F32:
-            self._mm = BoundMatmul(int(self.qtype), np.ascontiguousarray(data), self.cols)
+            self._mm = BoundMatmul(int(self.qtype), np.ascontiguousarray(data), self.cols, act_f32=self.act_f32)
         self._nthreads = _nthreads(threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -79,8 +86,9 @@ class Experts:
     ``e = ids[t, j]``. ``gate``/``up``: ``[E, ff, ·]``, ``down``: ``[E, n_embd, ·]``."""
 
     def __init__(self, gate: np.ndarray, up: np.ndarray, down: np.ndarray, qtypes: Sequence[QuantType],
-                 n_embd: int, n_ff: int, threads: Optional[int] = None):
+                 n_embd: int, n_ff: int, threads: Optional[int] = None, act_f32: bool = False):
         self.qtypes = tuple(QuantType(q) for q in qtypes)
+        self.act_f32 = bool(act_f32)
         self.n_embd, self.n_ff = int(n_embd), int(n_ff)
         self.threads = threads
         mats = []
@@ -100,8 +108,13 @@ class Experts:
         self._mm = None
         if not all_f32:
             self._mm = BoundMoeFFN([int(q) for q in self.qtypes], *(np.ascontiguousarray(m).view(np.uint8)
-                                   for m in (self.gate, self.up, self.down)), self.n_embd, self.n_ff)
+                                   for m in (self.gate, self.up, self.down)), self.n_embd, self.n_ff,
+                                   act_f32=tuple(self._act(q) for q in self.qtypes))
         self._nthreads = _nthreads(threads)
+
+    def _act(self, q: QuantType) -> bool:
+        """Float32 activations for projection type ``q``: float weights of a checkpoint only."""
+        return self.act_f32 and q in _FLOAT_TYPES
 
     @property
     def matrices(self):
@@ -135,24 +148,29 @@ class Experts:
         if self._mm is None:
             hidden = np.empty((ids.shape[0], ids.shape[1], self.n_ff), dtype=np.float32)
             return _moe_numpy(self._f32, x, ids, weights, hidden), hidden
-        from ..matmul import moe_matmul
-
         x = np.ascontiguousarray(x, dtype=np.float32)
         T, k = ids.shape
-        th = self.threads
         stacks = [np.ascontiguousarray(m).view(np.uint8).reshape(self.n_expert, m.shape[1], -1)
                   for m in (self.gate, self.up, self.down)]
-        g = moe_matmul(stacks[0], self.qtypes[0], x, ids, threads=th)
-        u = moe_matmul(stacks[1], self.qtypes[1], x, ids, threads=th)
+        g = self._moe_matmul(stacks[0], self.qtypes[0], x, ids)
+        u = self._moe_matmul(stacks[1], self.qtypes[1], x, ids)
         with np.errstate(over="ignore"):
             e = np.exp(-g.astype(np.float64)).astype(np.float32)
         hidden = g / (np.float32(1) + e) * u
-        d = moe_matmul(stacks[2], self.qtypes[2], hidden.reshape(T * k, self.n_ff), ids.reshape(T * k, 1), threads=th)
+        d = self._moe_matmul(stacks[2], self.qtypes[2], hidden.reshape(T * k, self.n_ff), ids.reshape(T * k, 1))
         d = d.reshape(T, k, self.n_embd)
         out = np.zeros((T, self.n_embd), dtype=np.float32)
         for j in range(k):  # j = 0..k-1 in order, as the fused kernel sums
             out += weights[:, j, None] * d[:, j]
         return out, hidden
+
+
+    def _moe_matmul(self, stack: np.ndarray, q: QuantType, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """ggml's mul_mat_id on one stack: ``[tokens, k, rows]``, the fused call's dot products."""
+        out = np.empty((x.shape[0], ids.shape[1], stack.shape[1]), dtype=np.float32)
+        clib_moe_matmul(wtype(int(q), act_f32=self._act(q)), stack, x, np.ascontiguousarray(ids, dtype=np.int32), out,
+                        self._nthreads)
+        return out
 
 
 def _moe_numpy(mats, x: np.ndarray, ids: np.ndarray, weights: np.ndarray,

@@ -1,12 +1,18 @@
 """``qtoolkit.load(path)``: a GGUF file or a Hugging Face folder as a runnable :class:`Model`.
 
+The tensors come from a :mod:`~.sources` source:
+
 * GGUF (ours or llama.cpp's): the file is memory-mapped by :class:`~qtoolkit.io.gguf_reader.GGUFFile`;
   every matrix stays in its quantized bytes and is handed to the kernels as is.
 * Hugging Face folder: the full-precision reference. The converter's view of the folder
   (:func:`qtoolkit.converter.source.open_model`: architecture registry, tensor names, llama's Q/K
   row permutation, expert stacking, tokenizer metadata) says which GGUF tensor each checkpoint
-  tensor becomes; the weights are widened to float32 (bf16 → f32 is exact) and run in float32. So
-  an HF folder and its F32 GGUF conversion are the same model, tensor for tensor.
+  tensor becomes; the weights keep their stored dtype (bf16 → f32 is exact) and run with float32
+  activations and accumulation. So an HF folder and its F32 GGUF conversion are the same model,
+  tensor for tensor, up to the order of float32 sums.
+
+:func:`build_layer` builds one block, which is how the layer-major runner (:mod:`.runner`) holds a
+single layer of a model bigger than memory at a time.
 """
 
 from __future__ import annotations
@@ -17,85 +23,20 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..converter.source import model_metadata, open_model, tensor_f32
 from ..errors import QtkError, QtkFileNotFoundError, QtkFormatError, QtkNotImplementedError
-from ..quants import QuantType, dequantize, type_info
-from ..io.gguf_reader import GGUFFile
-from ..io.gguf_writer import check_metadata
 from ..presets import PRESETS
+from ..quants import QuantType, dequantize
 from .forward import Layer, Model
 from .hparams import HParams
 from .linear import Experts, Linear
+from .sources import GGUFSource, HFSource, Source
 from .tensors import EXPERT_STACKS, LINEARS, VECTORS, layer_tensor
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 
-class _Source:
-    """Tensors by GGUF name: ``get(name)`` -> (array, QuantType, ne) or None when absent.
-    ``where`` (the file or folder) starts every error message; ``names()`` lists the tensors."""
-
-    where = ""
-
-    def names(self):
-        raise NotImplementedError
-
-    def get(self, name: str) -> Optional[Tuple[np.ndarray, QuantType, Tuple[int, ...]]]:
-        raise NotImplementedError
-
-
-class _GGUFSource(_Source):
-    def __init__(self, path: str):
-        self.f = GGUFFile(path)
-        self.where = path
-        self.metadata = {k: kv.value for k, kv in self.f.kv.items()}
-
-    def names(self):
-        return [t.name for t in self.f.tensors]
-
-    def get(self, name):
-        try:
-            t = self.f.tensor(name)
-        except QtkFormatError:
-            return None
-        try:
-            q = QuantType(t.type_id)
-        except ValueError:
-            q = None
-        if q is None or not type_info(q).can_dequantize:
-            raise QtkFormatError(f"{self.f.path}: tensor {name} has type {t.type_name}, which qtoolkit cannot run") from None
-        return self.f.data(t), q, tuple(t.ne)
-
-
-class _HFSource(_Source):
-    def __init__(self, model_dir: str):
-        self.src = open_model(model_dir)
-        self.where = model_dir
-        md = model_metadata(self.src.name, self.src.arch, self.src.vocab, PRESETS["F32"].ftype)
-        try:
-            check_metadata(md, f"{self.src.cfg.path} (or the tokenizer files)")
-        except BaseException:
-            self.src.close()
-            raise
-        self.metadata = {k: v for k, v, _t, _s in md}
-        self.metadata["general.architecture"] = self.src.arch.gguf_arch
-        self.by_name = {t.name: t for t in self.src.tensors}
-
-    def names(self):
-        return list(self.by_name)
-
-    def get(self, name):
-        out = self.by_name.get(name)
-        if out is None:
-            return None
-        return tensor_f32(self.src.checkpoint, out), QuantType.F32, out.ne
-
-    def close(self):
-        self.src.close()
-
-
-def _vector(src: _Source, name: str, n: int, required: bool = True) -> Optional[np.ndarray]:
+def _vector(src: Source, name: str, n: int, required: bool = True) -> Optional[np.ndarray]:
     got = src.get(name)
     if got is None:
         if required:
@@ -112,7 +53,7 @@ def _vector(src: _Source, name: str, n: int, required: bool = True) -> Optional[
     return v
 
 
-def _linear(src: _Source, name: str, rows: int, cols: int, threads, required: bool = True,
+def _linear(src: Source, name: str, rows: int, cols: int, threads, required: bool = True,
             bias: Optional[str] = None) -> Optional[Linear]:
     got = src.get(name)
     if got is None:
@@ -124,7 +65,7 @@ def _linear(src: _Source, name: str, rows: int, cols: int, threads, required: bo
         raise QtkFormatError(f"{src.where}: tensor {name} has dimensions {list(ne)}, expected [{cols}, {rows}]")
     b = _vector(src, bias, rows, required=False) if bias else None
     try:
-        return Linear(arr.reshape(rows, -1), q, cols, bias=b, threads=threads)
+        return Linear(arr.reshape(rows, -1), q, cols, bias=b, threads=threads, act_f32=src.f32_activations)
     except QtkNotImplementedError:
         return Linear(_widened(arr, q, name), QuantType.F32, cols, bias=b, threads=threads)
 
@@ -136,7 +77,7 @@ def _widened(arr: np.ndarray, q: QuantType, name: str) -> np.ndarray:
     return dequantize(np.ascontiguousarray(arr), q).reshape(arr.shape[:-1] + (-1,))
 
 
-def _experts(src: _Source, il: int, hp: HParams, threads) -> Experts:
+def _experts(src: Source, il: int, hp: HParams, threads) -> Experts:
     datas, types, n_ff = [], [], None
     names = [layer_tensor(il, short) for short in EXPERT_STACKS]   # gate, up, down
     for j, name in enumerate(names):
@@ -156,13 +97,13 @@ def _experts(src: _Source, il: int, hp: HParams, threads) -> Experts:
         datas.append(arr.reshape(ne[2], ne[1], -1))
         types.append(q)
     try:
-        return Experts(*datas, types, hp.n_embd, n_ff, threads=threads)
+        return Experts(*datas, types, hp.n_embd, n_ff, threads=threads, act_f32=src.f32_activations)
     except QtkNotImplementedError:
         wide = [_widened(d, q, name) if q != QuantType.F32 else d for d, q, name in zip(datas, types, names)]
         return Experts(*wide, [QuantType.F32] * 3, hp.n_embd, n_ff, threads=threads)
 
 
-def _rows(src: _Source, got, name: str) -> int:
+def _rows(src: Source, got, name: str) -> int:
     """The row count (ne[1]) of a matrix that sets a dimension (vocabulary, feed-forward width)."""
     ne = got[2]
     if len(ne) < 2 or any(d != 1 for d in ne[2:]) or ne[1] < 1:
@@ -170,7 +111,7 @@ def _rows(src: _Source, got, name: str) -> int:
     return int(ne[1])
 
 
-def _check_blocks(src: _Source, hp: HParams) -> None:
+def _check_blocks(src: Source, hp: HParams) -> None:
     """block_count against the blk.N tensors present (llama.cpp refuses both missing and extra ones)."""
     blocks = set()
     for name in src.names():
@@ -182,7 +123,9 @@ def _check_blocks(src: _Source, hp: HParams) -> None:
         raise QtkFormatError(f"{src.where}: {hp.arch}.block_count is {hp.n_layer}, but the file has {have}")
 
 
-def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Model:
+def build_model(src: Source, where: str, threads: Optional[int] = None, with_layers: bool = True) -> Model:
+    """The model of ``src``: embeddings, head and (unless ``with_layers`` is False: None in their
+    place, for the layer-major runner to build one at a time with :func:`build_layer`) every block."""
     md = src.metadata
     hp = HParams.from_metadata(md, where)
     _check_blocks(src, hp)
@@ -194,12 +137,12 @@ def build_model(src: _Source, where: str, threads: Optional[int] = None) -> Mode
     tok_embd = _linear(src, "token_embd.weight", n_vocab, D, threads)
     output = _linear(src, "output.weight", n_vocab, D, threads, required=False) or tok_embd
     rope_freqs = _vector(src, "rope_freqs.weight", hp.n_rot // 2, required=False)
-    layers = [_layer(src, i, hp, where, threads) for i in range(hp.n_layer)]
+    layers = [build_layer(src, i, hp, where, threads) if with_layers else None for i in range(hp.n_layer)]
     output_norm = _vector(src, "output_norm.weight", D)
     return Model(hp, tok_embd, output, output_norm, layers, rope_freqs=rope_freqs, metadata=md, threads=threads)
 
 
-def _layer(src: _Source, i: int, hp: HParams, where: str, threads) -> Layer:
+def build_layer(src: Source, i: int, hp: HParams, where: str, threads) -> Layer:
     """Block ``i``: every tensor by its GGUF name (:mod:`.tensors`), shapes checked."""
     D, H, Hkv, hd, hdv = hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim, hp.head_dim_v
     L = Layer()
@@ -244,35 +187,44 @@ def _layer(src: _Source, i: int, hp: HParams, where: str, threads) -> Layer:
 
 def load(path: str, threads: Optional[int] = None) -> Model:
     """A GGUF file (memory-mapped; quantized weights used as they are) or a Hugging Face folder
-    (float32 reference) as a :class:`Model` with its tokenizer.
+    (the full-precision reference, in its stored dtype) as a :class:`Model` with its tokenizer.
 
     ``threads``: threads of the matmul kernels (default: one per core)."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        src: Any = _HFSource(path)
-        try:
-            model = build_model(src, path, threads)
-        except QtkError as exc:
-            raise _naming(exc, path) from None
-        finally:
-            src.close()
-        vocab = src.src.vocab
-        model.tokenizer = Tokenizer.from_hf(path, add_bos=bool(vocab.add_special.get("bos", False)),
-                                            bos_id=vocab.special_ids.get("bos"), eos_id=vocab.special_ids.get("eos"))
-        model.source, model.file_type, model.path = "hf", "F32", path
-        return model
     if not os.path.exists(path):
         raise QtkFileNotFoundError(f"{path}: no such file or directory")
-    src = _GGUFSource(path)
+    src = HFSource(path) if os.path.isdir(path) else GGUFSource(path)
     try:
         model = build_model(src, path, threads)
-        model.tokenizer = Tokenizer.from_gguf_metadata(src.metadata, path, n_vocab=model.n_vocab)
+        model.tokenizer = tokenizer_of(src, path, model.n_vocab)
     except QtkError as exc:
-        raise _naming(exc, path) from None
-    model.source, model.path = "gguf", path
-    model.file_type = _file_type_name(src.metadata.get("general.file_type"))
-    model._keep = src.f  # the mapped file lives as long as the model
+        raise with_path(exc, path) from None
+    finally:
+        src.close()
+    describe_source(model, src, path)
     return model
+
+
+def tokenizer_of(src: Source, path: str, n_vocab: int) -> Tokenizer:
+    """The tokenizer of a source: the folder's tokenizer.json with its BOS rule, or the GGUF
+    vocabulary."""
+    if isinstance(src, HFSource):
+        vocab = src.vocab
+        return Tokenizer.from_hf(path, add_bos=bool(vocab.add_special.get("bos", False)),
+                                 bos_id=vocab.special_ids.get("bos"), eos_id=vocab.special_ids.get("eos"))
+    return Tokenizer.from_gguf_metadata(src.metadata, path, n_vocab=n_vocab)
+
+
+def describe_source(model: Model, src: Source, path: str) -> None:
+    """``model.source`` ("hf" or "gguf"), ``file_type`` (a preset name, or the checkpoint dtype) and
+    ``path``; a GGUF model keeps its mapped file alive."""
+    model.path = path
+    if isinstance(src, HFSource):
+        model.source, model.file_type = "hf", src.dtype_name()
+    else:
+        model.source = "gguf"
+        model.file_type = _file_type_name(src.metadata.get("general.file_type"))
+        model._keep = src.f  # the mapped file lives as long as the model
 
 
 def as_model(model: Any, threads: Optional[int] = None) -> Model:
@@ -280,7 +232,7 @@ def as_model(model: Any, threads: Optional[int] = None) -> Model:
     return model if isinstance(model, Model) else load(model, threads=threads)
 
 
-def _naming(exc: QtkError, path: str) -> QtkError:
+def with_path(exc: QtkError, path: str) -> QtkError:
     """``exc`` with the file named (errors of the kernels' binding checks do not know it)."""
     if path in str(exc):
         return exc

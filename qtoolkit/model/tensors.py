@@ -51,11 +51,11 @@ def replace_tensor(model: Model, name: str, w: np.ndarray, qtype: QuantType = Qu
     """Put weights ``w`` in place of tensor ``name``: float32 in the tensor's numpy shape, or, with
     ``qtype``, its quantized bytes (rows of ``cols`` elements; ``[n_expert, rows, row_bytes]`` for
     experts) run by the kernels as the quantized file will be. Returns an undo function."""
-    def linear(cols_of, bias=None, threads=None):
+    def linear(cols_of, bias=None, threads=None, act_f32=False):
         if qtype == QuantType.F32:
             return Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, cols_of, bias=bias, threads=threads)
         return Linear(np.ascontiguousarray(w).reshape(w.shape[-2] if w.ndim == 3 else w.shape[0], -1), qtype, cols_of,
-                      bias=bias, threads=threads)
+                      bias=bias, threads=threads, act_f32=act_f32 and qtype == QuantType.BF16)
 
     if name in ("token_embd.weight", "output.weight"):
         old_embd, old_out = model.tok_embd, model.output
@@ -82,14 +82,14 @@ def replace_tensor(model: Model, name: str, w: np.ndarray, qtype: QuantType = Qu
         j = EXPERT_STACKS.index(short)
         mats[j] = np.ascontiguousarray(w, dtype=np.float32) if qtype == QuantType.F32 else np.ascontiguousarray(w)
         qtypes[j] = qtype
-        L.experts = Experts(*mats, qtypes, old.n_embd, old.n_ff, threads=old.threads)
+        L.experts = Experts(*mats, qtypes, old.n_embd, old.n_ff, threads=old.threads, act_f32=old.act_f32)
 
         def undo_experts():
             L.experts = old
         return undo_experts
     attr = ATTR_OF[short]
     prev = getattr(L, attr)
-    setattr(L, attr, linear(prev.cols, bias=prev.bias, threads=prev.threads))
+    setattr(L, attr, linear(prev.cols, bias=prev.bias, threads=prev.threads, act_f32=prev.act_f32))
 
     def undo():
         setattr(L, attr, prev)

@@ -166,13 +166,14 @@ def test_calibration_statistics(calib):
 
 def test_probe_changes_and_undo_restores(calib):
     m = calib.model
-    w = m.layers[1].experts.matrices[2]
+    ex = m.layers[1].experts
+    w = np.stack([ex.expert_f32(e, 2) for e in range(ex.n_expert)])   # float32, the tensor's numpy shape
     undo = replace_tensor(m, "blk.1.ffn_down_exps.weight", np.zeros_like(w))
     assert calib.kld(1) > 1e-3
     undo()
     assert calib.kld(1) == pytest.approx(0.0, abs=1e-9)
     emb = m.tok_embd
-    undo = replace_tensor(m, "token_embd.weight", emb.data * 1.5)
+    undo = replace_tensor(m, "token_embd.weight", emb.rows_f32(np.arange(emb.rows)) * 1.5)
     assert m.output is m.tok_embd is not emb   # tied: both roles change
     assert calib.kld(-1) > 0
     undo()

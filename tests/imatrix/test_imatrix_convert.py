@@ -38,11 +38,11 @@ def test_layer_mean_policy_changes_only_the_uncovered_experts(holed, tmp_path):
     assert sorted(diff) == [f"blk.1.{s}.weight" for s in ("ffn_down_exps", "ffn_gate_exps", "ffn_up_exps")]
     im = load_imatrix(holed)
     a, b = GGUFFile(uni), GGUFFile(lm)
-    ck = qtoolkit.load(FIXTURE)  # the F32 experts, to quantize expert 3 by hand
+    ck = qtoolkit.load(FIXTURE)  # the checkpoint's experts, to quantize expert 3 by hand
     name = "blk.1.ffn_gate_exps.weight"
     w = im.weights(name, 256, 8)
     mean = w[[0, 1, 2, 4, 5, 7]].mean(axis=0, dtype=np.float64).astype(np.float32)
-    x = ck.layers[1].experts.gate[3]
+    x = ck.layers[1].experts.expert_f32(3, 0)
     assert np.array_equal(b.data(name)[3], qtoolkit.quantize(x, "IQ2_XXS", imatrix=mean))
     assert np.array_equal(a.data(name)[3], qtoolkit.quantize(x, "IQ2_XXS", imatrix=np.ones(256, np.float32)))
     for e in (0, 1, 2, 4, 5, 7):
