@@ -26,8 +26,8 @@ from ..io.imatrix_file import FORMATS, ImatrixStats, write_imatrix
 from ..io.output import check_output
 from ..model.chunks import ROWS_PER_BLOCK, chunk_plan, chunk_tokens, log_softmax64, read_text
 from ..model.forward import Model
-from ..model.loader import as_model
-from ..model.taps import observe
+from ..model.runner import LayerProgress, Run, StreamedModel
+from ..model.taps import observe_head
 from .coverage import coverage
 
 log = logging.getLogger(__name__)
@@ -109,39 +109,52 @@ Progress = Callable[[int, int, Dict[str, Any]], None]
 def collect_imatrix(model: Union[str, Model], file: Optional[str] = None, text: Optional[str] = None,
                     ctx: int = 512, chunks: Optional[int] = None, threads: Optional[int] = None,
                     process_output: bool = False, compute_ppl: bool = True, dataset: Optional[str] = None,
-                    progress: Optional[Progress] = None) -> Tuple[ImatrixStats, Dict[str, Any]]:
+                    progress: Optional[Progress] = None, max_memory: Optional[int] = None,
+                    spill_dir: Optional[str] = None,
+                    layer_progress: Optional[LayerProgress] = None) -> Tuple[ImatrixStats, Dict[str, Any]]:
     """Run the calibration text through ``model`` (a GGUF file, a Hugging Face folder or a loaded
-    model) with a collector attached; returns the statistics and a JSON-ready summary of the run.
+    model) on the layer-major runner (:mod:`qtoolkit.model.runner`: one layer of a file in memory at
+    a time), a collector observing each layer as it runs; returns the statistics and a JSON-ready
+    summary of the run.
 
     ``dataset``: the name stored in ``imatrix.datasets`` (default: ``file`` as given)."""
     t_load = time.perf_counter()
-    m = as_model(model, threads)
-    body = read_text(text, file)
-    tokens = m.tokenizer.encode(body)
-    n_chunk = chunk_plan(len(tokens), ctx, chunks)
-    first = ctx // 2
-    collector = ImatrixCollector()
-    nll_sum, n_scored = 0.0, 0
-    t0 = time.perf_counter()
-    # llama-imatrix records the output projection only when the model has its own (not a tied embedding)
-    with observe(m, collector, head=process_output and m.output is not m.tok_embd):
-        for c in range(n_chunk):
-            chunk = chunk_tokens(tokens, c, ctx, m.tokenizer)
-            # every position's logits when the output projection is observed (llama-imatrix asks
-            # for all of them); otherwise only the scored second half, or just the last position
-            start = 0 if process_output else (first if compute_ppl else ctx - 1)
-            lg = m.forward(chunk, m.new_cache(ctx), logits_from=start)
-            collector.check_finite(f"chunk {c}")
-            if compute_ppl:
-                lg = lg[first - start: ctx - 1 - start]
-                targets = chunk[first + 1:]
-                for r in range(0, lg.shape[0], ROWS_PER_BLOCK):
-                    lp = log_softmax64(lg[r:r + ROWS_PER_BLOCK])
-                    nll_sum -= float(lp[np.arange(lp.shape[0]), targets[r:r + lp.shape[0]]].sum())
-                    n_scored += lp.shape[0]
-            if progress is not None:
-                progress(c + 1, n_chunk, {"ppl": math.exp(nll_sum / n_scored)} if n_scored else {})
-    seconds = time.perf_counter() - t0
+    sm = StreamedModel(model, threads)
+    try:
+        m = sm.model
+        body = read_text(text, file)
+        tokens = m.tokenizer.encode(body)
+        n_chunk = chunk_plan(len(tokens), ctx, chunks)
+        first = ctx // 2
+        cks = [chunk_tokens(tokens, c, ctx, m.tokenizer) for c in range(n_chunk)]
+        collector = ImatrixCollector()
+        nll_sum, n_scored = 0.0, 0
+        t0 = time.perf_counter()
+        # llama-imatrix records the output projection only when the model has its own (not a tied embedding)
+        head = process_output and m.output is not m.tok_embd
+        with Run([sm], cks, max_memory=max_memory, spill_dir=spill_dir) as run:
+            run.layers(observers=[collector], on_layer=lambda il: collector.check_finite(f"layer {il}"),
+                       progress=layer_progress)
+            if compute_ppl or head:
+                # every position's logits when the output projection is observed (llama-imatrix asks
+                # for all of them); otherwise only the scored second half
+                start = 0 if head else first
+                with observe_head(m, collector) if head else _nothing():
+                    for c, (lg,) in enumerate(run.heads(start, ctx - 1 if not head else ctx)):
+                        if head:
+                            collector.check_finite(f"chunk {c}")
+                        if compute_ppl:
+                            lg = lg[first - start: ctx - 1 - start]
+                            targets = cks[c][first + 1:]
+                            for r in range(0, lg.shape[0], ROWS_PER_BLOCK):
+                                lp = log_softmax64(lg[r:r + ROWS_PER_BLOCK])
+                                nll_sum -= float(lp[np.arange(lp.shape[0]), targets[r:r + lp.shape[0]]].sum())
+                                n_scored += lp.shape[0]
+                        if progress is not None:
+                            progress(c + 1, n_chunk, {"ppl": math.exp(nll_sum / n_scored)} if n_scored else {})
+        seconds = time.perf_counter() - t0
+    finally:
+        sm.close()
     name = dataset if dataset is not None else (file if file is not None else "<text>")
     stats = collector.stats([name], n_chunk, ctx)
     info = {
@@ -152,15 +165,26 @@ def collect_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
         "entries": len(stats.sums),
         "seconds": round(seconds, 3), "load_seconds": round(t0 - t_load, 3),
         "tok_per_s": round(n_chunk * ctx / seconds, 1) if seconds else None,
+        "run": run.figures.report(),
     }
     return stats, info
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
 
 
 def compute_imatrix(model: Union[str, Model], file: Optional[str] = None, text: Optional[str] = None,
                     output: Optional[str] = None, ctx: int = 512, chunks: Optional[int] = None,
                     threads: Optional[int] = None, process_output: bool = False, compute_ppl: bool = True,
                     output_format: Optional[str] = None, force: bool = False, min_tokens: int = 1,
-                    dataset: Optional[str] = None, progress: Optional[Progress] = None) -> Dict[str, Any]:
+                    dataset: Optional[str] = None, progress: Optional[Progress] = None,
+                    max_memory: Optional[int] = None, spill_dir: Optional[str] = None,
+                    layer_progress: Optional[LayerProgress] = None) -> Dict[str, Any]:
     """Compute an importance matrix (:func:`collect_imatrix`), write it to ``output`` (GGUF; a
     ``.dat`` suffix or ``output_format="dat"`` for the legacy format; None: write nothing) and
     return the JSON-ready report: the run's summary, ``output``, ``format``, ``file_bytes`` and
@@ -171,7 +195,8 @@ def compute_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
         check_output(output, force)   # fail before the long run, not after it
     stats, report = collect_imatrix(model, file=file, text=text, ctx=ctx, chunks=chunks, threads=threads,
                                     process_output=process_output, compute_ppl=compute_ppl, dataset=dataset,
-                                    progress=progress)
+                                    progress=progress, max_memory=max_memory, spill_dir=spill_dir,
+                                    layer_progress=layer_progress)
     report.update(output=output, format=None, file_bytes=None)
     if output is not None:
         fmt = output_format or ("dat" if os.fspath(output).endswith(".dat") else "gguf")

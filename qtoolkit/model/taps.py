@@ -80,6 +80,53 @@ class ObservedExperts:
         return getattr(self.inner, attr)
 
 
+def _swap_layer(saved: List[Tuple[Any, str, Any]], L, il: int, observer) -> None:
+    """Proxies on every matrix of block ``il`` (recorded in ``saved`` for the way back)."""
+    for attr, short in LINEARS.items():
+        lin = getattr(L, attr, None)
+        if lin is None:
+            continue
+        names = (layer_tensor(il, short),)
+        if attr == "shexp_gate" and getattr(L, "shexp_inp", None) is not None:
+            names += (layer_tensor(il, "ffn_gate_inp_shexp"),)
+        saved.append((L, attr, lin))
+        setattr(L, attr, ObservedLinear(lin, names, observer))
+    if L.experts is not None:
+        saved.append((L, "experts", L.experts))
+        L.experts = ObservedExperts(L.experts, tuple(layer_tensor(il, n) for n in EXPERT_STACKS), observer)
+
+
+def _restore(saved: List[Tuple[Any, str, Any]]) -> None:
+    for obj, attr, original in reversed(saved):
+        setattr(obj, attr, original)
+
+
+@contextmanager
+def observe_layer(layer, il: int, observer) -> Iterator[Any]:
+    """Within the block every matrix product of ``layer`` (block ``il``) reports its input to
+    ``observer`` (the layer-major runner observes one layer at a time)."""
+    saved: List[Tuple[Any, str, Any]] = []
+    try:
+        _swap_layer(saved, layer, il, observer)
+        yield layer
+    finally:
+        _restore(saved)
+
+
+@contextmanager
+def observe_head(model: Model, observer) -> Iterator[Model]:
+    """Within the block the output projection reports its input, under ``output.weight`` (or
+    ``token_embd.weight`` for a tied head)."""
+    saved: List[Tuple[Any, str, Any]] = []
+    try:
+        name = ("token_embd.weight",) if model.output is model.tok_embd else ("output.weight",)
+        saved.append((model, "output", model.output))
+        model.output = ObservedLinear(model.output, name, observer)
+        yield model
+    finally:
+        _restore(saved)
+
+
 @contextmanager
 def observe(model: Model, observer, head: bool = False, lookups: bool = False) -> Iterator[Model]:
     """Within the block every matrix product of the layers of ``model`` reports its input to
@@ -98,16 +145,7 @@ def observe(model: Model, observer, head: bool = False, lookups: bool = False) -
 
     try:
         for il, L in enumerate(model.layers):
-            for attr, short in LINEARS.items():
-                lin = getattr(L, attr, None)
-                if lin is None:
-                    continue
-                names = (layer_tensor(il, short),)
-                if attr == "shexp_gate" and getattr(L, "shexp_inp", None) is not None:
-                    names += (layer_tensor(il, "ffn_gate_inp_shexp"),)
-                swap(L, attr, ObservedLinear(lin, names, observer))
-            if L.experts is not None:
-                swap(L, "experts", ObservedExperts(L.experts, tuple(layer_tensor(il, n) for n in EXPERT_STACKS), observer))
+            _swap_layer(saved, L, il, observer)
         emb = ("token_embd.weight",)
         if model.output is model.tok_embd:   # tied: one proxy in both roles
             if head or lookups:
@@ -121,6 +159,5 @@ def observe(model: Model, observer, head: bool = False, lookups: bool = False) -
                 swap(model, "output", ObservedLinear(model.output, ("output.weight",), observer))
         yield model
     finally:
-        for obj, attr, original in reversed(saved):
-            setattr(obj, attr, original)
+        _restore(saved)
 
