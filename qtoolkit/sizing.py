@@ -157,15 +157,21 @@ NEEDS_IMATRIX = {"IQ3_XXS", "IQ3_XS", "IQ2_M", "IQ2_S", "IQ2_XS", "IQ2_XXS", "IQ
 
 
 def estimate(path: str, preset: Optional[str] = None, target_bpw: Optional[float] = None, ram: Optional[int] = None,
-         bandwidth: Optional[float] = None, ctx: Optional[int] = None, kv_type: str = "F16",
-         headroom: Optional[int] = None, presets: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+             bandwidth: Optional[float] = None, ctx: Optional[int] = None, kv_type: str = "F16",
+             headroom: Optional[int] = None, presets: Optional[Sequence[str]] = None, disk: Optional[float] = None,
+             eval_chunks: Optional[int] = None, eval_ctx: int = 512, threads: Optional[int] = None,
+             gflops: Optional[float] = None) -> Dict[str, Any]:
     """Sizes, parameters, memory and a decode-speed ceiling from a model's config (see module doc).
 
     ``preset`` (default Q4_K_M) or ``target_bpw`` selects the assignment reported at the top level
     (``file_bytes`` ...); every preset in ``presets`` gets a row. ``ram`` (bytes): whether each fits
     with ``headroom`` (default 5 % of ram) left for the OS and llama.cpp's compute buffers, and the
     largest file that would. ``bandwidth``: GB/s (10^9 bytes) for the speed ceiling. ``ctx``:
-    context length of the KV cache (default: the model's maximum)."""
+    context length of the KV cache (default: the model's maximum).
+
+    ``disk`` (GB/s) or ``eval_chunks``: also the time and memory of ``compare`` / ``imatrix`` /
+    ``perplexity`` runs on ``eval_chunks`` (default 40) chunks of ``eval_ctx`` tokens
+    (:func:`run_estimates`), computing at ``gflops`` (default: measured here on ``threads``)."""
     if preset is not None and target_bpw is not None:
         raise QtkValueError("give a preset or a target bpw, not both")
     shape = load_shape(path)
@@ -229,7 +235,169 @@ def estimate(path: str, preset: Optional[str] = None, target_bpw: Optional[float
         room = ram - headroom - kv - top["header_bytes"]
         out["max_file_bytes"] = max(0, ram - headroom - kv)
         out["max_bpw"] = max(0.0, 8.0 * room / top["params_total"])
+    if disk is not None or eval_chunks is not None:
+        if disk is not None and not disk > 0:
+            raise QtkValueError(f"disk read speed must be positive (GB/s), got {disk!r}")
+        qname = top["name"] if target_bpw is None else "Q4_K_M"
+        qtypes = preset_types(shape, qname, has_imatrix=qname in NEEDS_IMATRIX)
+        default = get_preset(qname).default
+        rep = default.name if type_info(default).is_quantized else "Q8_0"
+        n_chunks = eval_chunks or 40
+        speed = {} if gflops else measured_speed(shape, n_chunks, eval_ctx, threads, rep)
+        max_memory = int(0.5 * (ram - headroom)) if ram is not None else None
+        out["runs"] = run_estimates(shape, qtypes, top["file_bytes"], n_chunks, eval_ctx, disk, speed, max_memory,
+                                    gflops)
+        out["runs"]["threads"] = threads
+        out["runs"]["quant_kernel"] = rep
     return out
+
+
+# -- the layer-major runs (compare, imatrix, perplexity) ----------------------------------------
+
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+RUN_OVERHEAD = 1 << 30   # the interpreter, libraries and working buffers of a run, on top of its layers
+
+
+def _layer_bytes(shape: ModelShape, types: Optional[Dict[str, QuantType]], elem_bytes: int) -> Dict[int, int]:
+    """Bytes of each block, in ``types`` (a GGUF file) or at ``elem_bytes`` per weight (a checkpoint)."""
+    out: Dict[int, int] = {}
+    for t in shape.tensors:
+        if not t.name.startswith("blk."):
+            continue
+        il = int(t.name.split(".")[1])
+        b = tensor_bytes(t.ne, types[t.name]) if types is not None else t.n_elements * elem_bytes
+        out[il] = out.get(il, 0) + b
+    return out
+
+
+def _run_flops(shape: ModelShape, tokens: int, ctx: int, params_active: int) -> float:
+    """Floating-point operations of one model over ``tokens`` (chunks of ``ctx``): two per active
+    weight and token, the causal attention's products, the head on the scored half."""
+    a = shape.arch
+    attention = 2 * 2 * a.n_head * a.head_dim * (ctx / 2) * a.n_layer   # per token: q.k and p.v over half the context
+    head = 2 * a.n_vocab * a.n_embd * 0.5
+    return tokens * (2.0 * params_active + attention + head)
+
+
+def _best(fn, repeat: int = 3) -> float:
+    import time as _time
+
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = _time.perf_counter()
+        fn()
+        best = min(best, _time.perf_counter() - t0)
+    return best
+
+
+def measured_speed(shape: ModelShape, chunks: int, ctx: int, threads: Optional[int] = None,
+                   quant: str = "Q4_K") -> Dict[str, Dict[str, float]]:
+    """Seconds per token of one layer, measured on this machine by running the inference loop's own
+    code on a layer of the model's widths (random weights): the attention of a chunk of ``ctx``
+    tokens (projections, norms, RoPE, the products), the router, and the experts as the
+    layer-major runner calls them (each expert given the rows it gets from ``chunks * ctx``
+    tokens; enough distinct experts that their weights come from memory, not cache), or the dense
+    feed-forward; for the checkpoint (BF16 weights, float32 activations) and for ``quant`` weights."""
+    import numpy as np
+
+    from .model.forward import Layer, Model, rms_norm
+    from .model.hparams import HParams
+    from .model.linear import Experts, Linear
+    from .quants import QuantType as Q
+    from .quants import quantize
+
+    a = shape.arch
+    md = {k: v for k, v, _ in a.metadata()}
+    md["general.architecture"] = a.gguf_arch
+    hp = HParams.from_metadata(md, "the plan")
+    D, H, Hkv, hd = hp.n_embd, hp.n_head, hp.n_head_kv, hp.head_dim
+    rng = np.random.default_rng(0)
+
+    def lin(rows: int, cols: int, qt: str, bias: bool = False) -> Linear:
+        w = quantize(rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(0.02), qt)
+        return Linear(w, Q[qt], cols, threads=threads, act_f32=qt == "BF16")
+
+    def stack(n: int, rows: int, cols: int, qt: str) -> np.ndarray:
+        one = quantize(rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(0.02), qt)
+        return np.ascontiguousarray(np.broadcast_to(one, (n,) + one.shape))   # n distinct copies in memory
+
+    x = rng.standard_normal((ctx, D)).astype(np.float32)
+    out: Dict[str, Dict[str, float]] = {}
+    for kind, qt in (("checkpoint", "BF16"), ("quantized", quant)):
+        L = Layer()
+        L.attn_norm = L.ffn_norm = np.ones(D, np.float32)
+        L.wq, L.wk, L.wv = lin(H * hd, D, qt), lin(Hkv * hd, D, qt), lin(Hkv * hp.head_dim_v, D, qt)
+        L.wo = lin(D, H * hp.head_dim_v, qt)
+        if a.qk_norm:
+            L.q_norm = L.k_norm = np.ones(hd, np.float32)
+        m = Model(hp, L.wq, L.wq, np.ones(D, np.float32), [L], threads=threads)
+        k_store = np.empty((Hkv, ctx, hd), np.float32)
+        v_store = np.empty((Hkv, ctx, hp.head_dim_v), np.float32)
+        attention = _best(lambda: m.attend(L, rms_norm(x, L.attn_norm, hp.eps), k_store, v_store, 0)) / ctx
+        if hp.is_moe:
+            F, k = a.n_ff_exp, hp.n_expert_used
+            L.router = Linear(rng.standard_normal((hp.n_expert, D)).astype(np.float32), Q.F32, D, threads=threads)
+            route = _best(lambda: m.route(L, rms_norm(x, L.ffn_norm, hp.eps))) / ctx
+            per_expert = max(8, min(256, chunks * ctx * k // hp.n_expert))
+            one = 3 * F * D * type_info(Q[qt]).type_size // type_info(Q[qt]).block_size
+            E_b = int(min(hp.n_expert, max(k, 4, (64 << 20) // max(1, one) + 1)))
+            T = max(1, per_expert * E_b // k)
+            L.experts = Experts(stack(E_b, F, D, qt), stack(E_b, F, D, qt), stack(E_b, D, F, qt), [Q[qt]] * 3, D, F,
+                                threads=threads, act_f32=qt == "BF16")
+            ids = ((np.arange(T)[:, None] + np.arange(k)[None, :]) % E_b).astype(np.int32)
+            w = np.full((T, k), 1.0 / k, np.float32)
+            xt = rng.standard_normal((T, D)).astype(np.float32)
+            ffn = route + _best(lambda: m.experts(L, xt, ids, w)) / T
+        else:
+            L.ffn_gate, L.ffn_up, L.ffn_down = lin(a.n_ff, D, qt), lin(a.n_ff, D, qt), lin(D, a.n_ff, qt)
+            ffn = _best(lambda: m.ffn(L, rms_norm(x, L.ffn_norm, hp.eps))) / ctx
+        head_rows = lin(min(a.n_vocab, 4096), D, qt)
+        head = _best(lambda: head_rows(x)) / ctx * (a.n_vocab / min(a.n_vocab, 4096))
+        out[kind] = {"attention": attention, "ffn": ffn, "head": head}
+    return out
+
+
+def run_estimates(shape: ModelShape, quant_types: Dict[str, QuantType], quant_file_bytes: int, chunks: int,
+                  ctx: int, disk_gbps: Optional[float], speed: Dict[str, Dict[str, float]],
+                  max_memory: Optional[int] = None, gflops: Optional[float] = None) -> Dict[str, Any]:
+    """Memory, bytes read and time of the layer-major runs on ``chunks`` chunks of ``ctx`` tokens:
+    ``compare`` (the checkpoint against the quantized file), ``imatrix`` (on the checkpoint) and
+    ``perplexity`` (of the quantized file). Peak memory: two layers of each model (one in use, the
+    next read ahead), the hidden states unless they spill (above ``max_memory``), and
+    ``RUN_OVERHEAD``. Time: the bytes at ``disk_gbps`` (reading overlaps computing; the sum is
+    reported as the upper figure) plus the compute, from the measured seconds per token of each
+    part of a layer (:func:`measured_speed`), or from ``gflops`` when given (another machine)."""
+    elem = _DTYPE_BYTES.get(str(shape.cfg.dtype or "bfloat16"), 2)
+    src_layers = _layer_bytes(shape, None, elem)
+    q_layers = _layer_bytes(shape, quant_types, 0)
+    src_bytes = sum(t.n_elements for t in shape.tensors) * elem
+    c = costs(shape, quant_types)
+    tokens = chunks * ctx
+    hidden = tokens * shape.arch.n_embd * 4
+    a = shape.arch
+
+    def compute(kind: str) -> float:
+        if gflops:
+            return _run_flops(shape, tokens, ctx, c["params_active"]) / (gflops * 1e9)
+        sp = speed[kind]
+        return tokens * (a.n_layer * (sp["attention"] + sp["ffn"]) + 0.5 * sp["head"])
+
+    def one(kind: str, reads: List[int], layers: List[Dict[int, int]], kinds: List[str]) -> Dict[str, Any]:
+        hid = hidden * len(layers)
+        spill = max_memory is not None and hid > max_memory
+        peak = sum(2 * max(L.values()) for L in layers) + (0 if spill else hid) + RUN_OVERHEAD
+        read_s = sum(reads) / (disk_gbps * 1e9) if disk_gbps else None
+        compute_s = sum(compute(k) for k in kinds)
+        return {"run": kind, "peak_memory_bytes": int(peak), "largest_layer_bytes": [max(L.values()) for L in layers],
+                "hidden_bytes": hid, "hidden_spilled": spill, "bytes_read": int(sum(reads)),
+                "read_seconds": read_s, "compute_seconds": compute_s,
+                "seconds": (read_s or 0.0) + compute_s}
+
+    return {"chunks": chunks, "ctx": ctx, "tokens": tokens, "disk_gb_s": disk_gbps, "speed": speed, "gflops": gflops,
+            "checkpoint_bytes": src_bytes, "quant_bytes": quant_file_bytes,
+            "compare": one("compare", [src_bytes, quant_file_bytes], [src_layers, q_layers], ["checkpoint", "quantized"]),
+            "imatrix": one("imatrix", [src_bytes], [src_layers], ["checkpoint"]),
+            "perplexity": one("perplexity", [quant_file_bytes], [q_layers], ["quantized"])}
 
 
 def preset_names() -> List[str]:

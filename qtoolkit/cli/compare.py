@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_eval_arguments, one_blas_thread_for_gguf
+from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, run_options
 
 
 def add_arguments(parser) -> None:
@@ -31,24 +31,28 @@ def format_result(res) -> str:
         lines.append(f"router agreement {100 * res['router_agree']:.3f} % (per layer, %: {per})")
     if "report" in res:
         lines.append(f"report: {res['report']['markdown']}")
+    if "run" in res:
+        lines.append(format_run(res["run"]))
     return "\n".join(lines)
 
 
 def run(args) -> int:
-    from .progress import ChunkBar
     from ..model.evaluate import compare
+    from .progress import ChunkBar, LayerBar
 
     if args.report:  # fail before the long run when matplotlib is missing
         from ..model.report import require_matplotlib
 
         require_matplotlib()
     one_blas_thread_for_gguf(args.base, args.quant)
-    bar = None if (args.quiet or args.json) else ChunkBar("compare")
+    quiet = args.quiet or args.json
+    bar, layers = (None, None) if quiet else (ChunkBar("compare"), LayerBar("layers"))
     try:
         res = compare(args.base, args.quant, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads,
-                      progress=bar, report=args.report)
+                      progress=bar, report=args.report, layer_progress=layers, **run_options(args))
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (layers, bar):
+            if b is not None:
+                b.close()
     print(json.dumps(res) if args.json else format_result(res))
     return 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from ..imatrix.coverage import format_coverage
+from .options import add_run_arguments, format_run, one_blas_thread_for_gguf, run_options
 
 
 def add_arguments(parser) -> None:
@@ -24,23 +25,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(parser)
 
 
 def run(args) -> int:
-    from .options import one_blas_thread_for_gguf
-    from .progress import ChunkBar
     from ..imatrix.collect import compute_imatrix
+    from .progress import ChunkBar, LayerBar
 
     one_blas_thread_for_gguf(args.model)
-    bar = None if (args.quiet or args.json) else ChunkBar("imatrix")
+    quiet = args.quiet or args.json
+    bar, layers = (None, None) if quiet else (ChunkBar("imatrix"), LayerBar("layers"))
     try:
         rep = compute_imatrix(args.model, file=args.file, output=args.output, ctx=args.ctx, chunks=args.chunks,
                               threads=args.threads, process_output=args.process_output, compute_ppl=not args.no_ppl,
                               output_format=args.output_format, force=args.force, min_tokens=args.min_tokens,
-                              progress=bar)
+                              progress=bar, layer_progress=layers, **run_options(args))
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (layers, bar):
+            if b is not None:
+                b.close()
     if args.json:
         print(json.dumps(rep))
         return 0
@@ -53,4 +56,5 @@ def run(args) -> int:
           f"in {rep['seconds']:.1f} s ({rep['tok_per_s']} tok/s)")
     for line in format_coverage(rep["coverage"]):
         print(line)
+    print(format_run(rep["run"]))
     return 0

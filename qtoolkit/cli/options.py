@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from ..alloc.recipe import read_recipe
 from ..model.blas import set_blas_threads
+from ..units import parse_size
 
 
 def add_quant_options(parser) -> None:
@@ -53,10 +52,36 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--threads", "-t", type=int, default=None, help="matmul threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object (last line)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_arguments(parser)
+
+
+def add_run_arguments(parser) -> None:
+    """The layer-major runner's memory options (docs/inference.md)."""
+    g = parser.add_argument_group("memory (the layer-major runner)")
+    g.add_argument("--max-memory", metavar="SIZE",
+                   help="memory the hidden states of all chunks may take (default: half of the available memory); "
+                        "above it they go to a file in --spill-dir")
+    g.add_argument("--spill-dir", metavar="DIR", help="folder for the hidden-state file (default: the system's temp folder)")
+
+
+def run_options(args) -> dict:
+    """``max_memory`` and ``spill_dir`` from the runner's options."""
+    return {"max_memory": parse_size(args.max_memory, "--max-memory") if args.max_memory else None,
+            "spill_dir": args.spill_dir}
+
+
+def format_run(run: dict) -> str:
+    """One line: what a run read and spent."""
+    gb = sum(run["bytes_read"]) / 1e9
+    line = (f"run: {run['layers']} layers, read {gb:.2f} GB ({run['read_seconds']:.1f} s reading), "
+            f"{run['compute_seconds']:.1f} s computing, peak memory {run['peak_rss_bytes'] / 1e9:.2f} GB")
+    if run.get("hidden_spilled"):
+        line += f"; hidden states ({run['hidden_bytes'] / 1e9:.2f} GB) spilled to disk"
+    return line
 
 
 def one_blas_thread_for_gguf(*paths) -> None:
-    """All models are GGUF files: their matrices run on the kernels' pool, so numpy's OpenBLAS
-    (attention only) gets one thread instead of competing with it (see qtoolkit/model/blas.py)."""
-    if all(not os.path.isdir(p) for p in paths):
-        set_blas_threads(1)
+    """Every matrix runs on the kernels' pool (GGUF files, and checkpoints in their stored dtype),
+    so numpy's OpenBLAS (attention only) gets one thread instead of competing with it (see
+    qtoolkit/model/blas.py)."""
+    set_blas_threads(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_eval_arguments, one_blas_thread_for_gguf
+from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, run_options
 
 
 def add_arguments(parser) -> None:
@@ -13,16 +13,19 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .progress import ChunkBar
     from ..model.evaluate import perplexity
+    from .progress import ChunkBar, LayerBar
 
     one_blas_thread_for_gguf(args.model)
-    bar = None if (args.quiet or args.json) else ChunkBar("perplexity")
+    quiet = args.quiet or args.json
+    bar, layers = (None, None) if quiet else (ChunkBar("perplexity"), LayerBar("layers"))
     try:
-        res = perplexity(args.model, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar)
+        res = perplexity(args.model, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar,
+                         layer_progress=layers, **run_options(args))
     finally:
-        if bar is not None:
-            bar.close()
+        for b in (layers, bar):
+            if b is not None:
+                b.close()
     if args.json:
         print(json.dumps(res))
         return 0
@@ -31,4 +34,5 @@ def run(args) -> int:
           f"{res['chunks']} chunks of {res['ctx']}, {res['scored']} scored tokens")
     print(f"PPL = {res['ppl']:.4f} +/- {res['ppl_stderr']:.4f}")
     print(f"time: {res['seconds']:.2f} s ({res['tok_per_s']:.1f} tok/s), load {res['load_seconds']:.2f} s")
+    print(format_run(res["run"]))
     return 0

@@ -20,6 +20,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kv-type", default="F16", choices=["F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0"],
                         help="KV cache type (llama.cpp's --cache-type-k/v; default F16)")
     parser.add_argument("--presets", help="comma-separated presets for the table (default: the common ones)")
+    g2 = parser.add_argument_group("compare / imatrix / perplexity runs (the layer-major runner)")
+    g2.add_argument("--disk", type=float, metavar="GB/S", help="disk read speed in GB/s: the time and memory of the runs")
+    g2.add_argument("--eval-chunks", type=int, metavar="N", help="chunks of the runs (default 40)")
+    g2.add_argument("--eval-ctx", type=int, default=512, metavar="N", help="tokens per chunk of the runs (default 512)")
+    g2.add_argument("--threads", type=int, metavar="N", help="threads the runs compute on (default: all cores)")
+    g2.add_argument("--gflops", type=float, metavar="G",
+                    help="the machine's matmul speed in GFLOP/s (default: measured here on --threads)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -34,7 +41,8 @@ def run(args) -> int:
     headroom = parse_size(args.headroom, "--headroom") if args.headroom else None
     presets = [p.strip() for p in args.presets.split(",") if p.strip()] if args.presets else None
     r = estimate(args.model, preset=args.type, target_bpw=args.target_bpw, ram=ram, bandwidth=args.bandwidth,
-             ctx=args.ctx, kv_type=args.kv_type, headroom=headroom, presets=presets)
+                 ctx=args.ctx, kv_type=args.kv_type, headroom=headroom, presets=presets, disk=args.disk,
+                 eval_chunks=args.eval_chunks, eval_ctx=args.eval_ctx, threads=args.threads, gflops=args.gflops)
     if args.json:
         print(json.dumps(r))
         return 0
@@ -77,4 +85,24 @@ def run(args) -> int:
             line += (f"; the largest file that fits is {_gb(r['max_file_bytes'])} = {r['max_bpw']:.2f} bits per weight "
                      f"(qtoolkit convert --target-size {r['max_file_bytes'] // 10**7 / 100:.2f}GB)")
         print(line)
+    if "runs" in r:
+        print_runs(r["runs"], r["selected"])
     return 0
+
+
+def print_runs(runs: dict, quant: str) -> None:
+    disk = f"{runs['disk_gb_s']:g} GB/s disk" if runs["disk_gb_s"] else "no --disk given: reading not timed"
+    if runs["gflops"]:
+        how = f"compute at {runs['gflops']:g} GFLOP/s (given)"
+    else:
+        how = (f"compute measured here on {runs['threads'] or 'all'} threads with the model's widths "
+               f"({runs['quant_kernel']} for {quant})")
+    print()
+    print(f"layer-major runs, {runs['chunks']} chunks of {runs['ctx']} tokens ({disk}; {how}):")
+    for key, what in (("compare", f"compare checkpoint vs {quant}"), ("imatrix", "imatrix on the checkpoint"),
+                      ("perplexity", f"perplexity of {quant}")):
+        e = runs[key]
+        read = f", reading {e['read_seconds'] / 60:.1f} min" if e["read_seconds"] is not None else ""
+        spill = f" (hidden states {_gb(e['hidden_bytes'])} spilled to disk)" if e["hidden_spilled"] else ""
+        print(f"  {what:32s} peak memory {_gb(e['peak_memory_bytes']):>10s}{spill}, reads {_gb(e['bytes_read'])}"
+              f"{read}, computing {e['compute_seconds'] / 60:.1f} min: at most {e['seconds'] / 3600:.2f} h")

@@ -54,3 +54,25 @@ class ChunkBar:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class LayerBar:
+    """A tqdm bar over the layers of a layer-major run (bytes read so far, ETA), called as
+    ``progress(done, layers, figures)``."""
+
+    def __init__(self, desc: str):
+        self.desc = desc
+        self.bar = None
+
+    def __call__(self, done: int, total: int, figures) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="layer", desc=self.desc, dynamic_ncols=True, leave=False)
+        self.bar.update(done - self.bar.n)
+        self.bar.set_postfix_str(f"read {figures.get('bytes_read', 0) / 1e9:.2f} GB", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
