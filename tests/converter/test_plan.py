@@ -118,3 +118,34 @@ def test_plan_refuses_an_absurd_layer_count_from_config_alone(tmp_path):
     path.write_text(json.dumps(cfg))
     with pytest.raises(QtkFormatError, match="num_hidden_layers 1000000000"):
         estimate(str(path), preset="Q4_K_M")
+
+
+def test_run_estimates_of_the_layer_major_runner():
+    """--disk adds compare / imatrix / perplexity estimates: two layers of each model read, the
+    hidden states, the files read once, compute measured on a layer of the model's widths."""
+    r = estimate(TINY_MOE, disk=1.0, eval_chunks=2, eval_ctx=64, threads=1)
+    runs = r["runs"]
+    shape = load_shape(TINY_MOE)
+    n_elem = sum(t.n_elements for t in shape.tensors)
+    assert runs["checkpoint_bytes"] == 2 * n_elem               # bf16
+    cmp, im, ppl = runs["compare"], runs["imatrix"], runs["perplexity"]
+    assert cmp["bytes_read"] == runs["checkpoint_bytes"] + r["file_bytes"] == im["bytes_read"] + ppl["bytes_read"]
+    assert cmp["read_seconds"] == pytest.approx(cmp["bytes_read"] / 1e9)
+    assert cmp["peak_memory_bytes"] > im["peak_memory_bytes"] > ppl["peak_memory_bytes"] > 1 << 30
+    assert cmp["hidden_bytes"] == 2 * im["hidden_bytes"] == 2 * 2 * 64 * 256 * 4
+    for e in (cmp, im, ppl):
+        assert e["compute_seconds"] > 0 and e["seconds"] == pytest.approx(e["compute_seconds"] + e["read_seconds"])
+    # another machine's speed
+    given = estimate(TINY_MOE, disk=1.0, eval_chunks=2, eval_ctx=64, gflops=100.0)["runs"]
+    assert given["compare"]["compute_seconds"] == pytest.approx(2 * given["imatrix"]["compute_seconds"])
+    # the 235B model: about 15 GB to compare its bf16 checkpoint with its Q4_K_M file
+    big = estimate(QWEN3_235B, disk=2.0, eval_chunks=40, gflops=100.0, ram=128 << 30)["runs"]["compare"]
+    assert 10e9 < big["peak_memory_bytes"] < 20e9 and not big["hidden_spilled"]
+    with pytest.raises(QtkValueError, match="disk"):
+        estimate(TINY_MOE, disk=0)
+
+
+def test_cli_plan_prints_the_runs(capsys):
+    assert main(["plan", TINY_MOE, "--disk", "1", "--eval-chunks", "2", "--eval-ctx", "64", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "layer-major runs, 2 chunks of 64 tokens" in out and "compare checkpoint vs Q4_K_M" in out
