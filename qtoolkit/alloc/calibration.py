@@ -26,6 +26,7 @@ from ..errors import QtkValueError
 from ..model.chunks import chunk_plan, chunk_tokens, log_softmax64
 from ..model.forward import Model, silu
 from ..model.linear import Experts
+from ..model.runner import Run, StreamedModel
 from ..model.taps import observe
 from ..model.tensors import EXPERT_STACKS, split_name
 
@@ -135,17 +136,22 @@ class Calibration:
     def _run(self) -> None:
         m = self.model
         t0 = time.perf_counter()
-        # every matrix's inputs, the head's (under token_embd.weight when tied) and the lookups
+        n, n_layer = len(self.chunks), len(m.layers)
+        inputs: List[List[Optional[np.ndarray]]] = [[None] * (n_layer + 1) for _ in range(n)]
+        # every matrix's inputs, the head's (under token_embd.weight when tied) and the lookups, on
+        # the layer-major runner (the experts of a layer see the tokens of all chunks at once)
         with observe(m, self.stats, head=True, lookups=True):
-            for chunk in self.chunks:
-                cache = m.new_cache(self.ctx)
-                x = m.tok_embd.rows_f32(chunk)
-                inputs: List[np.ndarray] = []
-                x = m.run_layers(x, cache, 0, inputs=inputs)
-                inputs.append(x)
-                self.inputs.append(inputs)
+            with Run([StreamedModel(m)], self.chunks) as run:
+
+                def keep(il: int) -> None:   # the input of layer il of every chunk
+                    for c in range(n):
+                        inputs[c][il] = run.hidden_of(0, c)
+
+                run.layers(before_layer=keep)
+                keep(n_layer)
                 # the float32 logits (not float32 log-probabilities: those would round to a KLD floor)
-                self.base_logits.append(m.head(x[self.first:self.ctx - 1]))
+                self.base_logits = [lg for (lg,) in run.heads(self.first, self.ctx - 1)]
+        self.inputs = inputs
         self.seconds = time.perf_counter() - t0
         log.info("calibration pass: %d chunks of %d tokens in %.1f s", len(self.chunks), self.ctx, self.seconds)
 

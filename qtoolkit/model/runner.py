@@ -324,11 +324,12 @@ class Run:
     # -- the layers ------------------------------------------------------------------------------
     def layers(self, on_route: Optional[Callable[[int, int, List[np.ndarray]], None]] = None,
                observers: Optional[Sequence[Any]] = None, on_layer: Optional[Callable[[int], None]] = None,
-               progress: Optional[LayerProgress] = None) -> None:
+               progress: Optional[LayerProgress] = None, before_layer: Optional[Callable[[int], None]] = None) -> None:
         """Every chunk through every layer. ``on_route(layer, chunk, ids)``: the routed expert ids
         ``[ctx, k]`` of each model for a chunk (MoE layers). ``observers``: per model an observer of
-        :func:`~.taps.observe_layer` (or None) that sees what enters every matrix. ``on_layer(il)``:
-        called after layer ``il`` has run on every chunk."""
+        :func:`~.taps.observe_layer` (or None) that sees what enters every matrix. ``before_layer(il)``
+        / ``on_layer(il)``: called before layer ``il`` runs on the chunks (:meth:`hidden_of` then
+        holds its input) and after it has run on all of them."""
         t_compute = 0.0
         for m, H in zip(self.models, self.hidden):
             t0 = time.perf_counter()
@@ -340,6 +341,8 @@ class Run:
         for m in self.models:
             m.prefetch(0)
         for il in range(self.n_layer):
+            if before_layer is not None:
+                before_layer(il)
             layers = [m.layer(il) for m in self.models]
             for m in self.models:
                 m.prefetch(il + 1)
@@ -365,6 +368,10 @@ class Run:
         self.figures.compute_seconds += t_compute
         self.figures.read_seconds = sum(m.read_seconds for m in self.models)
         self.figures.bytes_read = [m.bytes_read for m in self.models]
+
+    def hidden_of(self, mi: int, c: int) -> np.ndarray:
+        """The hidden states ``[ctx, n_embd]`` of chunk ``c`` of model ``mi`` (a copy)."""
+        return np.array(self.hidden[mi].read(c, c + 1)[0])
 
     def _run_group(self, model: Model, L: Layer, il: int, H: HiddenStates, g: range, observer) -> Optional[List[np.ndarray]]:
         """Layer ``L`` on the chunks of group ``g``; returns the routed ids of each chunk (MoE)."""
