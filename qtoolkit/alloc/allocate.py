@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -424,12 +425,12 @@ def _budget(plan: Plan, outs, tplans: List[TensorPlan], free: List[TensorPlan], 
 def _calibration_model(plan: Plan, outs, n_elements: int, opts: AllocOptions):
     """The model the calibration runs: the float32 weights of the folder, or the GGUF reference."""
     if opts.reference is None:
-        need = 4 * n_elements
+        need = sum(os.path.getsize(p) for p in plan.checkpoint.files)   # the weights in their stored dtype
         avail = _available_memory()
         if avail is not None and need > 0.8 * avail:
             raise QtkMemoryError(
-                f"the calibration run needs the model in float32 ({need / 1e9:.1f} GB) and only "
-                f"{avail / 1e9:.1f} GB of memory is available; convert it to Q8_0 (or BF16) first and pass that "
+                f"the calibration run holds the model in memory ({need / 1e9:.1f} GB) and only "
+                f"{avail / 1e9:.1f} GB of memory is available; convert it to Q8_0 first and pass that "
                 "file as the calibration reference (--calib-reference FILE.gguf)")
         return load(plan.model_dir, threads=opts.threads)
     model = load(opts.reference, threads=opts.threads)

@@ -24,8 +24,8 @@ def add_arguments(parser) -> None:
     g.add_argument("--calib-chunks", type=int, default=16, metavar="N", help="chunks of calibration text (default 16)")
     g.add_argument("--calib-ctx", type=int, default=512, metavar="N", help="tokens per calibration chunk (default 512)")
     g.add_argument("--calib-reference", metavar="GGUF",
-                   help="calibrate against this conversion of the same model (Q8_0 or BF16) instead of the float32 "
-                        "weights: for models whose float32 weights do not fit in memory")
+                   help="calibrate against this conversion of the same model (Q8_0 or BF16) instead of the checkpoint "
+                        "weights: for models whose weights do not fit in memory")
     g.add_argument("--max-probes", type=int, default=256, metavar="N",
                    help="at most N sensitivity probe runs; deeper models probe bands of layers together (default 256)")
     g.add_argument("--recipe", metavar="FILE", help="where to write the REGEX=TYPE recipe (default: OUT.recipe)")
