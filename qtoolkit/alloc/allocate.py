@@ -32,16 +32,18 @@ from ..converter.importance import load_imatrix
 from ..converter.plan import ConvertOptions, Plan, assign_types, tensor_types
 from ..converter.source import open_model, tensor_f32
 from ..errors import QtkMemoryError, QtkValueError
-from ..quants import QuantType, producible_type, quant_error, type_info
+from ..quants import QuantType, producible_type, type_info
 from ..io.gguf_writer import file_layout
 from ..model.loader import load
 from ..presets import TypeOptions, get_preset, is_quantizable, parse_tensor_types
 from .calibration import Calibration
 from .candidates import candidates as candidate_types
 from .candidates import qtoolkit_can_run
+from .error_table import tensor_errors
 from .probes import PROBE_BPW, Prober, activation_format, auto_band, bands
 from .recipe import check_reproduces, recipe_lines
 from .solver import solve
+from .streamed import COMPUTE_BUDGET, StreamedCalibration
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +170,6 @@ def _type_bytes(n: int, t: QuantType) -> int:
     return n // info.block_size * info.type_size
 
 
-def _sample_rows(n_rows: int, n_mat: int, max_rows: int) -> np.ndarray:
-    k = min(n_rows, max(4, max_rows // max(n_mat, 1)))
-    return np.unique(np.linspace(0, n_rows - 1, k).round().astype(np.int64))
-
-
 def _available_memory() -> Optional[int]:
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -217,6 +214,12 @@ class AllocOptions:
     reference: Optional[str] = None                  # a GGUF of the same model to calibrate against
     threads: Optional[int] = None
     progress: Optional[Progress] = None
+    probes: str = "full"                             # "streamed": one pass over the checkpoint (alloc/streamed.py);
+                                                     # "full": the model in memory, every probe on every chunk
+    probe_chunks: Optional[int] = None               # chunks each streamed probe runs on (None: as the budget allows)
+    compute_budget: float = COMPUTE_BUDGET           # the streams' compute, in calibration passes
+    max_memory: Optional[int] = None                 # hidden states in memory up to this, then spilled
+    spill_dir: Optional[str] = None
 
 
 @dataclass
@@ -298,31 +301,16 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     budget = _budget(plan, outs, tplans, free, target, n_elements)
     secs["plan"] = time.perf_counter() - t0
 
-    t1 = time.perf_counter()
-    report("calibration", 0, 1)
-    model = _calibration_model(plan, outs, n_elements, opts)
-    calib = Calibration(model, calib_text, ctx=opts.calib_ctx, chunks=opts.calib_chunks)
-    report("calibration", 1, 1)
-    secs["calibration"] = time.perf_counter() - t1
-
-    t_err = time.perf_counter()
     by_name = {o.name: o for o in outs}
-    _error_table(plan, by_name, free, calib, q_ims, opts, report)
-    secs["errors"] = time.perf_counter() - t_err
-
-    t_probe = time.perf_counter()
-    n_kinds = len(opts.probe_bpw) + 2 + (opts.reference is not None)
-    band = opts.probe_layers or auto_band(free, n_kinds, opts.max_probes)
-    groups = bands(free, band)
-    prober = Prober(calib, lambda name: tensor_f32(plan.checkpoint, by_name[name]), q_ims, opts.reference is not None,
-                    opts.threads)
-    for bi, members in enumerate(groups):
-        report("probes", bi, len(groups))
-        prober.measure(members, opts.probe_bpw)
+    if opts.probes not in ("streamed", "full"):
+        raise QtkValueError(f"probes must be 'streamed' or 'full', got {opts.probes!r}")
+    if opts.probes == "streamed":
+        calib_report, band, n_groups = _streamed(plan, by_name, free, calib_text, q_ims, opts, report, secs)
+    else:
+        calib_report, band, n_groups = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements, opts, report,
+                                             secs)
     for tp in free:
         tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
-    report("probes", len(groups), len(groups))
-    secs["probes"] = time.perf_counter() - t_probe
 
     t2 = time.perf_counter()
     sol = solve([[(budget.size_of(b), l) for b, l in zip(tp.nbytes, tp.loss)] for tp in free], budget.free_bytes)
@@ -348,12 +336,71 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
         file_bytes=file_bytes, n_elements=n_elements, tensors=tplans,
         solver={"method": sol.method, "loss": sol.loss, "lower_bound": sol.lower_bound, "gap": sol.gap,
                 "lambda": sol.lam, "free_tensors": len(free), "fixed_tensors": len(tplans) - len(free)},
-        calibration={"tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
-                     "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band,
-                     "probe_bands": len(groups),
-                     "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}},
+        calibration=calib_report,
         preset_predictions=preset_pred, seconds={k: round(v, 3) for k, v in secs.items()},
     )
+
+
+def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_ims, opts: AllocOptions,
+              report: Progress, secs: Dict[str, float]):
+    """Calibration, error table and probes in one pass over the checkpoint (alloc/streamed.py)."""
+    t1 = time.perf_counter()
+    source = opts.reference or plan.model_dir
+    sc = StreamedCalibration(
+        source, calib_text, free, q_ims, lambda name: tensor_f32(plan.checkpoint, by_name[name]),
+        reference=opts.reference is not None, ctx=opts.calib_ctx, chunks=opts.calib_chunks, probe_bpw=opts.probe_bpw,
+        probe_layers=opts.probe_layers, probe_chunks=opts.probe_chunks, max_rows=opts.max_rows,
+        max_probes=opts.max_probes, threads=opts.threads, max_memory=opts.max_memory, spill_dir=opts.spill_dir,
+        budget=opts.compute_budget, progress=report)
+    try:
+        if opts.reference is not None:
+            _check_reference(sc.sm.model, list(by_name.values()), opts.reference)
+        sc.run()
+        run = sc.figures()
+    finally:
+        sc.close()
+    secs["calibration"] = round(sc.base_seconds, 3)
+    secs["errors"] = round(sc.error_seconds, 3)
+    secs["probes"] = round(sc.stream_seconds, 3)
+    secs["pass"] = time.perf_counter() - t1
+    log.info("streamed calibration: %d chunks, %d probe streams on %d chunks each, %.1f GB read (%.2f x the "
+             "checkpoint), %.1f s", len(sc.chunks), run["streams"], run["probe_chunks"], run["bytes_read"] / 1e9,
+             run["reads_of_checkpoint"] or 0.0, run["seconds"])
+    calib = {"method": "streamed", "tokens": sc.n_tokens, "chunks": len(sc.chunks), "ctx": sc.ctx,
+             "scored": sc.scored, "probes": sc.n_probes, "probe_layers": sc.plan.band, "probe_bands": len(sc.groups),
+             "probe_chunks": len(sc.probe_at), "run": run,
+             "expert_counts": {k: v.tolist() for k, v in sc.expert_counts().items()}}
+    return calib, sc.plan.band, len(sc.groups)
+
+
+def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_ims, n_elements: int,
+          opts: AllocOptions, report: Progress, secs: Dict[str, float]):
+    """The model in memory; every probe re-runs the changed layers on every calibration chunk."""
+    t1 = time.perf_counter()
+    report("calibration", 0, 1)
+    model = _calibration_model(plan, outs, n_elements, opts)
+    calib = Calibration(model, calib_text, ctx=opts.calib_ctx, chunks=opts.calib_chunks)
+    report("calibration", 1, 1)
+    secs["calibration"] = time.perf_counter() - t1
+
+    t_err = time.perf_counter()
+    _error_table(plan, by_name, free, calib, q_ims, opts, report)
+    secs["errors"] = time.perf_counter() - t_err
+
+    t_probe = time.perf_counter()
+    n_kinds = len(opts.probe_bpw) + 2 + (opts.reference is not None)
+    band = opts.probe_layers or auto_band(free, n_kinds, opts.max_probes)
+    groups = bands(free, band)
+    prober = Prober(calib, lambda name: tensor_f32(plan.checkpoint, by_name[name]), q_ims, opts.reference is not None,
+                    opts.threads)
+    for bi, members in enumerate(groups):
+        report("probes", bi, len(groups))
+        prober.measure(members, opts.probe_bpw)
+    report("probes", len(groups), len(groups))
+    secs["probes"] = time.perf_counter() - t_probe
+    return ({"method": "full", "tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
+             "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band, "probe_bands": len(groups),
+             "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, band, len(groups))
 
 
 # -- the steps ---------------------------------------------------------------------------------
@@ -446,19 +493,8 @@ def _error_table(plan: Plan, by_name, free: List[TensorPlan], calib: Calibration
         report("errors", i, len(free))
         w = tensor_f32(plan.checkpoint, by_name[tp.name])
         w3 = w.reshape((-1,) + w.shape[-2:])
-        n_mat, n_rows, n_cols = w3.shape
-        col_w, row_w = calib.error_weights(tp.name, n_cols, n_mat, n_rows)
-        q_im = q_ims.get(tp.name)
-        rows = _sample_rows(n_rows, n_mat, opts.max_rows)
-        scale = n_rows / rows.size
-        for t in tp.types:
-            total = 0.0
-            for m in range(n_mat):
-                qi = None if q_im is None else q_im[m]
-                cw = None if col_w is None else col_w[m if col_w.shape[0] > 1 else 0]
-                e = quant_error(np.ascontiguousarray(w3[m][rows]), t, imatrix=qi, weights=cw, threads=opts.threads)
-                total += float(np.dot(e, row_w[rows]) if row_w is not None else e.sum()) * scale
-            tp.error.append(total)
+        col_w, row_w = calib.error_weights(tp.name, w3.shape[2], w3.shape[0], w3.shape[1])
+        tp.error = tensor_errors(w, tp.types, col_w, row_w, q_ims.get(tp.name), opts.max_rows, opts.threads)
     report("errors", len(free), len(free))
 
 

@@ -57,7 +57,7 @@ class _ExpertStats:
         self.n_tokens = 0
 
 
-class _StatsObserver:
+class StatsObserver:
     """The observer (:func:`qtoolkit.model.taps.observe`) of the calibration pass: every matrix's
     inputs, the embedding's lookups, and per expert the router-weighted statistics."""
 
@@ -126,7 +126,7 @@ class Calibration:
         self.scored = n * (ctx - 1 - self.first)
         self.inputs: List[List[np.ndarray]] = []   # per chunk: the input of every layer, then the final hidden state
         self.base_logits: List[np.ndarray] = []
-        self.stats = _StatsObserver()
+        self.stats = StatsObserver()
         self.seconds = 0.0
         self.probe_seconds = 0.0
         self.n_probes = 0
@@ -159,25 +159,7 @@ class Calibration:
     def error_weights(self, name: str, n_cols: int, n_mat: int, n_rows: int):
         """(column weights [n_mat, n_cols] float32 or None, row weights [n_rows] float64 or None)
         of a GGUF tensor's quantization error (see the module doc)."""
-        m = self.model
-        dense = self.stats.dense_stats
-        if name == "token_embd.weight":
-            t = dense["token_embd.weight"]
-            if m.output is m.tok_embd:  # the output role: column weights of the head's input
-                return _mean_squares(t), None
-            counts = t.row_counts if t.row_counts is not None else np.zeros(n_rows)
-            return None, counts / max(counts.sum(), 1.0)
-        il, short = split_name(name)
-        if short in EXPERT_STACKS:
-            t = self.stats.expert_stats[str(il)]
-            s = t.sum_mid if short == "ffn_down_exps" else t.sum_in
-            w = s / max(t.n_tokens, 1)
-            w = w + UNUSED_EXPERT_FLOOR * w.mean(axis=0, keepdims=True)
-            return w.astype(np.float32), None
-        t = dense.get(name)
-        if t is None:
-            return None, None
-        return _mean_squares(t), None
+        return error_weights(self.stats, self.model.output is self.model.tok_embd, name, n_rows)
 
     def expert_counts(self) -> Dict[int, np.ndarray]:
         """Routed slots per expert of every MoE layer over the calibration tokens."""
@@ -206,6 +188,29 @@ class Calibration:
         self.probe_seconds += time.perf_counter() - t0
         self.n_probes += 1
         return max(total / n, 0.0)
+
+
+def error_weights(stats: "StatsObserver", tied: bool, name: str, n_rows: int):
+    """(column weights ``[n_mat or 1, n_cols]`` float32 or None, row weights ``[n_rows]`` float64
+    or None) of tensor ``name``'s quantization error, from the calibration statistics (module doc)."""
+    dense = stats.dense_stats
+    if name == "token_embd.weight":
+        t = dense.get("token_embd.weight")
+        if tied:   # the output role: column weights of the head's input
+            return (_mean_squares(t), None) if t is not None and t.sum_x2 is not None else (None, None)
+        counts = t.row_counts if t is not None and t.row_counts is not None else np.zeros(n_rows)
+        return None, counts / max(counts.sum(), 1.0)
+    il, short = split_name(name)
+    if short in EXPERT_STACKS:
+        t = stats.expert_stats[str(il)]
+        s = t.sum_mid if short == "ffn_down_exps" else t.sum_in
+        w = s / max(t.n_tokens, 1)
+        w = w + UNUSED_EXPERT_FLOOR * w.mean(axis=0, keepdims=True)
+        return w.astype(np.float32), None
+    t = dense.get(name)
+    if t is None:
+        return None, None
+    return _mean_squares(t), None
 
 
 def start_layer(name: str, n_layer: int, tied: bool) -> int:

@@ -113,35 +113,70 @@ class Prober:
 
     def measure(self, members: Sequence, probe_bpw: Sequence[float] = PROBE_BPW) -> None:
         """Fill ``probes``, ``null``, ``act``, ``act_probe`` and ``band`` of every member."""
-        lead = members[0]
-        bpws = [type_info(t).bits_per_weight for t in lead.types]
-        if len(members) > 1:
-            for tp in members:
-                tp.band = [m.name for m in members]
-        # a GGUF reference has its own error on these tensors: what removing it costs is subtracted
-        null = self.kld(members, None, "null") if self.reference else 0.0
-        for tp, sh in zip(members, _shares(members, 0)):
-            tp.null = null * sh
-        for j in sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), lead.error[j])) for b in probe_bpw}):
-            t = lead.types[j]
-            k = max(self.kld(members, t, "weights") - null, 0.0) if sum(tp.error[j] for tp in members) > 0 else 0.0
-            for tp, sh in zip(members, _shares(members, j)):
-                tp.probes[t.name] = k * sh
-        # activation quantization: what the kernels add over float32, per activation format, at the
-        # most precise candidate that quantizes its activations that way
-        for fmt in ("Q8_K", "Q8_0"):
-            js = [j for j, t in enumerate(lead.types) if activation_format(t) == fmt]
-            if not js:
+        specs = probe_specs(members, probe_bpw, self.reference)
+        klds = {}
+        for spec in specs:
+            mode, t = spec
+            if mode == "weights" and sum(tp.error[tp.types.index(t)] for tp in members) <= 0:
+                klds[spec] = 0.0   # no error: nothing to measure
                 continue
-            j = max(js, key=lambda j: (bpws[j], -lead.error[j]))
-            t = lead.types[j]
-            k = max(self.kld(members, t, "kernels") - null, 0.0)
-            for tp, sh in zip(members, _shares(members, j)):
-                tp.act[fmt] = max(k * sh - tp.weight_loss(tp.error[j]), 0.0)
-                tp.act_probe[fmt] = t.name
-        log.info("probes of %s: %s; activations %s", ", ".join(tp.name for tp in members),
-                 ", ".join(f"{n} {sum(tp.probes[n] for tp in members):.2e}" for n in lead.probes),
-                 ", ".join(f"{f} {sum(tp.act.get(f, 0) for tp in members):.2e}" for f in lead.act))
+            klds[spec] = self.kld(members, t, mode)
+        apply_probes(members, specs, klds)
+
+
+Spec = Tuple[str, Optional[QuantType]]   # ("null", None), ("weights", type) or ("kernels", type)
+
+
+def probe_specs(members: Sequence, probe_bpw: Sequence[float] = PROBE_BPW, reference: bool = False,
+                errors: Optional[Sequence[float]] = None) -> List[Spec]:
+    """The probes of a band, in the order they are applied: the null probe (with a GGUF
+    reference), a weight probe at the candidate nearest each of ``probe_bpw`` (ties: the least
+    error), a kernel probe at the most precise candidate of each activation format. ``errors``:
+    the lead member's errors per candidate (default its ``error``)."""
+    lead = members[0]
+    err = list(errors if errors is not None else lead.error)
+    bpws = [type_info(t).bits_per_weight for t in lead.types]
+    specs: List[Spec] = [("null", None)] if reference else []
+    for j in sorted({min(range(len(bpws)), key=lambda j: (abs(bpws[j] - b), err[j])) for b in probe_bpw}):
+        specs.append(("weights", lead.types[j]))
+    for fmt in ("Q8_K", "Q8_0"):
+        js = [j for j, t in enumerate(lead.types) if activation_format(t) == fmt]
+        if js:
+            specs.append(("kernels", lead.types[max(js, key=lambda j: (bpws[j], -err[j]))]))
+    return specs
+
+
+def apply_probes(members: Sequence, specs: Sequence[Spec], klds: Dict[Spec, float], scale: float = 1.0) -> None:
+    """Fill ``probes``, ``null``, ``act``, ``act_probe`` and ``band`` of every member from the
+    measured KL divergences of its band's probes (each member's share in proportion to its error;
+    the null probe's value subtracted from the others; what the kernels add over the weight curve
+    is the activation cost of that format). ``scale`` multiplies every measurement."""
+    if len(members) > 1:
+        for tp in members:
+            tp.band = [m.name for m in members]
+    null = klds.get(("null", None), 0.0) * scale
+    for tp, sh in zip(members, _shares(members, 0)):
+        tp.null = null * sh
+    for mode, t in specs:
+        if mode != "weights":
+            continue
+        j = members[0].types.index(t)
+        k = max(klds[(mode, t)] * scale - null, 0.0) if sum(tp.error[j] for tp in members) > 0 else 0.0
+        for tp, sh in zip(members, _shares(members, j)):
+            tp.probes[t.name] = k * sh
+    for mode, t in specs:
+        if mode != "kernels":
+            continue
+        j = members[0].types.index(t)
+        fmt = activation_format(t)
+        k = max(klds[(mode, t)] * scale - null, 0.0)
+        for tp, sh in zip(members, _shares(members, j)):
+            tp.act[fmt] = max(k * sh - tp.weight_loss(tp.error[j]), 0.0)
+            tp.act_probe[fmt] = t.name
+    lead = members[0]
+    log.info("probes of %s: %s; activations %s", ", ".join(tp.name for tp in members),
+             ", ".join(f"{n} {sum(tp.probes[n] for tp in members):.2e}" for n in lead.probes),
+             ", ".join(f"{f} {sum(tp.act.get(f, 0) for tp in members):.2e}" for f in lead.act))
 
 
 def _shares(members: Sequence, j: int) -> List[float]:

@@ -375,39 +375,10 @@ class Run:
 
     def _run_group(self, model: Model, L: Layer, il: int, H: HiddenStates, g: range, observer) -> Optional[List[np.ndarray]]:
         """Layer ``L`` on the chunks of group ``g``; returns the routed ids of each chunk (MoE)."""
-        hp = model.hp
         X = H.read(g.start, g.stop)
-        ctx = self.ctx
-        k_store = np.empty((hp.n_head_kv, ctx, hp.head_dim), dtype=np.float32)
-        v_store = np.empty((hp.n_head_kv, ctx, hp.head_dim_v), dtype=np.float32)
-        with observe_layer(L, il, observer) if observer is not None else _nothing():
-            for j in range(len(g)):
-                x = X[j]
-                x += model.attend(L, rms_norm(x, L.attn_norm, hp.eps), k_store, v_store, 0)
-            if L.experts is None:
-                for j in range(len(g)):
-                    X[j] += model.ffn(L, rms_norm(X[j], L.ffn_norm, hp.eps))
-                routes = None
-            else:
-                hs = [rms_norm(X[j], L.ffn_norm, hp.eps) for j in range(len(g))]
-                picked = [model.route(L, h) for h in hs]
-                routes = [ids for ids, _ in picked]
-                h_all = np.concatenate(hs) if len(hs) > 1 else hs[0]
-                ids = np.concatenate(routes) if len(hs) > 1 else routes[0]
-                w = np.concatenate([wt for _, wt in picked]) if len(hs) > 1 else picked[0][1]
-                out = np.empty_like(h_all)
-                step = self._moe_tokens(model, L)
-                for a in range(0, h_all.shape[0], step):
-                    out[a:a + step] = model.experts(L, h_all[a:a + step], ids[a:a + step], w[a:a + step])
-                X += out.reshape(X.shape)
+        routes = run_block(model, L, il, X, observer)
         H.write(g.start, X)
         return routes
-
-    def _moe_tokens(self, model: Model, L: Layer) -> int:
-        """Tokens per expert call, so that the routed pairs' hidden vectors stay within MOE_BYTES."""
-        hp = model.hp
-        per_token = hp.n_expert_used * (3 * L.experts.n_ff + hp.n_embd) * 4
-        return max(self.ctx, MOE_BYTES // max(1, per_token))
 
     # -- the heads -------------------------------------------------------------------------------
     def heads(self, first: int, stop: int) -> Iterator[List[np.ndarray]]:
@@ -423,6 +394,44 @@ class Run:
         for m in self.models:
             m.release_outer()
         self.figures.compute_seconds += t_compute
+
+
+def moe_tokens(model: Model, L: Layer, ctx: int) -> int:
+    """Tokens per expert call, so that the routed pairs' hidden vectors stay within MOE_BYTES."""
+    hp = model.hp
+    per_token = hp.n_expert_used * (3 * L.experts.n_ff + hp.n_embd) * 4
+    return max(ctx, MOE_BYTES // max(1, per_token))
+
+
+def run_block(model: Model, L: Layer, il: int, X: np.ndarray, observer=None) -> Optional[List[np.ndarray]]:
+    """Block ``L`` (layer ``il`` of ``model``) on the chunks ``X`` ``[n, ctx, n_embd]``, in place:
+    attention per chunk (each from position 0), a MoE layer's experts on the tokens of all the
+    chunks at once. ``observer``: sees what enters every matrix (:func:`~.taps.observe_layer`).
+    Returns the routed expert ids ``[ctx, k]`` of each chunk (None for a dense layer)."""
+    hp = model.hp
+    n, ctx = X.shape[0], X.shape[1]
+    k_store = np.empty((hp.n_head_kv, ctx, hp.head_dim), dtype=np.float32)
+    v_store = np.empty((hp.n_head_kv, ctx, hp.head_dim_v), dtype=np.float32)
+    with observe_layer(L, il, observer) if observer is not None else _nothing():
+        for j in range(n):
+            x = X[j]
+            x += model.attend(L, rms_norm(x, L.attn_norm, hp.eps), k_store, v_store, 0)
+        if L.experts is None:
+            for j in range(n):
+                X[j] += model.ffn(L, rms_norm(X[j], L.ffn_norm, hp.eps))
+            return None
+        hs = [rms_norm(X[j], L.ffn_norm, hp.eps) for j in range(n)]
+        picked = [model.route(L, h) for h in hs]
+        routes = [ids for ids, _ in picked]
+        h_all = np.concatenate(hs) if n > 1 else hs[0]
+        ids = np.concatenate(routes) if n > 1 else routes[0]
+        w = np.concatenate([wt for _, wt in picked]) if n > 1 else picked[0][1]
+        out = np.empty_like(h_all)
+        step = moe_tokens(model, L, ctx)
+        for a in range(0, h_all.shape[0], step):
+            out[a:a + step] = model.experts(L, h_all[a:a + step], ids[a:a + step], w[a:a + step])
+        X += out.reshape(X.shape)
+    return routes
 
 
 class _nothing:

@@ -46,20 +46,50 @@ def split_name(name: str) -> Tuple[int, str]:
     return -1, name
 
 
+def linear_of(w: np.ndarray, qtype: QuantType, cols: int, bias=None, threads=None, act_f32=False) -> Linear:
+    if qtype == QuantType.F32:
+        return Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, cols, bias=bias, threads=threads)
+    return Linear(np.ascontiguousarray(w).reshape(w.shape[-2] if w.ndim == 3 else w.shape[0], -1), qtype, cols,
+                  bias=bias, threads=threads, act_f32=act_f32 and qtype == QuantType.BF16)
+
+
+def replace_in_layer(L, short: str, w: np.ndarray, qtype: QuantType = QuantType.F32) -> Callable[[], None]:
+    """Put weights ``w`` in place of the matrix ``short`` (e.g. ``attn_q``, ``ffn_up_exps``) of the
+    block ``L``; as :func:`replace_tensor`. Returns an undo function."""
+    if short in EXPERT_STACKS:
+        old: Optional[Experts] = L.experts
+        if old is None:
+            raise QtkValueError(f"the block has no expert stack {short}")
+        # the other two projections stay as they are (float32, stored dtype, or quantized in a GGUF)
+        mats = list(old.matrices)
+        qtypes = list(old.qtypes)
+        j = EXPERT_STACKS.index(short)
+        mats[j] = np.ascontiguousarray(w, dtype=np.float32) if qtype == QuantType.F32 else np.ascontiguousarray(w)
+        qtypes[j] = qtype
+        L.experts = Experts(*mats, qtypes, old.n_embd, old.n_ff, threads=old.threads, act_f32=old.act_f32)
+
+        def undo_experts():
+            L.experts = old
+        return undo_experts
+    attr = ATTR_OF.get(short)
+    prev = getattr(L, attr, None) if attr is not None else None
+    if prev is None:
+        raise QtkValueError(f"the block has no matrix {short}")
+    setattr(L, attr, linear_of(w, qtype, prev.cols, bias=prev.bias, threads=prev.threads, act_f32=prev.act_f32))
+
+    def undo():
+        setattr(L, attr, prev)
+    return undo
+
+
 def replace_tensor(model: Model, name: str, w: np.ndarray, qtype: QuantType = QuantType.F32,
                    cols: int = 0) -> Callable[[], None]:
     """Put weights ``w`` in place of tensor ``name``: float32 in the tensor's numpy shape, or, with
     ``qtype``, its quantized bytes (rows of ``cols`` elements; ``[n_expert, rows, row_bytes]`` for
     experts) run by the kernels as the quantized file will be. Returns an undo function."""
-    def linear(cols_of, bias=None, threads=None, act_f32=False):
-        if qtype == QuantType.F32:
-            return Linear(np.ascontiguousarray(w, dtype=np.float32), QuantType.F32, cols_of, bias=bias, threads=threads)
-        return Linear(np.ascontiguousarray(w).reshape(w.shape[-2] if w.ndim == 3 else w.shape[0], -1), qtype, cols_of,
-                      bias=bias, threads=threads, act_f32=act_f32 and qtype == QuantType.BF16)
-
     if name in ("token_embd.weight", "output.weight"):
         old_embd, old_out = model.tok_embd, model.output
-        lin = linear(cols or w.shape[1], threads=old_embd.threads)
+        lin = linear_of(w, qtype, cols or w.shape[1], threads=old_embd.threads)
         if name == "token_embd.weight":
             model.tok_embd = lin
             if old_out is old_embd:
@@ -73,24 +103,4 @@ def replace_tensor(model: Model, name: str, w: np.ndarray, qtype: QuantType = Qu
     il, short = split_name(name)
     if il < 0 or il >= len(model.layers):
         raise QtkValueError(f"the model has no tensor {name}")
-    L = model.layers[il]
-    if short in EXPERT_STACKS:
-        old: Optional[Experts] = L.experts
-        # the other two projections stay as they are (float32, or quantized in a GGUF reference)
-        mats = list(old.matrices)
-        qtypes = list(old.qtypes)
-        j = EXPERT_STACKS.index(short)
-        mats[j] = np.ascontiguousarray(w, dtype=np.float32) if qtype == QuantType.F32 else np.ascontiguousarray(w)
-        qtypes[j] = qtype
-        L.experts = Experts(*mats, qtypes, old.n_embd, old.n_ff, threads=old.threads, act_f32=old.act_f32)
-
-        def undo_experts():
-            L.experts = old
-        return undo_experts
-    attr = ATTR_OF[short]
-    prev = getattr(L, attr)
-    setattr(L, attr, linear(prev.cols, bias=prev.bias, threads=prev.threads, act_f32=prev.act_f32))
-
-    def undo():
-        setattr(L, attr, prev)
-    return undo
+    return replace_in_layer(model.layers[il], short, w, qtype)
