@@ -377,3 +377,73 @@ def test_tensor_names_refused_on_read_and_write(tmp_path, name, match):
     with pytest.raises(QtkValueError, match=match):
         write_gguf(str(tmp_path / "o.gguf"), "llama", [], [TensorOut(name, (4,), QuantType.F32, lambda: iter(()))])
     assert not os.path.exists(str(tmp_path / "o.gguf.partial"))
+
+
+# -- fuzzing the text reader and the output path ---------------------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.binary(max_size=600), st.sampled_from(["strict", "replace"]))
+def test_fuzz_text_reader(tmp_path_factory, data, errors):
+    from qtoolkit.alloc.recipe import parse_recipe_text
+    from qtoolkit.io.files import read_text_file
+
+    p = str(tmp_path_factory.mktemp("t") / "t.txt")
+    with open(p, "wb") as f:
+        f.write(data)
+    try:
+        text = read_text_file(p, "text", limit=500, errors=errors)
+    except QtkError as exc:
+        assert str(exc).startswith(p + ":")
+        assert len(data) > 500 or (errors == "strict" and "not valid UTF-8" in str(exc))
+        return
+    assert isinstance(text, str) and "\r" not in text
+    try:
+        parse_recipe_text(text, p)
+    except QtkValueError as exc:
+        assert str(exc).startswith(p + ":")
+
+
+_STATES = ["none", "file", "symlink-victim", "hardlink-victim", "dir", "fifo", "dangling"]
+
+
+def _make(path, state, victim):
+    if state == "file":
+        with open(path, "w") as f:
+            f.write("old")
+    elif state == "symlink-victim":
+        os.symlink(victim, path)
+    elif state == "hardlink-victim":
+        os.link(victim, path)
+    elif state == "dir":
+        os.mkdir(path)
+    elif state == "fifo":
+        os.mkfifo(path)
+    elif state == "dangling":
+        os.symlink(path + ".nowhere", path)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True)
+@given(st.sampled_from(_STATES), st.sampled_from(_STATES), st.booleans(), st.booleans())
+def test_fuzz_output_path(tmp_path_factory, out_state, partial_state, force, victim_is_input):
+    """Whatever sits at OUT and OUT.partial, the victim file is never changed, and the run either
+    publishes the complete new file or is refused with a QtkError naming the output."""
+    d = tmp_path_factory.mktemp("o")
+    victim = str(d / "victim.txt")
+    with open(victim, "w") as f:
+        f.write("data")
+    out = str(d / "out.bin")
+    _make(out, out_state, victim)
+    _make(out + ".partial", partial_state, victim)
+    try:
+        write_text(out, "new", force, "the file", [victim] if victim_is_input else [])
+    except QtkError as exc:
+        assert out in str(exc)
+    else:
+        assert not os.path.islink(out) and open(out).read() == "new"
+        assert not os.path.lexists(out + ".partial")
+        assert force or out_state == "none"
+        assert partial_state in ("none", "file")
+    assert open(victim).read() == "data"
