@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _clib
 from .errors import QtkTypeError, QtkValueError
-from .quants import CustomQuant, QType, QuantType, resolve, type_info
+from .quants import MAX_THREADS, CustomQuant, QType, QuantType, resolve, type_info
 
 __all__ = [
     "matmul",
@@ -65,8 +65,8 @@ def weight_type(q: Union[QuantType, CustomQuant], f32_activations: bool = False)
 def _threads(threads: Optional[int]) -> int:
     if threads is None:
         return 0  # the C pool uses one thread per available core
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise QtkValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise QtkValueError(f"threads must be an integer from 1 to {MAX_THREADS} or None, got {threads!r}")
     return int(threads)
 
 

@@ -232,6 +232,7 @@ def row_bytes(qtype: QType, n: int) -> int:
 # -- thread pool -----------------------------------------------------------------------------
 
 _pools: dict = {}
+MAX_THREADS = 4096  # a thread count above this is a typo (the C pool takes an int; 99999999999 overflowed it)
 
 
 def default_threads() -> int:
@@ -257,8 +258,8 @@ def run_rows(fn, rows: int, elements: int, threads: Optional[int]) -> None:
     The first error in row order is raised (so the row it names is the first bad row)."""
     if threads is None:
         threads = default_threads()
-    if not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise QtkValueError(f"threads must be a positive integer, got {threads!r}")
+    if not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise QtkValueError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
     threads = int(min(threads, rows)) if rows else 1
     if threads <= 1 or elements < _PARALLEL_MIN_ELEMENTS:
         fn(0, rows)

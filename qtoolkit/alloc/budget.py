@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional
 
 from ..converter.convert import run_plan
 from ..converter.plan import ConvertOptions
-from ..errors import QtkFileNotFoundError, QtkValueError
+from ..errors import QtkValueError
 from ..io.output import check_output
 from ..model.chunks import read_file
 from ..units import parse_size
@@ -33,9 +33,7 @@ def recipe_path(out_path: str) -> str:
 
 def read_text(path: str) -> str:
     """A calibration text file."""
-    if not os.path.isfile(path):
-        raise QtkFileNotFoundError(f"{path}: no such calibration text file")
-    return read_file(path, "calibration text file")
+    return read_file(path, "calibration text")
 
 
 def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None, *,
@@ -54,7 +52,14 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
     if not opts.dry_run:
         if not out_path:
             raise QtkValueError("an output path is needed (or dry_run=True)")
-        check_output(out_path, opts.force)
+        check_output(out_path, opts.force, [model_dir, opts.imatrix, calib, calib_reference, *opts.inputs])
+    inputs = [model_dir, opts.imatrix, calib, calib_reference, *opts.inputs]
+    if recipe is not None:
+        if out_path and os.path.abspath(recipe) == os.path.abspath(out_path):
+            raise QtkValueError(f"{recipe}: the recipe and the output must be two files")
+        check_output(recipe, opts.force, inputs)
+    elif out_path and not opts.dry_run:
+        check_output(recipe_path(out_path), opts.force, inputs)
     if target_size is not None and target_bpw is not None:
         raise QtkValueError("give --target-size or --target-bpw, not both")
     if opts.pure:
@@ -76,15 +81,16 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
         alloc = allocate_plan(base, text, target, aopts)
         path = recipe or (recipe_path(out_path) if out_path and not opts.dry_run else None)
         if path:
-            _write_recipe(path, alloc, model_dir, size, target_bpw, calib, opts.imatrix)
+            _write_recipe(path, alloc, model_dir, size, target_bpw, calib, opts.imatrix, opts.force, inputs)
         plan = base.retyped(alloc.types, alloc.base_preset)
-        return run_plan(plan, out_path, opts, t0, {"allocation": {**alloc.report(), "recipe_file": path}})
+        return run_plan(plan, out_path, opts, t0, {"allocation": {**alloc.report(), "recipe_file": path}},
+                        [calib, calib_reference])
     finally:
         base.close()
 
 
 def _write_recipe(path: str, alloc: Allocation, model_dir: str, size: Optional[int], bpw: Optional[float],
-                  calib: str, imatrix: Optional[str]) -> None:
+                  calib: str, imatrix: Optional[str], force: bool, inputs) -> None:
     target = f"{size:,} bytes (whole file)" if size is not None else f"{bpw:g} bits per weight"
     im = f" --imatrix {os.path.basename(imatrix)}" if imatrix else ""
     write_recipe(path, alloc.types_quantized(), header=[
@@ -100,4 +106,4 @@ def _write_recipe(path: str, alloc: Allocation, model_dir: str, size: Optional[i
         f"imatrix: {os.path.basename(imatrix) if imatrix else 'none'}",
         f"reproduce: qtoolkit convert MODEL -o OUT.gguf --type {alloc.base_preset} --tensor-type-file "
         f"{os.path.basename(path)}{im}",
-    ])
+    ], force=force, inputs=inputs)

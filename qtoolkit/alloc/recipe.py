@@ -15,7 +15,9 @@ import re
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..errors import QtkFileNotFoundError, QtkValueError
+from ..errors import QtkValueError
+from ..io.files import SMALL_TEXT_LIMIT, read_text_file
+from ..io.output import write_text
 from ..quants import QuantType
 
 _LAYER = re.compile(r"^blk\.(\d+)\.(.+)$")
@@ -45,13 +47,14 @@ def recipe_lines(types: Dict[str, QuantType]) -> List[str]:
     return lines
 
 
-def write_recipe(path: str, types: Dict[str, QuantType], header: Sequence[str] = ()) -> List[str]:
+def write_recipe(path: str, types: Dict[str, QuantType], header: Sequence[str] = (), force: bool = False,
+                 inputs: Sequence[Optional[str]] = ()) -> List[str]:
+    """Write the recipe of ``types`` (with ``# header`` lines) through the package's one output
+    path (:class:`qtoolkit.io.output.ReplaceOnSuccess`: atomic, an existing file only with
+    ``force``, never one of ``inputs``); returns its ``REGEX=TYPE`` lines."""
     lines = recipe_lines(types)
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for h in header:
-            f.write(f"# {h}\n" if h else "#\n")
-        for line in lines:
-            f.write(line + "\n")
+    text = "".join(f"# {h}\n" if h else "#\n" for h in header) + "".join(line + "\n" for line in lines)
+    write_text(path, text, force, "the recipe", inputs)
     return lines
 
 
@@ -69,12 +72,9 @@ def parse_recipe_text(text: str, where: str = "recipe") -> List[str]:
 
 
 def read_recipe(path: str) -> List[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise QtkFileNotFoundError(f"{path}: no such tensor-type file") from None
-    return parse_recipe_text(text, path)
+    """The entries of a tensor-type file (:func:`qtoolkit.io.files.read_text_file`: a regular
+    UTF-8 file of at most 16 MiB)."""
+    return parse_recipe_text(read_text_file(path, "tensor-type file", SMALL_TEXT_LIMIT), path)
 
 
 def recipe_header(path: Optional[str]) -> Dict[str, str]:
@@ -82,14 +82,13 @@ def recipe_header(path: Optional[str]) -> Dict[str, str]:
     out: Dict[str, str] = {}
     if not path:
         return out
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.startswith("#"):
-                break
-            body = line[1:].strip()
-            if ":" in body:
-                k, v = body.split(":", 1)
-                out[k.strip()] = v.strip()
+    for line in read_text_file(path, "recipe", SMALL_TEXT_LIMIT).splitlines():
+        if not line.startswith("#"):
+            break
+        body = line[1:].strip()
+        if ":" in body:
+            k, v = body.split(":", 1)
+            out[k.strip()] = v.strip()
     return out
 
 

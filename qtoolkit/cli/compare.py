@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, run_options
+from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, read_eval_text, run_options
 
 
 def add_arguments(parser) -> None:
@@ -13,6 +13,7 @@ def add_arguments(parser) -> None:
     add_eval_arguments(parser)
     parser.add_argument("--report", metavar="DIR", default=None,
                         help="write report.md and PNG plots here (needs matplotlib: pip install 'qtoolkit[report]')")
+    parser.add_argument("--force", action="store_true", help="replace the report files of an earlier run in --report DIR")
 
 
 def format_result(res) -> str:
@@ -38,17 +39,20 @@ def format_result(res) -> str:
 
 def run(args) -> int:
     from ..model.evaluate import compare
+    from ..model.report import check_report
     from .progress import ChunkBar, LayerBar
 
     if args.report:  # fail before the long run when matplotlib is missing
         from ..model.report import require_matplotlib
 
         require_matplotlib()
+        check_report(args.report, args.force, [args.base, args.quant, args.file])
     one_blas_thread_for_gguf(args.base, args.quant)
     quiet = args.quiet or args.json
     bar, layers = (None, None) if quiet else (ChunkBar("compare"), LayerBar("layers"))
+    file, text = read_eval_text(args)
     try:
-        res = compare(args.base, args.quant, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads,
+        res = compare(args.base, args.quant, file=file, text=text, report_force=args.force, ctx=args.ctx, chunks=args.chunks, threads=args.threads,
                       progress=bar, report=args.report, layer_progress=layers, **run_options(args))
     finally:
         for b in (layers, bar):

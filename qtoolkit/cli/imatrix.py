@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from ..imatrix.coverage import format_coverage
-from .options import add_run_arguments, format_run, one_blas_thread_for_gguf, run_options
+from .options import (add_run_arguments, add_text_errors, format_run, one_blas_thread_for_gguf, read_eval_text,
+                      run_options, thread_count)
 
 
 def add_arguments(parser) -> None:
@@ -17,7 +18,8 @@ def add_arguments(parser) -> None:
                         help="gguf (llama.cpp's current format) or dat (legacy); default: from the suffix, gguf")
     parser.add_argument("--ctx", "-c", type=int, default=512, help="tokens per chunk (default 512, as llama-imatrix)")
     parser.add_argument("--chunks", type=int, default=None, help="use at most this many chunks (default: the whole text)")
-    parser.add_argument("--threads", "-t", type=int, default=None, help="matmul threads (default: all cores)")
+    parser.add_argument("--threads", "-t", type=thread_count, default=None, help="matmul threads (default: all cores)")
+    add_text_errors(parser)
     parser.add_argument("--process-output", action="store_true", help="also collect output.weight (untied models)")
     parser.add_argument("--no-ppl", action="store_true", help="do not compute the calibration text's perplexity")
     parser.add_argument("--min-tokens", type=int, default=1, metavar="N",
@@ -35,8 +37,9 @@ def run(args) -> int:
     one_blas_thread_for_gguf(args.model)
     quiet = args.quiet or args.json
     bar, layers = (None, None) if quiet else (ChunkBar("imatrix"), LayerBar("layers"))
+    file, text = read_eval_text(args)
     try:
-        rep = compute_imatrix(args.model, file=args.file, output=args.output, ctx=args.ctx, chunks=args.chunks,
+        rep = compute_imatrix(args.model, file=file, text=text, dataset=args.file, output=args.output, ctx=args.ctx, chunks=args.chunks,
                               threads=args.threads, process_output=args.process_output, compute_ppl=not args.no_ppl,
                               output_format=args.output_format, force=args.force, min_tokens=args.min_tokens,
                               progress=bar, layer_progress=layers, **run_options(args))

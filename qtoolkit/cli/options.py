@@ -2,9 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ..alloc.recipe import read_recipe
 from ..model.blas import set_blas_threads
+from ..quants import MAX_THREADS
 from ..units import parse_size
+
+
+def thread_count(value: str) -> int:
+    """``--threads``: an integer from 1 to MAX_THREADS (argparse prints the error)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an integer") from None
+    if not 1 <= n <= MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} is not a thread count from 1 to {MAX_THREADS}")
+    return n
+
+
+def add_text_errors(parser) -> None:
+    parser.add_argument("--utf8-errors", choices=("strict", "replace"), default="strict",
+                        help="a text that is not valid UTF-8: refuse it (strict, the default) or replace the "
+                             "invalid bytes with U+FFFD and warn")
+
+
+def read_eval_text(args):
+    """``(file, text)`` for the library: the file name, or with --utf8-errors replace the text
+    read here (invalid bytes replaced) and no file."""
+    from ..model.chunks import read_file
+
+    if getattr(args, "utf8_errors", "strict") == "replace":
+        return None, read_file(args.file, "evaluation text", errors="replace")
+    return args.file, None
 
 
 def add_quant_options(parser) -> None:
@@ -24,7 +54,7 @@ def add_quant_options(parser) -> None:
     parser.add_argument("--output-tensor-type", metavar="TYPE", help="type of output.weight")
     parser.add_argument("--token-embedding-type", metavar="TYPE", help="type of token_embd.weight")
     parser.add_argument("--pure", action="store_true", help="no mixture rules: the preset's type for every quantizable tensor")
-    parser.add_argument("--threads", type=int, default=None, help="quantization threads (default: all cores)")
+    parser.add_argument("--threads", type=thread_count, default=None, help="quantization threads (default: all cores)")
     parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -39,7 +69,8 @@ def tensor_type_args(args) -> list:
 
 
 def uncovered_options(args) -> dict:
-    opts = {"min_expert_tokens": args.min_expert_tokens}
+    """The imatrix coverage options, and the tensor-type file as an input the output must not be."""
+    opts = {"min_expert_tokens": args.min_expert_tokens, "inputs": [f for f in [args.tensor_type_file] if f]}
     if args.uncovered_experts:
         opts["uncovered_experts"] = args.uncovered_experts
     return opts
@@ -49,7 +80,8 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--file", "-f", required=True, help="UTF-8 text to evaluate (at least 2 × ctx tokens)")
     parser.add_argument("--ctx", "-c", type=int, default=512, help="tokens per chunk (default 512, as llama-perplexity)")
     parser.add_argument("--chunks", type=int, default=None, help="evaluate at most this many chunks")
-    parser.add_argument("--threads", "-t", type=int, default=None, help="matmul threads (default: all cores)")
+    parser.add_argument("--threads", "-t", type=thread_count, default=None, help="matmul threads (default: all cores)")
+    add_text_errors(parser)
     parser.add_argument("--json", action="store_true", help="print the results as one JSON object (last line)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_run_arguments(parser)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, run_options
+from .options import add_eval_arguments, format_run, one_blas_thread_for_gguf, read_eval_text, run_options
 
 
 def add_arguments(parser) -> None:
@@ -19,8 +19,9 @@ def run(args) -> int:
     one_blas_thread_for_gguf(args.model)
     quiet = args.quiet or args.json
     bar, layers = (None, None) if quiet else (ChunkBar("perplexity"), LayerBar("layers"))
+    file, text = read_eval_text(args)
     try:
-        res = perplexity(args.model, file=args.file, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar,
+        res = perplexity(args.model, file=file, text=text, ctx=args.ctx, chunks=args.chunks, threads=args.threads, progress=bar,
                          layer_progress=layers, **run_options(args))
     finally:
         for b in (layers, bar):

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import QtkValueError
-from ..quants import default_threads, quantize
+from ..quants import MAX_THREADS, default_threads, quantize
 from ..io.gguf_writer import Progress, TensorOut, write_gguf
 from ..io.output import check_output
 from .quantize_stream import quantize_stream
@@ -31,8 +31,8 @@ from .source import rows_f32
 def check_threads(threads: Optional[int]) -> int:
     """``threads`` (None: one per core) as a positive int, or a QtkValueError."""
     n = threads if threads is not None else default_threads()
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise QtkValueError(f"threads must be a positive integer, got {threads!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise QtkValueError(f"threads must be an integer from 1 to {MAX_THREADS}, got {threads!r}")
     return n
 
 
@@ -48,7 +48,7 @@ def convert(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None
     if not opts.dry_run:
         if not out_path:
             raise QtkValueError("an output path is needed (or dry_run=True)")
-        check_output(out_path, opts.force)
+        check_output(out_path, opts.force, [model_dir, opts.imatrix, *opts.inputs])
     t0 = time.perf_counter()
     plan = build_plan(model_dir, opts)
     try:
@@ -58,25 +58,29 @@ def convert(model_dir: str, out_path: Optional[str], qtype: Optional[str] = None
 
 
 def run_plan(plan: Plan, out_path: Optional[str], opts: ConvertOptions, t0: float,
-             extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+             extra: Optional[Dict[str, Any]] = None, inputs: Sequence[Optional[str]] = ()) -> Dict[str, Any]:
     """The report of ``plan`` (with ``extra`` entries), and unless ``opts.dry_run`` the file
-    written: ``file_bytes`` and ``seconds`` since ``t0`` join the report."""
+    written: ``file_bytes`` and ``seconds`` since ``t0`` join the report. The output is never
+    one of the inputs: the model folder's files, the imatrix, ``opts.inputs`` and ``inputs``."""
     report = plan_report(plan, out_path, opts.dry_run)
     report.update(extra or {})
     if opts.dry_run:
         return report
-    report["file_bytes"] = write_plan(plan, out_path, opts.threads, opts.force, opts.progress)
+    report["file_bytes"] = write_plan(plan, out_path, opts.threads, opts.force, opts.progress,
+                                      [plan.model_dir, opts.imatrix, *opts.inputs, *inputs])
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
 
 def write_plan(plan: Plan, out_path: str, threads: Optional[int] = None, force: bool = False,
-               progress: Optional[Progress] = None) -> int:
-    """Write the planned file (see the module doc); returns its size in bytes."""
+               progress: Optional[Progress] = None, inputs: Sequence[Optional[str]] = ()) -> int:
+    """Write the planned file (see the module doc); returns its size in bytes. ``inputs``: the
+    files (or folders) the output must not be (the model folder is always one)."""
     n = check_threads(threads)
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="qtk-convert") as pool:
         outs = [TensorOut(pt.out.name, pt.out.ne, pt.type, _producer(plan, pt, pool, n)) for pt in plan.tensors]
-        return write_gguf(out_path, plan.arch.gguf_arch, plan.metadata, outs, force=force, progress=progress)
+        return write_gguf(out_path, plan.arch.gguf_arch, plan.metadata, outs, force=force, progress=progress,
+                          inputs=[plan.model_dir, *inputs])
 
 
 def _producer(plan: Plan, pt: PlannedTensor, pool, threads: int):

@@ -76,10 +76,20 @@ class HFConfig:
             raise QtkFormatError(f"{self.path}: field {name!r} must be an integer >= {minimum}, got {v!r}")
         return v
 
-    def float(self, name: str, default: Any = _MISSING) -> float:
+    def float(self, name: str, default: Any = _MISSING, minimum: Optional[float] = None,
+              positive: bool = False) -> float:
+        """A finite number; at least ``minimum`` / above 0 with ``positive`` (the loader's ranges,
+        so that what convert writes, the loader reads)."""
         v = self.find(name, default)
+        return self.number(v, name, minimum, positive)
+
+    def number(self, v: Any, name: str, minimum: Optional[float] = None, positive: bool = False) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise QtkFormatError(f"{self.path}: field {name!r} must be a finite number, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise QtkFormatError(f"{self.path}: field {name!r} must be at least {minimum}, got {v!r}")
+        if positive and not v > 0:
+            raise QtkFormatError(f"{self.path}: field {name!r} must be a positive number, got {v!r}")
         return float(v)
 
     def bool(self, name: str, default: Any = _MISSING) -> bool:
@@ -102,6 +112,8 @@ class HFConfig:
         out: Dict[str, Any] = {}
         for key in ("rope_scaling", "rope_parameters"):
             v = self.raw.get(key)
+            if v is not None and not isinstance(v, dict):
+                raise QtkFormatError(f"{self.path}: {key} must be an object (or null), got {v!r}"[:300])
             if isinstance(v, dict):
                 if "full_attention" in v and isinstance(v["full_attention"], dict):
                     v = v["full_attention"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import QtkFormatError, QtkImatrixCoverageError, QtkImatrixRequiredError, QtkValueError
 from ..quants import QuantType, type_info
+from ..io.files import unicode_name
 from ..io.imatrix_file import ImatrixStats, read_imatrix
 from ..presets import requires_imatrix
 
@@ -195,7 +196,7 @@ def uncovered_metadata(iminfo: Dict[str, Any]) -> List[Tuple[str, object, int, O
 
 def imatrix_metadata(im: "Imatrix", iminfo: Dict[str, Any]) -> List[Tuple[str, object, int, Optional[int]]]:
     """The ``quantize.imatrix.*`` keys of a file quantized with ``im``, in llama-quantize's order."""
-    md: List[Tuple[str, object, int, Optional[int]]] = [("quantize.imatrix.file", os.path.basename(im.path), 8, None)]
+    md: List[Tuple[str, object, int, Optional[int]]] = [("quantize.imatrix.file", unicode_name(os.path.basename(im.path)), 8, None)]
     if im.datasets:
         md.append(("quantize.imatrix.dataset", im.datasets[0], 8, None))
     md.append(("quantize.imatrix.entries_count", len(im.entries), 4, None))

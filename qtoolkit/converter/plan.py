@@ -46,6 +46,7 @@ class ConvertOptions:
     threads: Optional[int] = None
     force: bool = False
     progress: Optional[Progress] = None
+    inputs: Sequence[str] = ()  # more files the output must not be (a tensor-type file...); the folder and imatrix always
 
     @property
     def coverage(self) -> Coverage:

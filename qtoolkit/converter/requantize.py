@@ -78,9 +78,7 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
     if not opts.dry_run:
         if not out_path:
             raise QtkValueError("an output path is needed (or dry_run=True)")
-        if os.path.abspath(out_path) == os.path.abspath(in_path):
-            raise QtkValueError(f"{out_path}: the output cannot be the input file")
-        check_output(out_path, opts.force)
+        check_output(out_path, opts.force, [in_path, opts.imatrix, *opts.inputs])
     t0 = time.perf_counter()
     nthreads = check_threads(opts.threads)
     g = GGUFFile(in_path)
@@ -101,7 +99,8 @@ def requantize(in_path: str, out_path: Optional[str], qtype: str = "Q4_K_M", *, 
             return report
         with ThreadPoolExecutor(max_workers=nthreads, thread_name_prefix="qtk-quantize") as pool:
             outs = [TensorOut(j.entry.name, j.entry.ne, j.dst, _producer(g, j, pool, nthreads)) for j in jobs]
-            report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=opts.force, progress=opts.progress)
+            report["file_bytes"] = write_gguf(out_path, minfo.arch, md, outs, force=opts.force, progress=opts.progress,
+                                              inputs=[in_path, opts.imatrix, *opts.inputs])
         report["seconds"] = round(time.perf_counter() - t0, 3)
         return report
     finally:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import QtkFormatError, QtkNotImplementedError, QtkValueError
 from ..quants import QuantType, dequantize
+from ..io.files import unicode_name
 from ..io.safetensors_reader import FLOAT_DTYPES, Checkpoint
 from .archs import get_arch
 from .archs.base import OutTensor, Part, permute_rows
@@ -53,7 +54,7 @@ class ModelSource:
 
     @property
     def name(self) -> str:
-        return os.path.basename(os.path.normpath(self.model_dir)) or "model"
+        return unicode_name(os.path.basename(os.path.normpath(self.model_dir))) or "model"
 
     def close(self) -> None:
         self.checkpoint.close()

@@ -171,6 +171,21 @@ def _looks_special(text: str) -> bool:
         text.startswith("<\uff5c") and text.endswith("\uff5c>"))
 
 
+def check_merges(merges: List[str], vocab, where: str) -> None:
+    """Every merge ``"A B"`` (cut at the first space after the first character, as the loader and
+    llama.cpp cut it) names two tokens of ``vocab`` whose concatenation is a token too: what the
+    BPE model the loader builds requires. A vocabulary that lost tokens (truncated, an id gap, a
+    duplicate id) fails here, at conversion, rather than in the written file's loader."""
+    for m in merges:
+        cut = m.find(" ", 1)
+        if cut < 0:
+            raise QtkFormatError(f"{where}: merge {m!r} has no space")
+        for part in (m[:cut], m[cut + 1:], m[:cut] + m[cut + 1:]):
+            if part not in vocab:
+                raise QtkFormatError(f"{where}: merge {m!r} uses {part!r}, which is not in the vocabulary "
+                                     "(a truncated vocabulary, an id gap or a duplicate id?)")
+
+
 def load_vocab(model_dir: str, n_vocab: int, pre_override: Optional[str] = None,
                config: Optional[Dict[str, Any]] = None) -> Vocab:
     """The GGUF tokenizer of a model folder; ``n_vocab`` = rows of the embedding matrix."""
@@ -199,8 +214,16 @@ def load_vocab(model_dir: str, n_vocab: int, pre_override: Optional[str] = None,
             raise QtkFormatError(
                 f"{tj_path}: {where} token {tok!r} has id {tid}, but the model's vocab_size (embedding rows) is {n_vocab}"
             )
+        if not isinstance(tok, str) or not tok:
+            raise QtkFormatError(f"{tj_path}: {where} token with id {tid} is {tok!r}, not a non-empty string")
+        if tokens[tid] is not None and tokens[tid] != tok:
+            raise QtkFormatError(f"{tj_path}: id {tid} is given to two tokens, {tokens[tid]!r} and {tok!r}")
+        if ids.setdefault(tok, tid) != tid:
+            raise QtkFormatError(f"{tj_path}: {where} token {tok!r} has two ids, {ids[tok]} and {tid}")
         tokens[tid] = tok
         types[tid] = ttype
+
+    ids: Dict[str, int] = {}
 
     for tok, tid in vocab.items():
         place(tok, tid, NORMAL, "vocabulary")
@@ -235,6 +258,7 @@ def load_vocab(model_dir: str, n_vocab: int, pre_override: Optional[str] = None,
             raise QtkFormatError(f"{tj_path}: unknown merges entry {m!r}")
     if not merges:
         raise QtkFormatError(f"{tj_path}: no BPE merges (llama.cpp's gpt2 tokenizer needs them)")
+    check_merges(merges, ids, tj_path)
 
     if pre_override:
         if pre_override not in LLAMA_CPP_PRE_NAMES:

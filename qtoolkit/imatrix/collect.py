@@ -191,8 +191,9 @@ def compute_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
     ``coverage`` (:func:`qtoolkit.imatrix.coverage.coverage` with ``min_tokens``)."""
     if output_format is not None and output_format not in FORMATS:
         raise QtkValueError(f"imatrix output format must be one of {', '.join(FORMATS)}, got {output_format!r}")
+    inputs = [model if isinstance(model, str) else getattr(model, "path", None), file]
     if output is not None:
-        check_output(output, force)   # fail before the long run, not after it
+        check_output(output, force, inputs)   # fail before the long run, not after it
     stats, report = collect_imatrix(model, file=file, text=text, ctx=ctx, chunks=chunks, threads=threads,
                                     process_output=process_output, compute_ppl=compute_ppl, dataset=dataset,
                                     progress=progress, max_memory=max_memory, spill_dir=spill_dir,
@@ -200,7 +201,7 @@ def compute_imatrix(model: Union[str, Model], file: Optional[str] = None, text: 
     report.update(output=output, format=None, file_bytes=None)
     if output is not None:
         fmt = output_format or ("dat" if os.fspath(output).endswith(".dat") else "gguf")
-        report["file_bytes"] = write_imatrix(output, stats, fmt, force=force)
+        report["file_bytes"] = write_imatrix(output, stats, fmt, force=force, inputs=inputs)
         report["format"] = fmt
     report["coverage"] = coverage(stats, min_tokens=min_tokens)
     return report

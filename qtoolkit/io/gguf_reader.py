@@ -27,6 +27,23 @@ MAX_ARRAY = 1 << 30
 MAX_DIMS = 4
 MAX_NAME = 63  # ggml: GGML_MAX_NAME (64) including the terminating NUL
 
+
+
+def tensor_name_problem(name: str) -> Optional[str]:
+    """Why ``name`` cannot be a tensor name (empty, longer than ggml's 63 bytes, a NUL or other
+    control character, which a C string would cut or a terminal show, or a path separator or
+    ``..``, which a tool saving tensors by name would follow), or None."""
+    if not name:
+        return "is empty"
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME:
+        return f"is longer than {MAX_NAME} bytes"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return "contains a NUL or another control character"
+    if "/" in name or "\\" in name or name.startswith(".."):
+        return "contains a path separator or starts with '..'"
+    return None
+
+
 # value type id -> (name, struct format or None for string/array)
 VALUE_TYPES = {
     0: ("UINT8", "<B"), 1: ("INT8", "<b"), 2: ("UINT16", "<H"), 3: ("INT16", "<h"),
@@ -193,8 +210,9 @@ class GGUFFile:
         """One tensor's name (not one of ``names``, which it joins), dimensions, type and offset, each checked."""
         at = c.pos
         name = c.string(f"tensor #{i} name")
-        if len(name.encode()) > MAX_NAME:
-            raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} is longer than {MAX_NAME} bytes")
+        problem = tensor_name_problem(name)
+        if problem:
+            raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} {problem}")
         if name in names:
             raise QtkFormatError(f"{self.path}: tensor name {name!r} at offset {at} appears twice")
         names.add(name)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import QtkFormatError, QtkValueError
 from ..quants import QuantType, type_info
+from .gguf_reader import tensor_name_problem
 from .output import ReplaceOnSuccess
 
 log = logging.getLogger(__name__)
@@ -79,9 +80,13 @@ _TYPE_NAMES = {0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "
 def check_metadata(metadata: Sequence[Tuple[str, object, int, Optional[int]]], where: str) -> None:
     """Every integer value fits its GGUF type and every finite FLOAT32 value fits a float32 (a
     config's 10^20 context length must be an error that names it, not a struct.error from the
-    writer). Arrays are checked element by element (numpy arrays at once)."""
+    writer). Arrays are checked element by element (numpy arrays at once). Strings must be valid
+    Unicode (a lone surrogate from a JSON escape such as ``"\\ud800"`` has no UTF-8 form)."""
     for key, value, vtype, sub in metadata:
         t = sub if vtype == 9 else vtype
+        if t == _STRING:
+            _check_strings(key, value if vtype == 9 else [value], where)
+            continue
         if t not in _INT_RANGES and t != 6:
             continue
         values = value if vtype == 9 else [value]
@@ -94,7 +99,32 @@ def check_metadata(metadata: Sequence[Tuple[str, object, int, Optional[int]]], w
             raise QtkValueError(f"{where}: metadata {key} = {shown} does not fit a GGUF {_TYPE_NAMES.get(t, 'FLOAT32')}")
 
 
+def check_tensor_names(names: Sequence[str], where: str) -> None:
+    """Every name is one the reader accepts (:func:`~.gguf_reader.tensor_name_problem`), once."""
+    seen = set()
+    for name in names:
+        problem = tensor_name_problem(name)
+        if problem:
+            raise QtkValueError(f"{where}: tensor name {name!r} {problem}")
+        if name in seen:
+            raise QtkValueError(f"{where}: tensor name {name!r} appears twice")
+        seen.add(name)
+
+
 _FLT_MAX = 3.4028234663852886e38
+
+
+def _check_strings(key: str, values, where: str) -> None:
+    for i, v in enumerate(values):
+        if isinstance(v, bytes):
+            continue
+        try:
+            v.encode("utf-8")
+        except (UnicodeEncodeError, AttributeError):
+            at = f" [{i}]" if len(values) > 1 or i else ""
+            shown = ascii(v) if isinstance(v, str) and len(v) <= 40 else "a value that"
+            raise QtkValueError(f"{where}: metadata {key}{at} = {shown} is not valid Unicode text "
+                                "(a lone surrogate?); GGUF strings are UTF-8") from None
 
 
 def _fits(v, t: int) -> bool:
@@ -157,8 +187,28 @@ def file_layout(arch: str, metadata: Sequence[Tuple[str, object, int, Optional[i
             "file_bytes": header + padded}
 
 
+def gguf_writer(fileobj, arch: Optional[str]):
+    """gguf-py's ``GGUFWriter`` writing into ``fileobj`` (an open binary file, which it closes)
+    instead of opening a path itself; ``arch`` None writes no ``general.architecture``."""
+    import gguf
+    from gguf.gguf_writer import WriterState
+
+    class _FileWriter(gguf.GGUFWriter):
+        def open_output_file(self, path=None) -> None:
+            if self.fout is None:
+                self.fout = [fileobj]
+                self.state = WriterState.EMPTY
+
+        def add_architecture(self) -> None:
+            if arch is not None:
+                super().add_architecture()
+
+    return _FileWriter(None, arch or "", endianess=gguf.GGUFEndian.LITTLE)
+
+
 def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, int, Optional[int]]],
-               tensors: Sequence[TensorOut], force: bool = False, progress: Optional[Progress] = None) -> int:
+               tensors: Sequence[TensorOut], force: bool = False, progress: Optional[Progress] = None,
+               inputs: Sequence[Optional[str]] = ()) -> int:
     """Write a complete GGUF file; returns its size in bytes.
 
     ``metadata``: (key, value, GGUF value type id, array element type id or None), written in
@@ -168,16 +218,19 @@ def write_gguf(out_path: str, arch: str, metadata: Sequence[Tuple[str, object, i
     so ``OUT`` is either absent, the old file, or the new complete one. ``OUT.partial`` is locked
     while it is written: a second writer of the same output is refused; a ``.partial`` left by a
     killed run (its lock died with it) is overwritten. On any error or Ctrl-C it is removed.
+    ``inputs``: the files (or folders) the output was made from, which it must not replace.
+    Metadata and tensor names are checked first (:func:`check_metadata`, :func:`check_tensor_names`).
     """
     import gguf
 
-    out = ReplaceOnSuccess(out_path, force, "the output")
+    out = ReplaceOnSuccess(out_path, force, "the output", inputs)
     check_metadata(metadata, out_path)
+    check_tensor_names([t.name for t in tensors], out_path)
     progress = progress or Progress()
     writer = None
     with out:
         try:
-            writer = gguf.GGUFWriter(out.partial, arch, endianess=gguf.GGUFEndian.LITTLE)
+            writer = gguf_writer(out.file(), arch)
             for key, value, vtype, sub in metadata:
                 if isinstance(value, np.ndarray):
                     value = value.tolist()

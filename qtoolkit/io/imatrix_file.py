@@ -22,12 +22,13 @@ import logging
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import BinaryIO, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..errors import QtkFormatError, QtkIOError, QtkValueError
-from .files import open_regular
+from .files import open_regular, unicode_name
+from .gguf_writer import gguf_writer
 from .output import ReplaceOnSuccess
 
 log = logging.getLogger(__name__)
@@ -212,36 +213,37 @@ def _read_dat(path: str, buf: bytes) -> ImatrixStats:
 # -- writing ------------------------------------------------------------------------------------
 
 
-def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, force: bool = False) -> int:
+def write_imatrix(path: str, stats: ImatrixStats, fmt: Optional[str] = None, force: bool = False,
+                  inputs: Sequence[Optional[str]] = ()) -> int:
     """Write ``stats`` as a GGUF (default; ``.dat`` suffix → legacy) importance matrix; returns
-    the file size. Written as ``PATH.partial`` (locked while written, as the model writer does: a
-    second writer of the same output is refused), flushed to disk and renamed, so no half-written
-    file survives (:class:`~qtoolkit.io.output.ReplaceOnSuccess`)."""
+    the file size. Written as ``PATH.partial`` (created exclusively and locked while written, as
+    the model writer does: a second writer of the same output is refused), flushed to disk and
+    published, so no half-written file survives and no file created meanwhile is replaced
+    (:class:`~qtoolkit.io.output.ReplaceOnSuccess`); ``inputs`` (the model, the text) are refused
+    as the output."""
     path = os.fspath(path)
     fmt = fmt or ("dat" if path.endswith(".dat") else "gguf")
     if fmt not in FORMATS:
         raise QtkValueError(f"imatrix output format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if stats.legacy:
         raise QtkValueError(f"{stats.path}: a legacy .dat file has no per-expert counts; it cannot be rewritten")
-    with ReplaceOnSuccess(path, force, "the importance matrix") as out:
+    with ReplaceOnSuccess(path, force, "the importance matrix", inputs) as out:
         if fmt == "gguf":
-            _write_gguf(out.partial, stats)
+            _write_gguf(out.file(), stats)
         else:
-            _write_dat(out.partial, stats)
+            with out.file() as f:
+                _write_dat(f, stats)
     return out.size
 
 
-def _write_gguf(path: str, stats: ImatrixStats) -> None:
+def _write_gguf(fout: BinaryIO, stats: ImatrixStats) -> None:
+    """``stats`` into ``fout`` (closed at the end) as llama.cpp's GGUF importance matrix."""
     import gguf
 
-    class _Writer(gguf.GGUFWriter):
-        def add_architecture(self) -> None:  # an imatrix file has no general.architecture
-            pass
-
-    w = _Writer(path, arch="")
+    w = gguf_writer(fout, None)  # an imatrix file has no general.architecture
     try:
         w.add_type(gguf.GGUFType.IMATRIX)
-        w.add_array(KEY_DATASETS, list(stats.datasets))
+        w.add_array(KEY_DATASETS, [unicode_name(d) for d in stats.datasets])
         w.add_uint32(KEY_CHUNK_COUNT, int(stats.chunk_count))
         w.add_uint32(KEY_CHUNK_SIZE, int(stats.chunk_size))
         for name in stats.names():
@@ -258,7 +260,7 @@ def _write_gguf(path: str, stats: ImatrixStats) -> None:
         w.close()
 
 
-def _write_dat(path: str, stats: ImatrixStats) -> None:
+def _write_dat(f: BinaryIO, stats: ImatrixStats) -> None:
     """The legacy layout: per tensor ``mean × ncall`` with ``ncall = ceil(max count / chunk_size)``;
     an expert with count 0 is stored as ``1 × ncall``; tensors without any data are left out
     (what llama-imatrix's ``--output-format dat`` writes)."""
@@ -281,9 +283,8 @@ def _write_dat(path: str, stats: ImatrixStats) -> None:
     if not out:
         raise QtkValueError("the importance matrix has no data for any tensor; nothing to write in the legacy format")
     ds = (stats.datasets[-1] if stats.datasets else "").encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<i", len(out)))
-        for blob in out:
-            f.write(blob)
-        f.write(struct.pack("<i", int(stats.chunk_count)))
-        f.write(struct.pack("<i", len(ds)) + ds)
+    f.write(struct.pack("<i", len(out)))
+    for blob in out:
+        f.write(blob)
+    f.write(struct.pack("<i", int(stats.chunk_count)))
+    f.write(struct.pack("<i", len(ds)) + ds)

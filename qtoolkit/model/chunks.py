@@ -15,18 +15,17 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import QtkFileNotFoundError, QtkValueError
+from ..errors import QtkValueError
+from ..io.files import read_text_file
 
 ROWS_PER_BLOCK = 64  # scored positions turned into float64 log-probabilities at a time
 
 
-def read_file(path: str, what: str = "file") -> str:
-    """A UTF-8 text file (undecodable bytes replaced), or a QtkFileNotFoundError naming ``what``."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise QtkFileNotFoundError(f"{path}: no such {what}") from None
+def read_file(path: str, what: str = "text", errors: str = "strict") -> str:
+    """A UTF-8 text file through the package's one text reader
+    (:func:`qtoolkit.io.files.read_text_file`: a regular file, a size limit, invalid UTF-8 an
+    error unless ``errors="replace"``, a warning for binary data)."""
+    return read_text_file(path, what, errors=errors)
 
 
 def read_text(text: Optional[str], file: Optional[str]) -> str:
@@ -34,7 +33,7 @@ def read_text(text: Optional[str], file: Optional[str]) -> str:
     if (text is None) == (file is None):
         raise QtkValueError("give exactly one of text= or file=")
     if file is not None:
-        return read_file(file)
+        return read_file(file, "evaluation text")
     return text  # type: ignore[return-value]
 
 

@@ -97,7 +97,7 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
             text: Optional[str] = None, ctx: int = 512, chunks: Optional[int] = None,
             threads: Optional[int] = None, progress: Optional[Progress] = None,
             report: Optional[str] = None, max_memory: Optional[int] = None, spill_dir: Optional[str] = None,
-            layer_progress: Optional[LayerProgress] = None) -> Dict[str, Any]:
+            layer_progress: Optional[LayerProgress] = None, report_force: bool = False) -> Dict[str, Any]:
     """How far ``quant`` is from ``base`` on the same tokens (METHODS.md, "Comparing two models").
 
     Both are paths (a Hugging Face folder or a GGUF file) or loaded models; they advance layer by
@@ -106,7 +106,13 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
     JSON-ready dict: ``ppl_base``, ``ppl_quant``, ``ppl_ratio``, ``kld_mean``, ``kld_median``,
     ``kld_p99``, ``kld_p999``, ``kld_max``, ``top1_agree``, ``rms_dp``, for MoE models
     ``router_agree`` (overall) and ``router_agree_layers``, and ``run`` (what the run read and
-    spent). ``report``: a folder for a markdown summary and PNG plots (needs matplotlib)."""
+    spent). ``report``: a folder for a markdown summary and PNG plots (needs matplotlib); files of
+    an earlier report there are replaced only with ``report_force``."""
+    inputs = [p if isinstance(p, str) else getattr(p, "path", None) for p in (base, quant)] + [file]
+    if report:
+        from .report import check_report
+
+        check_report(report, report_force, inputs)
     t_load = time.perf_counter()
     sb = StreamedModel(base, threads)
     try:
@@ -116,14 +122,14 @@ def compare(base: Union[str, Model], quant: Union[str, Model], file: Optional[st
         raise
     try:
         return _compare(sb, sq, read_text(text, file), ctx, chunks, progress, report, max_memory, spill_dir,
-                        layer_progress, t_load)
+                        layer_progress, t_load, (report_force, inputs))
     finally:
         sb.close()
         sq.close()
 
 
 def _compare(sb: StreamedModel, sq: StreamedModel, body: str, ctx: int, chunks: Optional[int], progress, report,
-             max_memory, spill_dir, layer_progress, t_load: float) -> Dict[str, Any]:
+             max_memory, spill_dir, layer_progress, t_load: float, report_how=(False, ())) -> Dict[str, Any]:
     mb, mq = sb.model, sq.model
     if mb.n_vocab != mq.n_vocab:
         raise QtkValueError(f"the models have different vocabularies ({mb.n_vocab} vs {mq.n_vocab} tokens)")
@@ -186,5 +192,5 @@ def _compare(sb: StreamedModel, sq: StreamedModel, body: str, ctx: int, chunks: 
     if report:
         from .report import write_report
 
-        out["report"] = write_report(report, out, kld)
+        out["report"] = write_report(report, out, kld, *report_how)
     return out

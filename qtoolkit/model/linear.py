@@ -20,7 +20,7 @@ import numpy as np
 from .._clib import BoundMatmul, BoundMoeFFN, wtype
 from .._clib import moe_matmul as clib_moe_matmul
 from ..errors import QtkValueError
-from ..quants import QuantType, dequantize
+from ..quants import MAX_THREADS, QuantType, dequantize
 
 
 _FLOAT_TYPES = (QuantType.F32, QuantType.F16, QuantType.BF16)
@@ -29,8 +29,8 @@ _FLOAT_TYPES = (QuantType.F32, QuantType.F16, QuantType.BF16)
 def _nthreads(threads: Optional[int]) -> int:
     if threads is None:
         return 0  # the kernels' pool: one thread per available core
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise QtkValueError(f"threads must be a positive integer or None, got {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= MAX_THREADS:
+        raise QtkValueError(f"threads must be an integer from 1 to {MAX_THREADS} or None, got {threads!r}")
     return int(threads)
 
 

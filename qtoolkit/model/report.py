@@ -4,13 +4,17 @@ imported only here."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from ..errors import QtkNotImplementedError
+from ..errors import QtkFileExistsError, QtkNotImplementedError
+from ..io.output import check_output, write_bytes, write_text
+
+REPORT_FILES = ("report.md", "compare.json", "kld_hist.png", "router_agreement.png")
 
 
 def require_matplotlib():
@@ -27,10 +31,29 @@ def require_matplotlib():
     return plt
 
 
-def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str, str]:
+def check_report(folder: str, force: bool, inputs: Sequence[Optional[str]] = ()) -> None:
+    """Refuse, before a long run, a ``folder`` that is a file, or that holds report files
+    (without ``force``) or inputs under their names."""
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise QtkFileExistsError(f"{folder}: is not a folder; --report takes the folder to write the report into")
+    if os.path.isdir(folder):
+        for name in REPORT_FILES:
+            check_output(os.path.join(folder, name), force, inputs)
+
+
+def _save(fig, path: str, force: bool, inputs) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_bytes(path, buf.getvalue(), force, "the plot", inputs)
+
+
+def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray, force: bool = False,
+                 inputs: Sequence[Optional[str]] = ()) -> Dict[str, str]:
     """Writes report.md, kld_hist.png, router_agreement.png (MoE only) and compare.json into
-    ``folder``; returns the paths written."""
+    ``folder``, each through the package's one output path (an earlier file only replaced with
+    ``force``; never one of ``inputs``); returns the paths written."""
     plt = require_matplotlib()
+    check_report(folder, force, inputs)
     os.makedirs(folder, exist_ok=True)
     paths = {}
 
@@ -46,7 +69,7 @@ def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str,
     ax.legend()
     fig.tight_layout()
     paths["kld_hist"] = os.path.join(folder, "kld_hist.png")
-    fig.savefig(paths["kld_hist"], dpi=100)
+    _save(fig, paths["kld_hist"], force, inputs)
     plt.close(fig)
 
     if "router_agree_layers" in res:
@@ -64,7 +87,7 @@ def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str,
         ax.set_title("router agreement per MoE layer")
         fig.tight_layout()
         paths["router"] = os.path.join(folder, "router_agreement.png")
-        fig.savefig(paths["router"], dpi=100)
+        _save(fig, paths["router"], force, inputs)
         plt.close(fig)
 
     md = [
@@ -93,9 +116,8 @@ def write_report(folder: str, res: Dict[str, Any], kld: np.ndarray) -> Dict[str,
         md += ["", "![router agreement](router_agreement.png)"]
     md += ["", "![KLD histogram](kld_hist.png)", ""]
     paths["markdown"] = os.path.join(folder, "report.md")
-    with open(paths["markdown"], "w", encoding="utf-8") as f:
-        f.write("\n".join(md))
+    write_text(paths["markdown"], "\n".join(md), force, "the report", inputs)
     paths["json"] = os.path.join(folder, "compare.json")
-    with open(paths["json"], "w", encoding="utf-8") as f:
-        json.dump({k: v for k, v in res.items() if k != "report"}, f, indent=1)
+    write_text(paths["json"], json.dumps({k: v for k, v in res.items() if k != "report"}, indent=1), force,
+               "the report", inputs)
     return paths

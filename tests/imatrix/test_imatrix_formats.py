@@ -141,8 +141,8 @@ def test_a_second_writer_and_a_full_disk_lose_nothing(tmp_path, monkeypatch):
         os.close(held)
     assert open(p, "rb").read() == before
 
-    def full_disk(path, stats):
-        with open(path, "wb") as f:
+    def full_disk(fout, stats):
+        with fout as f:
             f.write(b"GGUF half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -216,15 +216,14 @@ def test_pipes_and_unreadable_files_are_io_errors(tmp_path, monkeypatch):
     path = str(tmp_path / "im.gguf")
     write_imatrix(path, ImatrixStats({"blk.0.attn_q.weight": np.ones((1, 8))}, {"blk.0.attn_q.weight": np.ones(1)},
                                      ["x"], 1, 8))
-    import builtins
-    real_open = builtins.open
+    real_open = os.open  # the readers open through os.open (non-blocking, then checked by fstat)
 
     def refusing_open(file, *a, **k):
         if os.fspath(file) == path:
             raise PermissionError(13, "Permission denied")
         return real_open(file, *a, **k)
 
-    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     with pytest.raises(QtkIOError, match=r"im\.gguf: cannot read it: .*Permission denied"):
         read_imatrix(path)
 

@@ -146,6 +146,8 @@ class DecoderArch:
         rope = self.cfg.rope
         rtype = str(rope.get("rope_type") or "default").lower()
         factor = rope.get("factor")
+        if factor is not None:
+            factor = self.cfg.number(factor, "rope factor", positive=True)
         if rtype in ("default", "none"):
             return []
         if rtype == "linear" and factor is not None:
@@ -153,7 +155,11 @@ class DecoderArch:
         if rtype == "yarn" and factor is not None:
             out = [(f"{a}.rope.scaling.type", "yarn", STR), (f"{a}.rope.scaling.factor", float(factor), F32)]
             if "original_max_position_embeddings" in rope:
-                out.append((f"{a}.rope.scaling.original_context_length", int(rope["original_max_position_embeddings"]), U32))
+                orig = rope["original_max_position_embeddings"]
+                if isinstance(orig, bool) or not isinstance(orig, int) or orig < 1:
+                    raise QtkFormatError(f"{self.cfg.path}: original_max_position_embeddings must be a positive integer, "
+                                         f"got {orig!r}")
+                out.append((f"{a}.rope.scaling.original_context_length", orig, U32))
             return out
         if rtype == "llama3" and self.gguf_arch == "llama":
             return []  # expressed as the rope_freqs tensor
@@ -170,7 +176,7 @@ class DecoderArch:
             (f"{a}.attention.head_count", self.n_head, U32),
             (f"{a}.attention.head_count_kv", self.n_head_kv, U32),
             (f"{a}.rope.freq_base", cfg.rope_theta, F32),
-            (f"{a}.attention.layer_norm_rms_epsilon", cfg.float("rms_norm_eps", 1e-6), F32),
+            (f"{a}.attention.layer_norm_rms_epsilon", cfg.float("rms_norm_eps", 1e-6, minimum=0.0), F32),
             (f"{a}.attention.key_length", self.head_dim, U32),
             (f"{a}.attention.value_length", self.head_dim, U32),
         ]
