@@ -220,6 +220,10 @@ class AllocOptions:
     compute_budget: float = COMPUTE_BUDGET           # the streams' compute, in calibration passes
     max_memory: Optional[int] = None                 # hidden states in memory up to this, then spilled
     spill_dir: Optional[str] = None
+    anchors: Sequence[str] = ("auto",)               # whole files measured on every chunk in the same pass:
+                                                     # preset names, "recipe:TYPE" (experts / FFN at TYPE, the
+                                                     # rest Q8_0), "auto" (the preset nearest the target); the
+                                                     # nearest measured one scales the predictions
 
 
 @dataclass
@@ -304,13 +308,15 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     by_name = {o.name: o for o in outs}
     if opts.probes not in ("streamed", "full"):
         raise QtkValueError(f"probes must be 'streamed' or 'full', got {opts.probes!r}")
+    anchors, anchor_sizes = anchor_types(plan, outs, free, opts.anchors, has_imatrix, budget)
     if opts.probes == "streamed":
-        calib_report, band, n_groups = _streamed(plan, by_name, free, calib_text, q_ims, opts, report, secs)
+        calib_report, anchor_kld = _streamed(plan, by_name, free, calib_text, q_ims, opts, report, secs, anchors)
     else:
-        calib_report, band, n_groups = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements, opts, report,
-                                             secs)
+        calib_report, anchor_kld = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements, opts, report,
+                                         secs, anchors)
     for tp in free:
         tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
+    calib_report["anchors"], calib_report["scale"] = _scale_by_anchors(free, anchors, anchor_sizes, anchor_kld, budget)
 
     t2 = time.perf_counter()
     sol = solve([[(budget.size_of(b), l) for b, l in zip(tp.nbytes, tp.loss)] for tp in free], budget.free_bytes)
@@ -342,7 +348,7 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
 
 
 def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_ims, opts: AllocOptions,
-              report: Progress, secs: Dict[str, float]):
+              report: Progress, secs: Dict[str, float], anchors: Dict[str, Dict[str, QuantType]]):
     """Calibration, error table and probes in one pass over the checkpoint (alloc/streamed.py)."""
     t1 = time.perf_counter()
     source = opts.reference or plan.model_dir
@@ -351,7 +357,7 @@ def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_im
         reference=opts.reference is not None, ctx=opts.calib_ctx, chunks=opts.calib_chunks, probe_bpw=opts.probe_bpw,
         probe_layers=opts.probe_layers, probe_chunks=opts.probe_chunks, max_rows=opts.max_rows,
         max_probes=opts.max_probes, threads=opts.threads, max_memory=opts.max_memory, spill_dir=opts.spill_dir,
-        budget=opts.compute_budget, progress=report)
+        budget=opts.compute_budget, progress=report, anchors=anchors)
     try:
         if opts.reference is not None:
             _check_reference(sc.sm.model, list(by_name.values()), opts.reference)
@@ -370,11 +376,11 @@ def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_im
              "scored": sc.scored, "probes": sc.n_probes, "probe_layers": sc.plan.band, "probe_bands": len(sc.groups),
              "probe_chunks": len(sc.probe_at), "run": run,
              "expert_counts": {k: v.tolist() for k, v in sc.expert_counts().items()}}
-    return calib, sc.plan.band, len(sc.groups)
+    return calib, sc.anchor_kld
 
 
 def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_ims, n_elements: int,
-          opts: AllocOptions, report: Progress, secs: Dict[str, float]):
+          opts: AllocOptions, report: Progress, secs: Dict[str, float], anchors: Dict[str, Dict[str, QuantType]]):
     """The model in memory; every probe re-runs the changed layers on every calibration chunk."""
     t1 = time.perf_counter()
     report("calibration", 0, 1)
@@ -398,9 +404,93 @@ def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_
         prober.measure(members, opts.probe_bpw)
     report("probes", len(groups), len(groups))
     secs["probes"] = time.perf_counter() - t_probe
+    t_anchor = time.perf_counter()
+    anchor_kld = {label: prober.kld_of_types(types) for label, types in anchors.items()}
+    secs["anchors"] = time.perf_counter() - t_anchor
     return ({"method": "full", "tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
              "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band, "probe_bands": len(groups),
-             "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, band, len(groups))
+             "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, anchor_kld)
+
+
+# -- anchors: whole files measured on every chunk ------------------------------------------------
+
+
+def recipe_overrides(outs, low: str) -> List[str]:
+    """The hand-made recipe of big MoE releases as ``REGEX=TYPE`` lines on a Q8_0 base: the
+    routed experts at ``low``, everything else (attention, shared experts, dense layers, embedding,
+    output) Q8_0. A dense model's analog: its feed-forward matrices at ``low``."""
+    if any(o.name.endswith("_exps.weight") for o in outs):
+        return [f"ffn_(gate|up|down)_exps\\.weight={low}"]
+    return [f"ffn_(gate|up|down)\\.weight={low}"]
+
+
+def anchor_file_types(plan: Plan, outs, spec: str, has_imatrix: bool) -> Dict[str, QuantType]:
+    """Every tensor's type in the file an anchor names: a preset, or ``recipe:TYPE``."""
+    if spec.startswith("recipe:"):
+        low = producible_type(spec.split(":", 1)[1], f"anchor {spec}").name
+        return tensor_types(plan.arch, outs, get_preset("Q8_0"), TypeOptions(
+            tensor_types=parse_tensor_types(recipe_overrides(outs, low)), has_imatrix=has_imatrix))
+    return tensor_types(plan.arch, outs, get_preset(spec), TypeOptions(has_imatrix=has_imatrix))
+
+
+def anchor_types(plan: Plan, outs, free: List[TensorPlan], specs: Sequence[str], has_imatrix: bool,
+                 budget: "_Budget") -> Tuple[Dict[str, Dict[str, QuantType]], Dict[str, int]]:
+    """The anchors to measure: label -> the free tensors' types in that file (fixed tensors keep
+    their own), and label -> the file's bytes as the budget counts them. ``auto``: the base preset
+    nearest the target in size."""
+    out: Dict[str, Dict[str, QuantType]] = {}
+    sizes_of: Dict[str, int] = {}
+    for spec in specs:
+        if spec == "auto":
+            sizes = {p: _anchor_bytes(plan, outs, anchor_file_types(plan, outs, p, has_imatrix), budget)
+                     for p in BASE_PRESETS}
+            spec = min(BASE_PRESETS, key=lambda p: abs(sizes[p] - budget.target_bytes))
+        label = spec if spec.startswith("recipe:") else get_preset(spec).name
+        if label in out:
+            continue
+        types = anchor_file_types(plan, outs, label, has_imatrix)
+        out[label] = {tp.name: types[tp.name] for tp in free}
+        sizes_of[label] = _anchor_bytes(plan, outs, types, budget)
+    return out, sizes_of
+
+
+def _anchor_bytes(plan: Plan, outs, types: Dict[str, QuantType], budget: "_Budget") -> int:
+    if budget.kind == "file":
+        return _file_bytes(plan, outs, types)
+    return sum(_type_bytes(o.n_elements, types[o.name]) for o in outs)
+
+
+def _scale_by_anchors(free: List[TensorPlan], anchors, sizes: Dict[str, int], measured: Dict[str, Dict[str, float]],
+                      budget: "_Budget"):
+    """Each anchor's prediction (the sum of its tensors' predicted losses) beside its measured KL
+    divergence; the predictions are then scaled by measured / predicted of the anchor nearest the
+    target in size (the probes' common error: their few chunks, and what the sum over tensors
+    misses). Returns (the anchors' figures, the scale)."""
+    rows: Dict[str, Dict[str, Any]] = {}
+    for label, types in anchors.items():
+        pred = 0.0
+        for tp in free:
+            t = types[tp.name]
+            if t not in tp.types:
+                pred = float("nan")
+                break
+            pred += tp.loss[tp.types.index(t)]
+        rows[label] = {"bytes": sizes[label], "predicted_kld": pred,
+                       **measured.get(label, {})}
+    usable = [lb for lb, r in rows.items() if r.get("kld") is not None and math.isfinite(r["predicted_kld"])
+              and r["predicted_kld"] > 0 and r["kld"] > 0]
+    scale = 1.0
+    if usable:
+        near = min(usable, key=lambda lb: abs(rows[lb]["bytes"] - budget.target_bytes))
+        scale = rows[near]["kld"] / rows[near]["predicted_kld"]
+        rows[near]["scales"] = True
+        log.info("anchor %s: measured KLD %.4g, predicted %.4g: predictions scaled by %.3f", near, rows[near]["kld"],
+                 rows[near]["predicted_kld"], scale)
+        for tp in free:
+            tp.loss = [l * scale for l in tp.loss]
+    for r in rows.values():
+        r["predicted_kld_scaled"] = r["predicted_kld"] * scale
+    return rows, scale
 
 
 # -- the steps ---------------------------------------------------------------------------------

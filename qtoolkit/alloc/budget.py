@@ -31,6 +31,14 @@ def recipe_path(out_path: str) -> str:
     return base + ".recipe"
 
 
+def parse_anchors(anchors: Any) -> tuple:
+    """``"auto,recipe:Q2_K"`` or a sequence of such names -> a tuple of anchor names (empty: none)."""
+    if anchors is None:
+        return ()
+    items = anchors.split(",") if isinstance(anchors, str) else list(anchors)
+    return tuple(a.strip() for a in items if a.strip() and a.strip().lower() != "none")
+
+
 def read_text(path: str) -> str:
     """A calibration text file."""
     return read_file(path, "calibration text")
@@ -40,13 +48,18 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
                       target_size: Any = None, target_bpw: Optional[float] = None, calib: Optional[str] = None,
                       calib_chunks: Optional[int] = 16, calib_ctx: int = 512, recipe: Optional[str] = None,
                       alloc_types: Any = None, alloc_progress=None, calib_reference: Optional[str] = None,
-                      max_probes: int = 256, **options) -> Dict[str, Any]:
+                      max_probes: int = 256, probes: str = AllocOptions.probes,
+                      probe_chunks: Optional[int] = None, compute_budget: float = AllocOptions.compute_budget,
+                      anchors: Any = AllocOptions.anchors, max_memory: Any = None, spill_dir: Optional[str] = None,
+                      **options) -> Dict[str, Any]:
     """Convert ``model_dir`` to a GGUF file of at most ``target_size`` bytes (an int, or ``"85G"``
     / ``"91GB"``) or ``target_bpw`` bits per weight of tensor data, every tensor's type chosen from
     a calibration run on ``calib`` (a text file, not the text you evaluate on). ``qtype``: the
     preset written as the file type (default: the preset nearest in size). ``recipe``: where to
     write the recipe (default ``OUT.recipe``); ``alloc_types``: the types to choose from;
-    ``calib_reference``: a GGUF of the same model to calibrate against; ``options``: those of
+    ``calib_reference``: a GGUF of the same model to calibrate against; ``probes``, ``probe_chunks``,
+    ``compute_budget``, ``anchors``, ``max_memory``, ``spill_dir``: as :class:`AllocOptions`
+    (``anchors`` also as a comma-separated string); ``options``: those of
     :func:`qtoolkit.converter.convert`. Returns the converter's report with an ``allocation`` entry."""
     opts = ConvertOptions(qtype=qtype, **options)
     if not opts.dry_run:
@@ -73,7 +86,11 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
     aopts = AllocOptions(types=parse_types(alloc_types), base_preset=qtype, tensor_types=opts.tensor_types,
                          output_tensor_type=opts.output_tensor_type, token_embedding_type=opts.token_embedding_type,
                          calib_ctx=calib_ctx, calib_chunks=calib_chunks, reference=calib_reference,
-                         max_probes=max_probes, threads=opts.threads, progress=alloc_progress)
+                         max_probes=max_probes, threads=opts.threads, progress=alloc_progress, probes=probes,
+                         probe_chunks=probe_chunks, compute_budget=compute_budget,
+                         anchors=parse_anchors(anchors),
+                         max_memory=parse_size(max_memory, "--max-memory") if max_memory is not None else None,
+                         spill_dir=spill_dir)
     check_request(target, aopts)
     text = read_text(calib)
     base = base_plan(model_dir, opts.imatrix, opts.tokenizer_pre, opts.uncovered_experts, opts.min_expert_tokens)

@@ -111,6 +111,24 @@ class Prober:
             for undo in reversed(undos):
                 undo()
 
+    def kld_of_types(self, types: Dict[str, QuantType]) -> Dict[str, float]:
+        """KLD of a whole file: every tensor of ``types`` quantized to its type and run on the
+        kernels, all at once (an anchor)."""
+        undos = []
+        try:
+            for name, t in types.items():
+                w = self.weights_of(name)
+                q_im = self.importance[name]
+                imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
+                undos.append(replace_tensor(self.model, name, quantize(w, t, imatrix=imq, threads=self.threads), t,
+                                            w.shape[-1]))
+                del w
+            k = self.calib.kld(-1)
+            return {"kld": k, "kld_probe_chunks": k}
+        finally:
+            for undo in reversed(undos):
+                undo()
+
     def measure(self, members: Sequence, probe_bpw: Sequence[float] = PROBE_BPW) -> None:
         """Fill ``probes``, ``null``, ``act``, ``act_probe`` and ``band`` of every member."""
         specs = probe_specs(members, probe_bpw, self.reference)

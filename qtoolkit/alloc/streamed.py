@@ -119,8 +119,10 @@ class StreamedCalibration:
                  chunks: Optional[int] = 16, probe_bpw=None, probe_layers: Optional[int] = None,
                  probe_chunks: Optional[int] = None, max_rows: int = 4096, max_probes: int = 256,
                  threads: Optional[int] = None, max_memory: Optional[int] = None, spill_dir: Optional[str] = None,
-                 budget: float = COMPUTE_BUDGET, progress: Optional[Callable[[str, int, int], None]] = None):
+                 budget: float = COMPUTE_BUDGET, progress: Optional[Callable[[str, int, int], None]] = None,
+                 anchors: Optional[Dict[str, Dict[str, QuantType]]] = None):
         self.t0 = time.perf_counter()
+        self.anchors = dict(anchors or {})
         self.sm = StreamedModel(source, threads=threads)
         try:
             self._setup(text, free, q_ims, weights_of, reference, ctx, chunks, probe_bpw, probe_layers,
@@ -158,17 +160,21 @@ class StreamedCalibration:
         kw = {"probe_bpw": self.probe_bpw} if self.probe_bpw is not None else {}
         self._n_specs = lambda members: len(probe_specs(members, reference=reference,
                                                         errors=[0.0] * len(members[0].types), **kw))
+        # every anchor is one stream on all chunks: about one base pass each
         self.plan = plan_streams(self.free, self.n_layer, self._n_specs, self.head_layers, n, probe_layers,
-                                 probe_chunks, budget, max_probes)
+                                 probe_chunks, max(budget - len(self.anchors), 0.5), max_probes)
         self.groups = self.plan.groups
         self.probe_at = np.unique(np.linspace(0, n - 1, self.plan.probe_chunks).round().astype(np.int64)).tolist()
-        need = (n + self.plan.streams * len(self.probe_at)) * ctx * hp.n_embd * 4
+        need = (n * (1 + len(self.anchors)) + self.plan.streams * len(self.probe_at)) * ctx * hp.n_embd * 4
         if max_memory is None:
             avail = available_memory()
             max_memory = int(0.5 * avail) if avail is not None else need
         spill = need > max_memory
         self.H = HiddenStates(n, ctx, hp.n_embd, spill, spill_dir)
         self.S = HiddenStates(max(1, self.plan.streams * len(self.probe_at)), ctx, hp.n_embd, spill, spill_dir)
+        self.A = HiddenStates(max(1, n * len(self.anchors)), ctx, hp.n_embd, spill, spill_dir)
+        self.anchor_kld: Dict[str, Dict[str, float]] = {}
+        self.anchor_seconds = 0.0
         self.hidden_bytes, self.spilled = need, spill
         self.n_probes = 0
         self.base_seconds = self.stream_seconds = self.error_seconds = 0.0
@@ -237,15 +243,91 @@ class StreamedCalibration:
                 self.S.write(s.slot, x_in)
             self.streams.append(s)
 
-    def _run(self, il: int, L, slots: List[int]) -> None:
-        """Block ``L`` on stream chunks ``slots`` (batched as the base chunks are)."""
+    def _run(self, il: int, L, slots: List[int], store: Optional[HiddenStates] = None) -> None:
+        """Block ``L`` on stream chunks ``slots`` of ``store`` (default: the probe streams'),
+        batched as the base chunks are."""
+        store = store if store is not None else self.S
         step = max(1, GROUP_TOKENS // self.ctx)
         for a in range(0, len(slots), step):
             part = slots[a:a + step]
-            X = np.stack([self.S.read(c, c + 1)[0] for c in part])
+            X = np.stack([store.read(c, c + 1)[0] for c in part])
             run_block(self.sm.model, L, il, X)
             for j, c in enumerate(part):
-                self.S.write(c, X[j:j + 1])
+                store.write(c, X[j:j + 1])
+
+    def _anchor_layer(self, il: int, L, layer_free: Sequence) -> None:
+        """Every anchor through block ``L`` on all chunks, with the block's free tensors at the
+        anchor's types (quantized, run on the kernels as the file will be), one anchor at a time."""
+        n = len(self.chunks)
+        for ai, types in enumerate(self.anchors.values()):
+            t0 = time.perf_counter()
+            undos = []
+            try:
+                for tp in layer_free:
+                    t = types.get(tp.name)
+                    if t is None:
+                        continue
+                    w = self._f32(L, tp.name)
+                    rep, qt = self._replacement(w, tp.name, ("kernels", t))
+                    del w
+                    undos.append(replace_in_layer(L, split_name(tp.name)[1], rep, qt))
+                    del rep
+                self._run(il, L, list(range(ai * n, ai * n + n)), self.A)
+            finally:
+                for undo in reversed(undos):
+                    undo()
+            self.anchor_seconds += time.perf_counter() - t0
+
+    def _anchor_start(self, w_emb: Optional[np.ndarray]) -> None:
+        """The anchors' hidden states entering layer 0: the embedding rows at the anchor's type
+        (``w_emb``: its float32 weights when the embedding is free), else the base's."""
+        m, n = self.sm.model, len(self.chunks)
+        step = max(1, GROUP_TOKENS // self.ctx)
+        for ai, types in enumerate(self.anchors.values()):
+            t0 = time.perf_counter()
+            t = types.get("token_embd.weight") if w_emb is not None else None
+            if t is None:
+                for c0 in range(0, n, step):
+                    c1 = min(n, c0 + step)
+                    self.A.write(ai * n + c0, self.H.read(c0, c1))
+            else:
+                rep, qt = self._replacement(w_emb, "token_embd.weight", ("kernels", t))
+                lin = linear_of(rep, qt, m.hp.n_embd, threads=m.tok_embd.threads)
+                for c in range(n):
+                    self.A.write(ai * n + c, lin.rows_f32(self.chunks[c])[None])
+                del rep, lin
+            self.anchor_seconds += time.perf_counter() - t0
+
+    def _anchor_heads(self, head_name: str) -> None:
+        """Each anchor's mean KL divergence from the base on all chunks, and on the probe chunks
+        alone (what separates the probe chunks' sampling from the sum over tensors)."""
+        m, hp = self.sm.model, self.sm.model.hp
+        n = len(self.chunks)
+        head_tp = self._tp.get(head_name)
+        for ai, (label, types) in enumerate(self.anchors.items()):
+            t0 = time.perf_counter()
+            t = types.get(head_name) if head_tp is not None else None
+            lin = m.output
+            if t is not None:
+                rep, qt = self._replacement(self._f32(None, head_name), head_name, ("kernels", t))
+                lin = linear_of(rep, qt, hp.n_embd, threads=m.output.threads)
+                del rep
+            tot = [0.0, 0.0]
+            cnt = [0, 0]
+            for c in range(n):
+                lb = log_softmax64(m.head(self.H.read(c, c + 1)[0][self.first:self.ctx - 1]))
+                X = self.A.read(ai * n + c, ai * n + c + 1)[0]
+                lq = log_softmax64(lin(rms_norm(X[self.first:self.ctx - 1], m.output_norm, hp.eps)))
+                k = float(np.sum(np.exp(lb) * (lb - lq)))
+                tot[0] += k
+                cnt[0] += lb.shape[0]
+                if c in self.probe_at:
+                    tot[1] += k
+                    cnt[1] += lb.shape[0]
+            self.anchor_kld[label] = {"kld": max(tot[0] / cnt[0], 0.0),
+                                      "kld_probe_chunks": max(tot[1] / max(cnt[1], 1), 0.0)}
+            del lin
+            self.anchor_seconds += time.perf_counter() - t0
 
     # -- the pass --------------------------------------------------------------------------------
     def run(self) -> "StreamedCalibration":
@@ -281,7 +363,11 @@ class StreamedCalibration:
                 for j, c in enumerate(self.probe_at):
                     self.S.write(s.slot + j, lin.rows_f32(self.chunks[c])[None])
                 del rep, lin
+            if self.anchors:
+                self._anchor_start(w)
             del w
+        elif self.anchors:
+            self._anchor_start(None)
         sm.release_outer()
         sm.prefetch(0)
         for il in range(n_layer):
@@ -325,6 +411,8 @@ class StreamedCalibration:
             if rest:
                 self._run(il, L, rest)
             self.stream_seconds += time.perf_counter() - t1
+            if self.anchors:
+                self._anchor_layer(il, L, layer_free)
             del L
             sm.release(il)
         self.progress("layers", n_layer, n_layer)
@@ -381,6 +469,8 @@ class StreamedCalibration:
                 del rep, lin
             self.stream_seconds += time.perf_counter() - t1
             del w
+        if self.anchors:
+            self._anchor_heads(head_name)
         self.sm.release_outer()
         for gi, members in enumerate(self.groups):
             specs = [s.spec for s in self.streams if s.band == gi]
@@ -401,9 +491,11 @@ class StreamedCalibration:
                 "stream_compute_ratio": round(self.stream_seconds / self.base_seconds, 3) if self.base_seconds else None,
                 "estimated_stream_ratio": round(self.plan.cost, 3),
                 "probe_chunks": len(self.probe_at), "probe_layers": self.plan.band, "streams": self.plan.streams,
+                "anchors": len(self.anchors), "anchor_seconds": round(self.anchor_seconds, 3),
                 "hidden_bytes": self.hidden_bytes, "hidden_spilled": self.spilled, "peak_rss_bytes": peak_rss()}
 
     def close(self) -> None:
         self.H.close()
         self.S.close()
+        self.A.close()
         self.sm.close()

@@ -37,6 +37,11 @@ def main(argv=None) -> int:
     d = os.path.join(REPO, "tests", "data")
     ap.add_argument("--models", default=",".join(os.path.join(d, m) for m in ("tiny-moe", "tiny-dense")))
     ap.add_argument("--presets", default="Q2_K,Q3_K_M,Q4_K_M")
+    ap.add_argument("--recipes", default="Q2_K,Q3_K",
+                    help="hand-made recipe rows: routed experts (a dense model: its FFN) at TYPE, the rest Q8_0")
+    ap.add_argument("--probes", default=None, help="the allocator's probes: streamed or full (default: its default)")
+    ap.add_argument("--probe-chunks", type=int, default=None)
+    ap.add_argument("--anchors", default=None, help="the allocator's anchors (default: its default)")
     ap.add_argument("--calib", default=os.path.join(d, "calib-shakespeare.txt"))
     ap.add_argument("--text", default=os.path.join(d, "heldout.txt"))
     ap.add_argument("--ctx", type=int, default=512)
@@ -72,27 +77,45 @@ def main(argv=None) -> int:
             qtoolkit.compute_imatrix(model, file=args.calib, output=im, ctx=args.ctx, chunks=args.calib_chunks,
                              threads=args.threads, compute_ppl=False, force=True)
         base = qtoolkit.load(model, threads=args.threads)
-        for preset in args.presets.split(","):
-            tag = f"{name}-{preset}" + ("-imat" if im else "")
+        alloc_kw = {k: v for k, v in (("probes", args.probes), ("probe_chunks", args.probe_chunks),
+                                      ("anchors", args.anchors)) if v is not None}
+        refs = [(p, p, None) for p in args.presets.split(",") if p] + \
+               [(f"recipe:{t}", "Q8_0", t) for t in args.recipes.split(",") if t]
+        for label, preset, low in refs:
+            tag = f"{name}-{label.replace(':', '-')}" + ("-imat" if im else "")
             p_out = os.path.join(args.workdir, tag + ".gguf")
             a_out = os.path.join(args.workdir, tag + "-alloc.gguf")
-            qtoolkit.convert(model, p_out, preset, imatrix=im, force=True, threads=args.threads)
+            overrides = []
+            if low is not None:
+                from qtoolkit.alloc.allocate import recipe_overrides
+                overrides = recipe_overrides(_out_names(model), low)
+            qtoolkit.convert(model, p_out, preset, imatrix=im, force=True, threads=args.threads, tensor_types=overrides)
             size = os.path.getsize(p_out)
             t0 = time.perf_counter()
             rep = qtoolkit.convert(model, a_out, None, imatrix=im, force=True, threads=args.threads, target_size=size,
-                                   calib=args.calib, calib_chunks=args.calib_chunks, alloc_types=alloc_types)
+                                   calib=args.calib, calib_chunks=args.calib_chunks, alloc_types=alloc_types,
+                                   **alloc_kw)
             t_alloc = time.perf_counter() - t0
             a = rep["allocation"]
             res = {}
             for kind, path in (("preset", p_out), ("alloc", a_out)):
-                r = qtoolkit.compare(base, qtoolkit.load(path, threads=args.threads), file=args.text, ctx=args.ctx,
-                                     chunks=args.chunks, threads=args.threads)
+                q = qtoolkit.load(path, threads=args.threads)
+                r = qtoolkit.compare(base, q, file=args.text, ctx=args.ctx, chunks=args.chunks, threads=args.threads)
+                # on the calibration chunks themselves: what the prediction is a prediction of
+                rc = qtoolkit.compare(base, q, file=args.calib, ctx=args.ctx, chunks=args.calib_chunks,
+                                      threads=args.threads)
                 res[kind] = {"bytes": os.path.getsize(path), "ppl": r["ppl_quant"], "kld": r["kld_mean"],
                              "kld_p99": r["kld_p99"], "top1": r["top1_agree"], "router": r.get("router_agree"),
-                             "ppl_base": r["ppl_base"], "chunks": r["chunks"], "scored": r["scored"]}
-            row = {"model": name, "preset": preset, "imatrix": bool(im), **{f"{k}_{kk}": v for k, d in res.items() for kk, v in d.items()},
-                   "predicted_preset": a["preset_predictions"].get(preset, {}).get("predicted_kld"),
+                             "ppl_base": r["ppl_base"], "chunks": r["chunks"], "scored": r["scored"],
+                             "kld_calib": rc["kld_mean"]}
+            anchors = a["calibration"].get("anchors", {})
+            pred_ref = anchors.get(label, {}).get("predicted_kld_scaled")
+            if pred_ref is None:
+                pred_ref = a["preset_predictions"].get(preset, {}).get("predicted_kld") if low is None else float("nan")
+            row = {"model": name, "preset": label, "imatrix": bool(im), **{f"{k}_{kk}": v for k, d in res.items() for kk, v in d.items()},
+                   "predicted_preset": pred_ref,
                    "predicted_alloc": a["predicted_kld"], "alloc_seconds": round(t_alloc, 1),
+                   "anchors": anchors, "scale": a["calibration"].get("scale"),
                    "base_preset": a["base_preset"], "recipe": recipe_path(a_out), "solver": a["solver"],
                    "alloc_phase_seconds": a["seconds"], "calibration": {k: v for k, v in a["calibration"].items()
                                                                          if k != "expert_counts"},
@@ -100,11 +123,14 @@ def main(argv=None) -> int:
                    "preset_predictions": a["preset_predictions"]}
             row["kld_ratio"] = row["alloc_kld"] / row["preset_kld"]
             row["size_ratio"] = row["alloc_bytes"] / row["preset_bytes"]
+            row["pred_over_meas_calib"] = row["predicted_alloc"] / row["alloc_kld_calib"]
             row["met"] = row["kld_ratio"] <= 0.8 and 0.99 <= row["size_ratio"] <= 1.0
+            row["prediction_met"] = abs(row["pred_over_meas_calib"] - 1.0) <= 0.15
             rows.append(row)
             print(f"{tag}: preset {row['preset_bytes']:,} B KLD {row['preset_kld']:.5f}; allocated {row['alloc_bytes']:,} B "
                   f"KLD {row['alloc_kld']:.5f} (x{row['kld_ratio']:.2f}; predicted {row['predicted_preset']:.5f} -> "
-                  f"{row['predicted_alloc']:.5f}) in {t_alloc:.0f} s", file=sys.stderr, flush=True)
+                  f"{row['predicted_alloc']:.5f}; on the calibration text {row['alloc_kld_calib']:.5f}) in {t_alloc:.0f} s",
+                  file=sys.stderr, flush=True)
     table = format_table(rows)
     print(table)
     if args.markdown:
@@ -116,9 +142,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def _out_names(model: str):
+    """The GGUF tensor names of a model folder (what a recipe's patterns match)."""
+    import qtoolkit
+    rep = qtoolkit.convert(model, None, "Q8_0", dry_run=True)
+    return [type("T", (), {"name": t["name"]}) for t in rep["tensors"]]
+
+
 def format_table(rows) -> str:
-    out = ["| model | size of | imatrix | file | bytes | PPL | KLD mean | KLD p99 | same top token | predicted KLD | KLD ratio | met |",
-           "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out = ["| model | size of | imatrix | file | bytes | PPL | KLD mean | KLD p99 | same top token | predicted KLD | "
+           "KLD on calib. text | KLD ratio | met |",
+           "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
         for kind in ("preset", "alloc"):
             label = r["preset"] if kind == "preset" else f"allocated ({r['base_preset']} file type)"
@@ -127,7 +161,7 @@ def format_table(rows) -> str:
             met = ("yes" if r["met"] else "**no**") if kind == "alloc" else ""
             out.append(f"| {r['model']} | {r['preset']} | {'yes' if r['imatrix'] else 'no'} | {label} | {r[kind + '_bytes']:,} | "
                        f"{r[kind + '_ppl']:.3f} | {r[kind + '_kld']:.5f} | {r[kind + '_kld_p99']:.4f} | "
-                       f"{100 * r[kind + '_top1']:.2f} % | {pred:.5f} | {ratio} | {met} |")
+                       f"{100 * r[kind + '_top1']:.2f} % | {pred:.5f} | {r[kind + '_kld_calib']:.5f} | {ratio} | {met} |")
     return "\n".join(out)
 
 
