@@ -35,25 +35,23 @@ from ..errors import QtkMemoryError, QtkValueError
 from ..quants import QuantType, producible_type, type_info
 from ..io.gguf_writer import file_layout
 from ..model.loader import load
+from ..model.runner import available_memory
 from ..presets import TypeOptions, get_preset, is_quantizable, parse_tensor_types
-from .calibration import Calibration
+from .calibration import Calibration, unreached_experts
 from .candidates import candidates as candidate_types
 from .candidates import qtoolkit_can_run
 from .error_table import tensor_errors
 from .probes import PROBE_BPW, Prober, activation_format, auto_band, bands
+from .anchors import anchor_types, scale_by_anchors
+from .cost import RUN_OVERHEAD, pass_cost
 from .recipe import check_reproduces, recipe_lines
+from .sizes import BASE_PRESETS, file_bytes as _file_bytes, pad as _pad, type_bytes as _type_bytes
 from .solver import solve
 from .streamed import COMPUTE_BUDGET, StreamedCalibration
 
 log = logging.getLogger(__name__)
 
-BASE_PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
-ALIGN = 32
 Progress = Callable[[str, int, int], None]   # (phase, done, total)
-
-
-def _pad(n: int) -> int:
-    return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
 @dataclass
@@ -165,22 +163,6 @@ class Allocation:
                 "calibration": self.calibration, "preset_predictions": self.preset_predictions, "seconds": self.seconds}
 
 
-def _type_bytes(n: int, t: QuantType) -> int:
-    info = type_info(t)
-    return n // info.block_size * info.type_size
-
-
-def _available_memory() -> Optional[int]:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return None
-
-
 @dataclass
 class Target:
     """The budget: the whole file's bytes, or bits per weight of the tensor data (exactly one)."""
@@ -214,12 +196,14 @@ class AllocOptions:
     reference: Optional[str] = None                  # a GGUF of the same model to calibrate against
     threads: Optional[int] = None
     progress: Optional[Progress] = None
-    probes: str = "full"                             # "streamed": one pass over the checkpoint (alloc/streamed.py);
+    probes: str = "streamed"                         # "streamed": one pass over the checkpoint (alloc/streamed.py);
                                                      # "full": the model in memory, every probe on every chunk
     probe_chunks: Optional[int] = None               # chunks each streamed probe runs on (None: as the budget allows)
     compute_budget: float = COMPUTE_BUDGET           # the streams' compute, in calibration passes
     max_memory: Optional[int] = None                 # hidden states in memory up to this, then spilled
     spill_dir: Optional[str] = None
+    verify: bool = True                              # measure the chosen file on every calibration chunk (a
+                                                     # second pass over the checkpoint when streamed)
     anchors: Sequence[str] = ("auto",)               # whole files measured on every chunk in the same pass:
                                                      # preset names, "recipe:TYPE" (experts / FFN at TYPE, the
                                                      # rest Q8_0), "auto" (the preset nearest the target); the
@@ -308,23 +292,43 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     by_name = {o.name: o for o in outs}
     if opts.probes not in ("streamed", "full"):
         raise QtkValueError(f"probes must be 'streamed' or 'full', got {opts.probes!r}")
-    anchors, anchor_sizes = anchor_types(plan, outs, free, opts.anchors, has_imatrix, budget)
+    anchors, anchor_sizes = anchor_types(plan, outs, free, opts.anchors, has_imatrix, budget.kind, budget.target_bytes)
+    shapes = {tp.name: tuple(tp.ne) for tp in tplans}
     if opts.probes == "streamed":
-        calib_report, anchor_kld = _streamed(plan, by_name, free, calib_text, q_ims, opts, report, secs, anchors)
+        calib_report, anchor_kld, measure, close = _streamed(plan, by_name, free, calib_text, q_ims, opts, report,
+                                                             secs, anchors, shapes)
     else:
-        calib_report, anchor_kld = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements, opts, report,
-                                         secs, anchors)
-    for tp in free:
-        tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
-    calib_report["anchors"], calib_report["scale"] = _scale_by_anchors(free, anchors, anchor_sizes, anchor_kld, budget)
+        calib_report, anchor_kld, measure, close = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements,
+                                                         opts, report, secs, anchors)
+    try:
+        for tp in free:
+            tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
+        calib_report["anchors"], calib_report["scale"] = scale_by_anchors(free, anchors, anchor_sizes, anchor_kld,
+                                                                           budget.target_bytes)
 
-    t2 = time.perf_counter()
-    sol = solve([[(budget.size_of(b), l) for b, l in zip(tp.nbytes, tp.loss)] for tp in free], budget.free_bytes)
-    for tp, c in zip(free, sol.choice):
-        tp.chosen = tp.types[c]
-    secs["solve"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
+        sol = solve([[(budget.size_of(b), l) for b, l in zip(tp.nbytes, tp.loss)] for tp in free], budget.free_bytes)
+        for tp, c in zip(free, sol.choice):
+            tp.chosen = tp.types[c]
+        secs["solve"] = time.perf_counter() - t2
 
-    chosen = {tp.name: (tp.fixed if tp.fixed is not None else tp.chosen) for tp in tplans}
+        chosen = {tp.name: (tp.fixed if tp.fixed is not None else tp.chosen) for tp in tplans}
+        measured = None
+        if opts.verify:   # the chosen file itself on every calibration chunk (the user's pins included)
+            report("verify", 0, 1)
+            t3 = time.perf_counter()
+            quantized = {tp.name: chosen[tp.name] for tp in tplans if tp.quantizable
+                         and chosen[tp.name] not in (QuantType.F32,)}
+            measured = measure(quantized)["kld"]
+            secs["verify"] = time.perf_counter() - t3
+            report("verify", 1, 1)
+            log.info("the allocated file on the calibration chunks: KLD %.4g (predicted %.4g)", measured, sol.loss)
+        calib_report["measured_kld"] = measured
+        calib_report["unreached_experts"] = unreached_experts(calib_report.pop("stats"), free)
+    finally:
+        close()
+    if calib_report.get("method") == "streamed":
+        calib_report["run"] = calib_report.pop("figures")()
     file_bytes = _file_bytes(plan, outs, chosen)
     preset_pred = _preset_predictions(plan, outs, free, has_imatrix)
     base = opts.base_preset
@@ -347,9 +351,41 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     )
 
 
+def allocation_cost(plan: Plan, calib_text: str, target: Target, opts: AllocOptions) -> Dict[str, Any]:
+    """What :func:`allocate_plan` with these options will cost (alloc/cost.py), from the headers,
+    the tokenizer and the calibration text alone: nothing is calibrated."""
+    from ..model.chunks import chunk_plan
+    from ..model.tokenizer import Tokenizer
+
+    check_request(target, opts)
+    outs = [pt.out for pt in plan.tensors]
+    q_ims = {pt.out.name: pt.imatrix for pt in plan.tensors}
+    tplans = _tensor_plans(outs, q_ims, opts)
+    free = [tp for tp in tplans if tp.fixed is None]
+    budget = _budget(plan, outs, tplans, free, target, sum(tp.n_elements for tp in tplans))
+    anchors, _ = anchor_types(plan, outs, free, opts.anchors, plan.imatrix is not None, budget.kind,
+                              budget.target_bytes)
+    n_tokens = len(Tokenizer.from_hf(plan.model_dir).encode(calib_text))
+    n = chunk_plan(n_tokens, opts.calib_ctx, opts.calib_chunks)
+    ref_bytes = os.path.getsize(opts.reference) if opts.reference else None
+    full = opts.probes == "full"
+    c = pass_cost(plan, free, n, opts.calib_ctx, opts.reference is not None, opts.probe_bpw, opts.probe_layers,
+                  n if full else opts.probe_chunks, opts.max_probes, len(anchors),
+                  budget=float("inf") if full else opts.compute_budget, max_memory=opts.max_memory,
+                  reference_bytes=ref_bytes)
+    c["probes"] = opts.probes
+    c["anchor_files"] = list(anchors)
+    if full:   # the model held in memory, every layer's input of every chunk kept
+        c["peak_memory_bytes"] = int((ref_bytes or c["checkpoint_bytes"]) + n * (plan.arch.n_layer + 1)
+                                     * opts.calib_ctx * plan.arch.n_embd * 4 + RUN_OVERHEAD)
+    return c
+
+
 def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_ims, opts: AllocOptions,
-              report: Progress, secs: Dict[str, float], anchors: Dict[str, Dict[str, QuantType]]):
-    """Calibration, error table and probes in one pass over the checkpoint (alloc/streamed.py)."""
+              report: Progress, secs: Dict[str, float], anchors: Dict[str, Dict[str, QuantType]], shapes):
+    """Calibration, error table, probes and anchors in one pass over the checkpoint
+    (alloc/streamed.py). Returns (the calibration report, the anchors' KLDs, a function that
+    measures a file on a second pass, the function that ends it)."""
     t1 = time.perf_counter()
     source = opts.reference or plan.model_dir
     sc = StreamedCalibration(
@@ -357,26 +393,28 @@ def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_im
         reference=opts.reference is not None, ctx=opts.calib_ctx, chunks=opts.calib_chunks, probe_bpw=opts.probe_bpw,
         probe_layers=opts.probe_layers, probe_chunks=opts.probe_chunks, max_rows=opts.max_rows,
         max_probes=opts.max_probes, threads=opts.threads, max_memory=opts.max_memory, spill_dir=opts.spill_dir,
-        budget=opts.compute_budget, progress=report, anchors=anchors)
+        budget=opts.compute_budget, progress=report, anchors=anchors, shapes=shapes)
     try:
         if opts.reference is not None:
             _check_reference(sc.sm.model, list(by_name.values()), opts.reference)
         sc.run()
-        run = sc.figures()
-    finally:
+    except BaseException:
         sc.close()
+        raise
+    run = sc.figures()
     secs["calibration"] = round(sc.base_seconds, 3)
     secs["errors"] = round(sc.error_seconds, 3)
     secs["probes"] = round(sc.stream_seconds, 3)
+    secs["anchors"] = round(sc.anchor_seconds, 3)
     secs["pass"] = time.perf_counter() - t1
-    log.info("streamed calibration: %d chunks, %d probe streams on %d chunks each, %.1f GB read (%.2f x the "
-             "checkpoint), %.1f s", len(sc.chunks), run["streams"], run["probe_chunks"], run["bytes_read"] / 1e9,
-             run["reads_of_checkpoint"] or 0.0, run["seconds"])
+    log.info("streamed calibration: %d chunks, %d probe streams on %d chunks each, %d anchor(s), %.1f GB read "
+             "(%.2f x the checkpoint), %.1f s", len(sc.chunks), run["streams"], run["probe_chunks"], len(anchors),
+             run["bytes_read"] / 1e9, run["reads_of_checkpoint"] or 0.0, run["seconds"])
     calib = {"method": "streamed", "tokens": sc.n_tokens, "chunks": len(sc.chunks), "ctx": sc.ctx,
              "scored": sc.scored, "probes": sc.n_probes, "probe_layers": sc.plan.band, "probe_bands": len(sc.groups),
-             "probe_chunks": len(sc.probe_at), "run": run,
+             "probe_chunks": len(sc.probe_at), "figures": sc.figures, "stats": sc.stats,
              "expert_counts": {k: v.tolist() for k, v in sc.expert_counts().items()}}
-    return calib, sc.anchor_kld
+    return calib, dict(sc.anchor_kld), sc.measure_file, sc.close
 
 
 def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_ims, n_elements: int,
@@ -409,88 +447,8 @@ def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_
     secs["anchors"] = time.perf_counter() - t_anchor
     return ({"method": "full", "tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
              "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band, "probe_bands": len(groups),
-             "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, anchor_kld)
-
-
-# -- anchors: whole files measured on every chunk ------------------------------------------------
-
-
-def recipe_overrides(outs, low: str) -> List[str]:
-    """The hand-made recipe of big MoE releases as ``REGEX=TYPE`` lines on a Q8_0 base: the
-    routed experts at ``low``, everything else (attention, shared experts, dense layers, embedding,
-    output) Q8_0. A dense model's analog: its feed-forward matrices at ``low``."""
-    if any(o.name.endswith("_exps.weight") for o in outs):
-        return [f"ffn_(gate|up|down)_exps\\.weight={low}"]
-    return [f"ffn_(gate|up|down)\\.weight={low}"]
-
-
-def anchor_file_types(plan: Plan, outs, spec: str, has_imatrix: bool) -> Dict[str, QuantType]:
-    """Every tensor's type in the file an anchor names: a preset, or ``recipe:TYPE``."""
-    if spec.startswith("recipe:"):
-        low = producible_type(spec.split(":", 1)[1], f"anchor {spec}").name
-        return tensor_types(plan.arch, outs, get_preset("Q8_0"), TypeOptions(
-            tensor_types=parse_tensor_types(recipe_overrides(outs, low)), has_imatrix=has_imatrix))
-    return tensor_types(plan.arch, outs, get_preset(spec), TypeOptions(has_imatrix=has_imatrix))
-
-
-def anchor_types(plan: Plan, outs, free: List[TensorPlan], specs: Sequence[str], has_imatrix: bool,
-                 budget: "_Budget") -> Tuple[Dict[str, Dict[str, QuantType]], Dict[str, int]]:
-    """The anchors to measure: label -> the free tensors' types in that file (fixed tensors keep
-    their own), and label -> the file's bytes as the budget counts them. ``auto``: the base preset
-    nearest the target in size."""
-    out: Dict[str, Dict[str, QuantType]] = {}
-    sizes_of: Dict[str, int] = {}
-    for spec in specs:
-        if spec == "auto":
-            sizes = {p: _anchor_bytes(plan, outs, anchor_file_types(plan, outs, p, has_imatrix), budget)
-                     for p in BASE_PRESETS}
-            spec = min(BASE_PRESETS, key=lambda p: abs(sizes[p] - budget.target_bytes))
-        label = spec if spec.startswith("recipe:") else get_preset(spec).name
-        if label in out:
-            continue
-        types = anchor_file_types(plan, outs, label, has_imatrix)
-        out[label] = {tp.name: types[tp.name] for tp in free}
-        sizes_of[label] = _anchor_bytes(plan, outs, types, budget)
-    return out, sizes_of
-
-
-def _anchor_bytes(plan: Plan, outs, types: Dict[str, QuantType], budget: "_Budget") -> int:
-    if budget.kind == "file":
-        return _file_bytes(plan, outs, types)
-    return sum(_type_bytes(o.n_elements, types[o.name]) for o in outs)
-
-
-def _scale_by_anchors(free: List[TensorPlan], anchors, sizes: Dict[str, int], measured: Dict[str, Dict[str, float]],
-                      budget: "_Budget"):
-    """Each anchor's prediction (the sum of its tensors' predicted losses) beside its measured KL
-    divergence; the predictions are then scaled by measured / predicted of the anchor nearest the
-    target in size (the probes' common error: their few chunks, and what the sum over tensors
-    misses). Returns (the anchors' figures, the scale)."""
-    rows: Dict[str, Dict[str, Any]] = {}
-    for label, types in anchors.items():
-        pred = 0.0
-        for tp in free:
-            t = types[tp.name]
-            if t not in tp.types:
-                pred = float("nan")
-                break
-            pred += tp.loss[tp.types.index(t)]
-        rows[label] = {"bytes": sizes[label], "predicted_kld": pred,
-                       **measured.get(label, {})}
-    usable = [lb for lb, r in rows.items() if r.get("kld") is not None and math.isfinite(r["predicted_kld"])
-              and r["predicted_kld"] > 0 and r["kld"] > 0]
-    scale = 1.0
-    if usable:
-        near = min(usable, key=lambda lb: abs(rows[lb]["bytes"] - budget.target_bytes))
-        scale = rows[near]["kld"] / rows[near]["predicted_kld"]
-        rows[near]["scales"] = True
-        log.info("anchor %s: measured KLD %.4g, predicted %.4g: predictions scaled by %.3f", near, rows[near]["kld"],
-                 rows[near]["predicted_kld"], scale)
-        for tp in free:
-            tp.loss = [l * scale for l in tp.loss]
-    for r in rows.values():
-        r["predicted_kld_scaled"] = r["predicted_kld"] * scale
-    return rows, scale
+             "stats": calib.stats, "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, anchor_kld,
+            prober.kld_of_types, lambda: None)
 
 
 # -- the steps ---------------------------------------------------------------------------------
@@ -563,7 +521,7 @@ def _calibration_model(plan: Plan, outs, n_elements: int, opts: AllocOptions):
     """The model the calibration runs: the float32 weights of the folder, or the GGUF reference."""
     if opts.reference is None:
         need = sum(os.path.getsize(p) for p in plan.checkpoint.files)   # the weights in their stored dtype
-        avail = _available_memory()
+        avail = available_memory()
         if avail is not None and need > 0.8 * avail:
             raise QtkMemoryError(
                 f"the calibration run holds the model in memory ({need / 1e9:.1f} GB) and only "
@@ -586,11 +544,6 @@ def _error_table(plan: Plan, by_name, free: List[TensorPlan], calib: Calibration
         col_w, row_w = calib.error_weights(tp.name, w3.shape[2], w3.shape[0], w3.shape[1])
         tp.error = tensor_errors(w, tp.types, col_w, row_w, q_ims.get(tp.name), opts.max_rows, opts.threads)
     report("errors", len(free), len(free))
-
-
-def _file_bytes(plan: Plan, outs, types: Dict[str, QuantType]) -> int:
-    return file_layout(plan.arch.gguf_arch, plan.metadata,
-                       [(o.name, o.ne, _type_bytes(o.n_elements, types[o.name])) for o in outs])["file_bytes"]
 
 
 def _preset_predictions(plan: Plan, outs, free: List[TensorPlan], has_imatrix: bool) -> Dict[str, Dict[str, float]]:

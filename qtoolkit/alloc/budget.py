@@ -20,7 +20,7 @@ from ..errors import QtkValueError
 from ..io.output import check_output
 from ..model.chunks import read_file
 from ..units import parse_size
-from .allocate import AllocOptions, Allocation, Target, allocate_plan, base_plan, check_request
+from .allocate import AllocOptions, Allocation, Target, allocate_plan, allocation_cost, base_plan, check_request
 from .candidates import parse_types
 from .recipe import write_recipe
 
@@ -51,16 +51,18 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
                       max_probes: int = 256, probes: str = AllocOptions.probes,
                       probe_chunks: Optional[int] = None, compute_budget: float = AllocOptions.compute_budget,
                       anchors: Any = AllocOptions.anchors, max_memory: Any = None, spill_dir: Optional[str] = None,
-                      **options) -> Dict[str, Any]:
+                      verify: bool = True, **options) -> Dict[str, Any]:
     """Convert ``model_dir`` to a GGUF file of at most ``target_size`` bytes (an int, or ``"85G"``
     / ``"91GB"``) or ``target_bpw`` bits per weight of tensor data, every tensor's type chosen from
     a calibration run on ``calib`` (a text file, not the text you evaluate on). ``qtype``: the
     preset written as the file type (default: the preset nearest in size). ``recipe``: where to
     write the recipe (default ``OUT.recipe``); ``alloc_types``: the types to choose from;
     ``calib_reference``: a GGUF of the same model to calibrate against; ``probes``, ``probe_chunks``,
-    ``compute_budget``, ``anchors``, ``max_memory``, ``spill_dir``: as :class:`AllocOptions`
-    (``anchors`` also as a comma-separated string); ``options``: those of
-    :func:`qtoolkit.converter.convert`. Returns the converter's report with an ``allocation`` entry."""
+    ``compute_budget``, ``anchors``, ``verify``, ``max_memory``, ``spill_dir``: as
+    :class:`AllocOptions` (``anchors`` also as a comma-separated string); ``options``: those of
+    :func:`qtoolkit.converter.convert`. Returns the converter's report with an ``allocation`` entry;
+    with ``dry_run=True`` only what the allocation would cost (``allocation_cost``, alloc/cost.py),
+    nothing calibrated."""
     opts = ConvertOptions(qtype=qtype, **options)
     if not opts.dry_run:
         if not out_path:
@@ -90,11 +92,13 @@ def convert_to_budget(model_dir: str, out_path: Optional[str], qtype: Optional[s
                          probe_chunks=probe_chunks, compute_budget=compute_budget,
                          anchors=parse_anchors(anchors),
                          max_memory=parse_size(max_memory, "--max-memory") if max_memory is not None else None,
-                         spill_dir=spill_dir)
+                         spill_dir=spill_dir, verify=verify)
     check_request(target, aopts)
     text = read_text(calib)
     base = base_plan(model_dir, opts.imatrix, opts.tokenizer_pre, opts.uncovered_experts, opts.min_expert_tokens)
     try:
+        if opts.dry_run:
+            return {"dry_run": True, "allocation_cost": allocation_cost(base, text, target, aopts)}
         alloc = allocate_plan(base, text, target, aopts)
         path = recipe or (recipe_path(out_path) if out_path and not opts.dry_run else None)
         if path:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -225,3 +225,31 @@ def start_layer(name: str, n_layer: int, tied: bool) -> int:
 def _mean_squares(t: _DenseStats) -> np.ndarray:
     """Mean square of each input column, ``[1, n]`` float32."""
     return (t.sum_x2 / max(t.n, 1)).astype(np.float32)[None, :]
+
+
+def unreached_experts(stats: "StatsObserver", free: Sequence) -> Dict[str, Any]:
+    """The experts the calibration text never routed a token to, and what the allocation did with
+    them: their error is weighted at ``UNUSED_EXPERT_FLOOR`` of the layer's average expert (so a
+    type is still chosen for them as for rarely used experts, never "free to destroy"), and their
+    share of each expert stack's predicted loss, estimated by their share of the stack's error
+    weights (``tp.loss`` of the chosen type times that share)."""
+    layers = []
+    total = 0.0
+    for tp in free:
+        il, short = split_name(tp.name)
+        if short not in EXPERT_STACKS or tp.chosen is None:
+            continue
+        st = stats.expert_stats.get(str(il))
+        if st is None:
+            continue
+        unreached = [int(e) for e in np.nonzero(st.count == 0)[0]]
+        w, _ = error_weights(stats, False, tp.name, 0)
+        mass = w.astype(np.float64).mean(axis=1)
+        share = float(mass[unreached].sum() / mass.sum()) if unreached and mass.sum() > 0 else 0.0
+        loss = tp.loss[tp.types.index(tp.chosen)] * share
+        total += loss
+        if unreached:
+            layers.append({"tensor": tp.name, "experts": unreached, "of": int(st.count.size),
+                           "weight_share": share, "predicted_kld": loss, "type": tp.chosen.name})
+    return {"policy": f"error weighted at {UNUSED_EXPERT_FLOOR:g} x the layer's average expert", "tensors": layers,
+            "predicted_kld": total}

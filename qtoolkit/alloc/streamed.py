@@ -107,6 +107,29 @@ def plan_streams(free: Sequence, n_layer: int, n_specs: Callable[[List], int], h
     return StreamPlan(b, groups, pc, n, c1 * pc)
 
 
+def pass_plan(hp, n_vocab: int, free: Sequence, n_chunks: int, reference: bool, probe_bpw, probe_layers: Optional[int],
+              probe_chunks: Optional[int], budget: float, max_probes: int, n_anchors: int) -> Tuple[StreamPlan, float]:
+    """The streams of a pass over ``n_chunks`` calibration chunks (:func:`plan_streams`; every
+    anchor is one stream on all chunks, about one base pass, taken from the budget), and the
+    head's compute in blocks' worth. ``hp``: the model's widths (n_layer, n_embd, head_dim,
+    n_head, n_head_kv, is_moe, n_expert_used)."""
+    moe_ff = 0
+    if hp.is_moe:
+        gates = [tp.ne[1] for tp in free if tp.name.endswith("ffn_gate_exps.weight")]
+        moe_ff = max(gates) if gates else hp.n_embd
+    dense_ff = max([tp.ne[1] for tp in free if tp.name.endswith(".ffn_gate.weight")] or [0])
+    per_layer = layer_units(hp, (dense_ff, moe_ff))
+    head_layers = n_vocab * hp.n_embd * 0.5 / per_layer   # the head on half the positions
+    kw = {"probe_bpw": tuple(probe_bpw)} if probe_bpw is not None else {}
+
+    def n_specs(members) -> int:
+        return len(probe_specs(members, reference=reference, errors=[0.0] * len(members[0].types), **kw))
+
+    plan = plan_streams(free, hp.n_layer, n_specs, head_layers, n_chunks, probe_layers, probe_chunks,
+                        max(budget - n_anchors, 0.5), max_probes)
+    return plan, head_layers
+
+
 class StreamedCalibration:
     """The pass (module doc). ``source``: the Hugging Face folder (or a GGUF reference) to run;
     ``weights_of(name)``: a tensor's full-precision float32 weights from the checkpoint, read when
@@ -120,9 +143,11 @@ class StreamedCalibration:
                  probe_chunks: Optional[int] = None, max_rows: int = 4096, max_probes: int = 256,
                  threads: Optional[int] = None, max_memory: Optional[int] = None, spill_dir: Optional[str] = None,
                  budget: float = COMPUTE_BUDGET, progress: Optional[Callable[[str, int, int], None]] = None,
-                 anchors: Optional[Dict[str, Dict[str, QuantType]]] = None):
+                 anchors: Optional[Dict[str, Dict[str, QuantType]]] = None,
+                 shapes: Optional[Dict[str, Tuple[int, ...]]] = None):
         self.t0 = time.perf_counter()
         self.anchors = dict(anchors or {})
+        self._ne = {**(shapes or {}), **{tp.name: tuple(tp.ne) for tp in free}}   # GGUF ne of every tensor
         self.sm = StreamedModel(source, threads=threads)
         try:
             self._setup(text, free, q_ims, weights_of, reference, ctx, chunks, probe_bpw, probe_layers,
@@ -150,19 +175,8 @@ class StreamedCalibration:
         hp = m.hp
         self.n_layer = hp.n_layer
         self.tied = m.output is m.tok_embd
-        moe_ff = 0
-        if hp.is_moe:
-            moe_ff = max(tp.ne[1] for tp in self.free if tp.name.endswith("ffn_gate_exps.weight")) \
-                if any(tp.name.endswith("ffn_gate_exps.weight") for tp in self.free) else hp.n_embd
-        dense_ff = max([tp.ne[1] for tp in self.free if tp.name.endswith(".ffn_gate.weight")] or [0])
-        per_layer = layer_units(hp, (dense_ff, moe_ff))
-        self.head_layers = m.n_vocab * hp.n_embd * 0.5 / per_layer   # the head on half the positions
-        kw = {"probe_bpw": self.probe_bpw} if self.probe_bpw is not None else {}
-        self._n_specs = lambda members: len(probe_specs(members, reference=reference,
-                                                        errors=[0.0] * len(members[0].types), **kw))
-        # every anchor is one stream on all chunks: about one base pass each
-        self.plan = plan_streams(self.free, self.n_layer, self._n_specs, self.head_layers, n, probe_layers,
-                                 probe_chunks, max(budget - len(self.anchors), 0.5), max_probes)
+        self.plan, self.head_layers = pass_plan(hp, m.n_vocab, self.free, n, reference, self.probe_bpw, probe_layers,
+                                                probe_chunks, budget, max_probes, len(self.anchors))
         self.groups = self.plan.groups
         self.probe_at = np.unique(np.linspace(0, n - 1, self.plan.probe_chunks).round().astype(np.int64)).tolist()
         need = (n * (1 + len(self.anchors)) + self.plan.streams * len(self.probe_at)) * ctx * hp.n_embd * 4
@@ -174,7 +188,9 @@ class StreamedCalibration:
         self.S = HiddenStates(max(1, self.plan.streams * len(self.probe_at)), ctx, hp.n_embd, spill, spill_dir)
         self.A = HiddenStates(max(1, n * len(self.anchors)), ctx, hp.n_embd, spill, spill_dir)
         self.anchor_kld: Dict[str, Dict[str, float]] = {}
-        self.anchor_seconds = 0.0
+        self.anchor_seconds = self.verify_seconds = 0.0
+        self.passes = 1
+        self._spill_dir = spill_dir
         self.hidden_bytes, self.spilled = need, spill
         self.n_probes = 0
         self.base_seconds = self.stream_seconds = self.error_seconds = 0.0
@@ -196,8 +212,8 @@ class StreamedCalibration:
         elif name in ("token_embd.weight", "output.weight"):
             lin = self.sm.model.tok_embd if name == "token_embd.weight" else self.sm.model.output
             arr, qt = lin.data, lin.qtype
-        tp = self._tp[name]
-        shape = tuple(reversed(tp.ne)) if len(tp.ne) == 3 else (tp.ne[1], tp.ne[0])
+        ne = self._ne[name]
+        shape = tuple(reversed(ne)) if len(ne) == 3 else (ne[1], ne[0])
         if arr is not None and qt in _FLOAT and not self.reference:
             if qt == QuantType.F32:
                 return np.ascontiguousarray(arr, dtype=np.float32).reshape(shape)
@@ -255,22 +271,22 @@ class StreamedCalibration:
             for j, c in enumerate(part):
                 store.write(c, X[j:j + 1])
 
-    def _anchor_layer(self, il: int, L, layer_free: Sequence) -> None:
-        """Every anchor through block ``L`` on all chunks, with the block's free tensors at the
-        anchor's types (quantized, run on the kernels as the file will be), one anchor at a time."""
+    def _anchor_layer(self, il: int, L) -> None:
+        """Every anchor through block ``L`` on all chunks, with the block's tensors at the anchor's
+        types (quantized, run on the kernels as the file will be), one anchor at a time."""
         n = len(self.chunks)
         for ai, types in enumerate(self.anchors.values()):
             t0 = time.perf_counter()
             undos = []
             try:
-                for tp in layer_free:
-                    t = types.get(tp.name)
-                    if t is None:
+                for name, t in types.items():
+                    at, short = split_name(name)
+                    if at != il:
                         continue
-                    w = self._f32(L, tp.name)
-                    rep, qt = self._replacement(w, tp.name, ("kernels", t))
+                    w = self._f32(L, name)
+                    rep, qt = self._replacement(w, name, ("kernels", t))
                     del w
-                    undos.append(replace_in_layer(L, split_name(tp.name)[1], rep, qt))
+                    undos.append(replace_in_layer(L, short, rep, qt))
                     del rep
                 self._run(il, L, list(range(ai * n, ai * n + n)), self.A)
             finally:
@@ -285,7 +301,9 @@ class StreamedCalibration:
         step = max(1, GROUP_TOKENS // self.ctx)
         for ai, types in enumerate(self.anchors.values()):
             t0 = time.perf_counter()
-            t = types.get("token_embd.weight") if w_emb is not None else None
+            t = types.get("token_embd.weight")
+            if t is not None and w_emb is None:
+                w_emb = self._f32(None, "token_embd.weight")
             if t is None:
                 for c0 in range(0, n, step):
                     c1 = min(n, c0 + step)
@@ -303,10 +321,9 @@ class StreamedCalibration:
         alone (what separates the probe chunks' sampling from the sum over tensors)."""
         m, hp = self.sm.model, self.sm.model.hp
         n = len(self.chunks)
-        head_tp = self._tp.get(head_name)
         for ai, (label, types) in enumerate(self.anchors.items()):
             t0 = time.perf_counter()
-            t = types.get(head_name) if head_tp is not None else None
+            t = types.get(head_name)
             lin = m.output
             if t is not None:
                 rep, qt = self._replacement(self._f32(None, head_name), head_name, ("kernels", t))
@@ -412,7 +429,7 @@ class StreamedCalibration:
                 self._run(il, L, rest)
             self.stream_seconds += time.perf_counter() - t1
             if self.anchors:
-                self._anchor_layer(il, L, layer_free)
+                self._anchor_layer(il, L)
             del L
             sm.release(il)
         self.progress("layers", n_layer, n_layer)
@@ -476,6 +493,33 @@ class StreamedCalibration:
             specs = [s.spec for s in self.streams if s.band == gi]
             apply_probes(members, specs, {spec: klds[(gi, spec)] for spec in specs})
 
+    def measure_file(self, types: Dict[str, QuantType], label: str = "file") -> Dict[str, float]:
+        """A second pass over the checkpoint: the file whose tensors have ``types`` (those not named
+        stay as in the checkpoint) on every calibration chunk, on the kernels, its mean KL
+        divergence from the base pass's final hidden states (still held). Run after :meth:`run`."""
+        t0 = time.perf_counter()
+        sm, n = self.sm, len(self.chunks)
+        self.anchors = {label: dict(types)}
+        if self.A.shape[0] < n:
+            self.A.close()
+            self.A = HiddenStates(n, self.ctx, self.sm.model.hp.n_embd, self.spilled, self._spill_dir)
+        self._anchor_start(None)
+        sm.release_outer()
+        sm.prefetch(0)
+        for il in range(self.n_layer):
+            L = sm.layer(il)
+            sm.prefetch(il + 1)
+            self._anchor_layer(il, L)
+            del L
+            sm.release(il)
+        self._anchor_heads("token_embd.weight" if self.tied else "output.weight")
+        sm.release_outer()
+        sm.check_unchanged()
+        self.extra_bytes += sm.outer_bytes   # the embedding and head read again
+        self.verify_seconds = time.perf_counter() - t0
+        self.passes = 2
+        return self.anchor_kld[label]
+
     # -- what it found and spent -----------------------------------------------------------------
     def expert_counts(self) -> Dict[int, np.ndarray]:
         return {int(k): t.count for k, t in self.stats.expert_stats.items()}
@@ -483,7 +527,7 @@ class StreamedCalibration:
     def figures(self) -> Dict[str, object]:
         ck = sum(self.sm.src.nbytes(nm) for nm in self.sm.src.names()) if self.sm.src is not None else 0
         read = self.sm.bytes_read + self.extra_bytes
-        return {"passes": 1, "bytes_read": read, "checkpoint_bytes": ck,
+        return {"passes": self.passes, "bytes_read": read, "checkpoint_bytes": ck,
                 "reads_of_checkpoint": round(read / ck, 3) if ck else None,
                 "seconds": round(self.seconds, 3), "base_seconds": round(self.base_seconds, 3),
                 "stream_seconds": round(self.stream_seconds, 3), "error_seconds": round(self.error_seconds, 3),
@@ -491,7 +535,7 @@ class StreamedCalibration:
                 "stream_compute_ratio": round(self.stream_seconds / self.base_seconds, 3) if self.base_seconds else None,
                 "estimated_stream_ratio": round(self.plan.cost, 3),
                 "probe_chunks": len(self.probe_at), "probe_layers": self.plan.band, "streams": self.plan.streams,
-                "anchors": len(self.anchors), "anchor_seconds": round(self.anchor_seconds, 3),
+                "anchor_seconds": round(self.anchor_seconds, 3), "verify_seconds": round(self.verify_seconds, 3),
                 "hidden_bytes": self.hidden_bytes, "hidden_spilled": self.spilled, "peak_rss_bytes": peak_rss()}
 
     def close(self) -> None:

@@ -28,13 +28,31 @@ def add_arguments(parser) -> None:
                         "weights: for models whose weights do not fit in memory")
     g.add_argument("--max-probes", type=int, default=256, metavar="N",
                    help="at most N sensitivity probe runs; deeper models probe bands of layers together (default 256)")
+    g.add_argument("--probes", choices=("streamed", "full"), default="streamed",
+                   help="streamed (default): calibration, probes and anchors in one read of the checkpoint, memory "
+                        "bounded by two layers; full: the model in memory, every probe on every chunk")
+    g.add_argument("--probe-chunks", type=int, metavar="N",
+                   help="calibration chunks each streamed probe runs on (default: as many as --compute-budget allows)")
+    g.add_argument("--compute-budget", type=float, default=9.0, metavar="X",
+                   help="compute of the probe streams and anchors, in calibration passes (default 9)")
+    g.add_argument("--anchors", default="auto", metavar="LIST",
+                   help="whole files measured on every chunk to scale the predictions: preset names, recipe:TYPE "
+                        "(routed experts at TYPE, the rest Q8_0), auto (the preset nearest the target), none")
+    g.add_argument("--no-verify", action="store_true",
+                   help="do not measure the chosen file on the calibration chunks (saves a second read)")
+    g.add_argument("--max-memory", metavar="SIZE",
+                   help="memory the calibration's hidden states may take (default: half of the available memory); "
+                        "above it they go to a file in --spill-dir")
+    g.add_argument("--spill-dir", metavar="DIR", help="folder for the hidden-state file (default: the system's temp folder)")
     g.add_argument("--recipe", metavar="FILE", help="where to write the REGEX=TYPE recipe (default: OUT.recipe)")
     g.add_argument("--alloc-types", metavar="LIST",
                    help="comma-separated types the allocator may choose (default: every type llama.cpp runs; "
                         "the IQ1/IQ2/IQ3_XXS types only with --imatrix)")
     parser.add_argument("--tokenizer-pre", metavar="NAME",
                         help="llama.cpp pre-tokenizer name, when the tokenizer's split regex is not recognised")
-    parser.add_argument("--dry-run", action="store_true", help="print the per-tensor plan and totals; read only headers")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the per-tensor plan and totals (with a target: what the allocation will cost); "
+                             "read only headers")
 
 
 def run(args) -> int:
@@ -67,7 +85,15 @@ def run(args) -> int:
                                    target_bpw=args.target_bpw, calib=args.calib, calib_chunks=args.calib_chunks,
                                    calib_ctx=args.calib_ctx, recipe=args.recipe, alloc_types=args.alloc_types,
                                    alloc_progress=alloc_progress, calib_reference=args.calib_reference,
-                                   max_probes=args.max_probes, **options)
+                                   max_probes=args.max_probes, probes=args.probes, probe_chunks=args.probe_chunks,
+                                   compute_budget=args.compute_budget, anchors=args.anchors,
+                                   verify=not args.no_verify, max_memory=args.max_memory, spill_dir=args.spill_dir,
+                                   **options)
+        if args.dry_run and not args.json:
+            from ..alloc.cost import format_cost
+
+            print("\n".join(format_cost(report["allocation_cost"])))
+            return 0
     else:
         report = convert(args.model_dir, args.output, args.type, **options)
     if args.json:

@@ -22,8 +22,25 @@ def print_allocation(a: dict) -> None:
         f"{p} {v['file_bytes']:,} bytes, KLD {v['predicted_kld']:.5f}" for p, v in sorted(near, key=lambda kv: kv[1]["file_bytes"])))
     c = a["calibration"]
     sec = a["seconds"]
-    print(f"calibration: {c['chunks']} chunks x {c['ctx']} tokens, {c['probes']} probes; "
+    if c.get("measured_kld") is not None:
+        print(f"measured on the {c['chunks']} calibration chunks: KL divergence {c['measured_kld']:.5f} "
+              f"(predicted {a['predicted_kld']:.5f})")
+    for label, r in c.get("anchors", {}).items():
+        if r.get("kld") is not None:
+            print(f"anchor {label}: {r['bytes']:,} bytes, measured KLD {r['kld']:.5f}, sum of its tensors' predictions "
+                  f"{r['predicted_kld']:.5f}" + (f" (predictions scaled by {c['scale']:.3f})" if r.get("scales") else ""))
+    un = c.get("unreached_experts") or {}
+    if un.get("tensors"):
+        n = sum(len(t["experts"]) for t in un["tensors"])
+        print(f"experts the calibration never reached: {n} in {len(un['tensors'])} stacks, predicted KLD share "
+              f"{un['predicted_kld']:.2e} ({un['policy']})")
+    print(f"calibration: {c['chunks']} chunks x {c['ctx']} tokens, {c['probes']} probes ({c.get('method', 'full')}); "
           f"{sec.get('total', 0):.1f} s (errors {sec.get('errors', 0):.1f} s, probes {sec.get('probes', 0):.1f} s)")
+    run = c.get("run")
+    if run:
+        print(f"spent: {run['passes']} pass(es), {run['bytes_read'] / 1e9:.2f} GB read ({run['reads_of_checkpoint']} x the "
+              f"checkpoint), probe streams {run['stream_compute_ratio']} x the calibration pass's compute, "
+              f"peak memory {run['peak_rss_bytes'] / 1e9:.2f} GB")
     print(f"file type {a['base_preset']}" + (f"; recipe: {a['recipe_file']}" if a.get("recipe_file") else ""))
 
 

@@ -126,6 +126,11 @@ class StreamedModel:
         if self.src is not None:
             self.src.release(layer_names(self.src, il))
 
+    @property
+    def outer_bytes(self) -> int:
+        """Bytes of the embedding and the head in the checkpoint (0 for a model in memory)."""
+        return sum(self.src.nbytes(n) for n in self._outer) if self.src is not None else 0
+
     def release_outer(self) -> None:
         """Drop the embedding's and head's pages (read again when next used)."""
         if self.src is not None:

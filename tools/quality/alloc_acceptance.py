@@ -89,7 +89,9 @@ def main(argv=None) -> int:
             if low is not None:
                 from qtoolkit.alloc.allocate import recipe_overrides
                 overrides = recipe_overrides(_out_names(model), low)
-            qtoolkit.convert(model, p_out, preset, imatrix=im, force=True, threads=args.threads, tensor_types=overrides)
+            ref_rep = qtoolkit.convert(model, p_out, preset, imatrix=im, force=True, threads=args.threads,
+                                       tensor_types=overrides)
+            ref_types = {t["name"]: t["type"] for t in ref_rep["tensors"]}
             size = os.path.getsize(p_out)
             t0 = time.perf_counter()
             rep = qtoolkit.convert(model, a_out, None, imatrix=im, force=True, threads=args.threads, target_size=size,
@@ -109,12 +111,16 @@ def main(argv=None) -> int:
                              "ppl_base": r["ppl_base"], "chunks": r["chunks"], "scored": r["scored"],
                              "kld_calib": rc["kld_mean"]}
             anchors = a["calibration"].get("anchors", {})
-            pred_ref = anchors.get(label, {}).get("predicted_kld_scaled")
-            if pred_ref is None:
-                pred_ref = a["preset_predictions"].get(preset, {}).get("predicted_kld") if low is None else float("nan")
+            # the allocator's prediction for the reference file: its tensors' predicted losses at that file's types
+            pred_ref = 0.0
+            for t in a["tensors"]:
+                if not t["fixed"]:
+                    opt = t["options"].get(ref_types[t["name"]])
+                    pred_ref += opt["predicted_kld"] if opt is not None else float("nan")
             row = {"model": name, "preset": label, "imatrix": bool(im), **{f"{k}_{kk}": v for k, d in res.items() for kk, v in d.items()},
                    "predicted_preset": pred_ref,
-                   "predicted_alloc": a["predicted_kld"], "alloc_seconds": round(t_alloc, 1),
+                   "predicted_alloc": a["predicted_kld"], "measured_alloc_calib": a["calibration"].get("measured_kld"),
+                   "alloc_seconds": round(t_alloc, 1),
                    "anchors": anchors, "scale": a["calibration"].get("scale"),
                    "base_preset": a["base_preset"], "recipe": recipe_path(a_out), "solver": a["solver"],
                    "alloc_phase_seconds": a["seconds"], "calibration": {k: v for k, v in a["calibration"].items()
