@@ -1,5 +1,6 @@
 """``qtoolkit plan MODEL_DIR|config.json``: file size of every preset, parameters, RAM and a decode
-speed ceiling, from the config alone (no weights are read)."""
+speed ceiling, from the config alone (no weights are read); with ``--calib`` also the predicted
+KL divergence against file size from one streamed calibration (``--curve out.png``)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,20 @@ def add_arguments(parser) -> None:
     g2.add_argument("--threads", type=int, metavar="N", help="threads the runs compute on (default: all cores)")
     g2.add_argument("--gflops", type=float, metavar="G",
                     help="the machine's matmul speed in GFLOP/s (default: measured here on --threads)")
+    g3 = parser.add_argument_group("predicted quality against size (one calibration of the model's weights; "
+                                   "docs/allocation.md)")
+    g3.add_argument("--calib", metavar="FILE", help="calibration text: run the allocator's streamed calibration once and "
+                                                   "report the predicted KL divergence across the whole size range")
+    g3.add_argument("--target-size", metavar="SIZE",
+                    help="the size the allocator's anchor and the marked file are chosen for (default: --type's file)")
+    g3.add_argument("--calib-chunks", type=int, default=16, metavar="N", help="chunks of calibration text (default 16)")
+    g3.add_argument("--calib-ctx", type=int, default=512, metavar="N", help="tokens per calibration chunk (default 512)")
+    g3.add_argument("--imatrix", metavar="FILE", help="importance matrix the quantizer will use")
+    g3.add_argument("--anchors", default="auto", metavar="LIST",
+                    help="files measured on every chunk (presets, recipe:TYPE, auto), marked on the curve")
+    g3.add_argument("--curve", metavar="PNG", help="write the curve as a PNG (needs matplotlib: qtoolkit[report])")
+    g3.add_argument("--curve-points", type=int, default=40, metavar="N", help="solver answers along the range (default 40)")
+    g3.add_argument("--force", action="store_true", help="replace an existing --curve file")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -43,6 +58,8 @@ def run(args) -> int:
     r = estimate(args.model, preset=args.type, target_bpw=args.target_bpw, ram=ram, bandwidth=args.bandwidth,
                  ctx=args.ctx, kv_type=args.kv_type, headroom=headroom, presets=presets, disk=args.disk,
                  eval_chunks=args.eval_chunks, eval_ctx=args.eval_ctx, threads=args.threads, gflops=args.gflops)
+    if args.calib:
+        r["quality"] = _quality(args, r, ram)
     if args.json:
         print(json.dumps(r))
         return 0
@@ -87,7 +104,54 @@ def run(args) -> int:
         print(line)
     if "runs" in r:
         print_runs(r["runs"], r["selected"])
+    if "quality" in r:
+        print_quality(r["quality"])
     return 0
+
+
+def _quality(args, r: dict, ram) -> dict:
+    """One streamed calibration, then the solver at many sizes (alloc/curve.py)."""
+    import os
+
+    from ..alloc.allocate import allocate
+    from ..alloc.budget import parse_anchors, read_text
+    from ..alloc.curve import curve_table, plot_curve
+    from ..errors import QtkValueError
+
+    if not os.path.isdir(args.model):
+        raise QtkValueError(f"{args.model}: --calib needs the model folder with its weights, not a config.json")
+    size = parse_size(args.target_size, "--target-size") if args.target_size else int(r["file_bytes"])
+    if args.curve:   # refuse an existing file before the calibration, not after
+        from ..io.output import check_output
+
+        check_output(args.curve, args.force, [args.model, args.calib, args.imatrix])
+    a = allocate(args.model, read_text(args.calib), target_size=size, imatrix=args.imatrix,
+                 calib_chunks=args.calib_chunks, calib_ctx=args.calib_ctx, anchors=parse_anchors(args.anchors),
+                 threads=args.threads)
+    table = curve_table(a, args.curve_points)
+    if args.curve:
+        plot_curve(table, args.curve, f"{os.path.basename(os.path.normpath(args.model))}: predicted KL divergence "
+                   "against file size", ram=ram, force=args.force, inputs=[args.model, args.calib, args.imatrix])
+        table["curve_file"] = args.curve
+    return table
+
+
+def print_quality(q: dict) -> None:
+    c = q["calibration"]
+    print()
+    print(f"predicted KL divergence against size ({c['chunks']} calibration chunks of {c['ctx']} tokens):")
+    print(f"  {'file':>12s} {'bpw':>7s} {'KLD':>10s}")
+    for p in q["curve"]:
+        print(f"  {_gb(p['file_bytes']):>12s} {p['bpw']:7.3f} {p['predicted_kld']:10.5f}")
+    for p in q["presets"]:
+        print(f"  preset {p['name']:8s} {_gb(p['file_bytes']):>12s} predicted {p['predicted_kld']:.5f}")
+    for p in q["anchors"]:
+        print(f"  anchor {p['name']:8s} {_gb(p['file_bytes']):>12s} measured {p['measured_kld']:.5f}")
+    a = q["allocated"]
+    meas = f", measured {a['measured_kld']:.5f}" if a.get("measured_kld") is not None else ""
+    print(f"  allocated   {_gb(a['file_bytes']):>12s} predicted {a['predicted_kld']:.5f}{meas}")
+    if q.get("curve_file"):
+        print(f"curve: {q['curve_file']}")
 
 
 def print_runs(runs: dict, quant: str) -> None:

@@ -145,3 +145,44 @@ def test_unknown_probe_mode_is_refused(text):
 
     with pytest.raises(QtkValueError, match="probes must be"):
         _run(text, probes="sometimes")
+
+
+def test_plan_curve_after_one_calibration(tmp_path, capsys):
+    """``qtoolkit plan MODEL --calib TEXT --curve out.png --json``: the solver's answers along the
+    size range, never increasing with size, each within its budget; presets and anchors marked."""
+    import json
+
+    from qtoolkit.cli import main
+
+    calib = os.path.join(DATA, "calib-shakespeare.txt")
+    png = str(tmp_path / "curve.png")
+    args = ["plan", MOE, "--calib", calib, "--calib-chunks", "2", "--calib-ctx", "256", "--anchors", "auto,recipe:Q2_K",
+            "--curve-points", "12", "--threads", "2", "--json"]
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--curve", png]
+    except ImportError:
+        png = None
+    capsys.readouterr()
+    assert main(args) == 0
+    q = json.loads(capsys.readouterr().out)["quality"]
+    pts = q["curve"]
+    assert len(pts) >= 12
+    sizes = [p["file_bytes"] for p in pts]
+    assert sizes == sorted(sizes)
+    for p in pts:
+        assert p["file_bytes"] <= p["budget_bytes"]
+        assert p["gap"] >= -1e-12
+    klds = [p["predicted_kld"] for p in pts]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(klds, klds[1:]))
+    assert klds[0] > 10 * klds[-1]
+    assert {a["name"] for a in q["anchors"]} == {"Q4_K_M", "recipe:Q2_K"}   # auto: --type's default Q4_K_M
+    assert all(a["measured_kld"] > 0 for a in q["anchors"])
+    assert q["allocated"]["measured_kld"] > 0
+    assert len(q["presets"]) == 10
+    if png:
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+        # an existing curve file is not replaced without --force (refused before calibrating)
+        assert main(args) != 0
+        assert "already exists; pass --force" in capsys.readouterr().err
