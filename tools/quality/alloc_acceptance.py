@@ -87,7 +87,7 @@ def main(argv=None) -> int:
             a_out = os.path.join(args.workdir, tag + "-alloc.gguf")
             overrides = []
             if low is not None:
-                from qtoolkit.alloc.allocate import recipe_overrides
+                from qtoolkit.alloc.anchors import recipe_overrides
                 overrides = recipe_overrides(_out_names(model), low)
             ref_rep = qtoolkit.convert(model, p_out, preset, imatrix=im, force=True, threads=args.threads,
                                        tensor_types=overrides)
