@@ -123,6 +123,8 @@ def _write_recipe(path: str, alloc: Allocation, model_dir: str, size: Optional[i
         f"tensor-bytes: {alloc.tensor_bytes}",
         f"bpw: {alloc.bpw:.4f}",
         f"predicted-kld: {alloc.predicted_kld:.6g}",
+        *([f"measured-kld: {alloc.calibration['measured_kld']:.6g} (the file on the calibration chunks)"]
+          if alloc.calibration.get("measured_kld") is not None else []),
         f"calibration: {os.path.basename(calib)}, {alloc.calibration['chunks']} chunks of {alloc.calibration['ctx']} tokens",
         f"imatrix: {os.path.basename(imatrix) if imatrix else 'none'}",
         f"reproduce: qtoolkit convert MODEL -o OUT.gguf --type {alloc.base_preset} --tensor-type-file "
