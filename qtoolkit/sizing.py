@@ -27,6 +27,7 @@ from .converter.vocab import load_vocab
 from .errors import QtkFileNotFoundError, QtkValueError
 from .quants import QuantType, type_info
 from .io.gguf_writer import file_layout
+from .model.runner import RUN_OVERHEAD
 from .presets import PRESETS, TypeOptions, file_order, get_preset
 
 # -- the model's shape ----------------------------------------------------------------------
@@ -255,7 +256,6 @@ def estimate(path: str, preset: Optional[str] = None, target_bpw: Optional[float
 # -- the layer-major runs (compare, imatrix, perplexity) ----------------------------------------
 
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-RUN_OVERHEAD = 1 << 30   # the interpreter, libraries and working buffers of a run, on top of its layers
 
 
 def _layer_bytes(shape: ModelShape, types: Optional[Dict[str, QuantType]], elem_bytes: int) -> Dict[int, int]:

@@ -43,7 +43,6 @@ from .candidates import qtoolkit_can_run
 from .error_table import tensor_errors
 from .probes import PROBE_BPW, Prober, activation_format, auto_band, bands
 from .anchors import anchor_types, scale_by_anchors
-from .cost import RUN_OVERHEAD, pass_cost
 from .recipe import check_reproduces, recipe_lines
 from .sizes import BASE_PRESETS, file_bytes as _file_bytes, pad as _pad, type_bytes as _type_bytes
 from .solver import solve
@@ -221,6 +220,8 @@ class _Budget:
 def check_request(target: Target, opts: AllocOptions) -> None:
     """Refuse a request that cannot be met before anything is read."""
     target.check()
+    if opts.probes not in ("streamed", "full"):
+        raise QtkValueError(f"probes must be 'streamed' or 'full', got {opts.probes!r}")
     if opts.base_preset is not None and not type_info(get_preset(opts.base_preset).default).is_quantized:
         raise QtkValueError(f"the base preset must be a quantized one (not {get_preset(opts.base_preset).name}): "
                             "overrides do not apply to it")
@@ -266,6 +267,47 @@ def allocate(model_dir: str, calib_text: str, target_size: Optional[int] = None,
         plan.close()
 
 
+@dataclass
+class _Setup:
+    """What an allocation (or its cost estimate) starts from: every tensor's plan, the free ones,
+    the budget, and the anchors to measure (their free tensors' types and their sizes)."""
+
+    outs: List[Any]
+    q_ims: Dict[str, Optional[np.ndarray]]
+    tplans: List[TensorPlan]
+    free: List[TensorPlan]
+    n_elements: int
+    budget: _Budget
+    anchors: Dict[str, Dict[str, QuantType]]
+    anchor_sizes: Dict[str, int]
+
+
+def prepare(plan: Plan, target: Target, opts: AllocOptions) -> _Setup:
+    """The request checked, every tensor planned, the budget and the anchors (:class:`_Setup`)."""
+    check_request(target, opts)
+    outs = [pt.out for pt in plan.tensors]
+    q_ims: Dict[str, Optional[np.ndarray]] = {pt.out.name: pt.imatrix for pt in plan.tensors}
+    tplans = _tensor_plans(outs, q_ims, opts)
+    free = [tp for tp in tplans if tp.fixed is None]
+    n_elements = sum(tp.n_elements for tp in tplans)
+    budget = _budget(plan, outs, tplans, free, target, n_elements)
+    anchors, sizes = anchor_types(plan, outs, free, opts.anchors, plan.imatrix is not None, budget.kind,
+                                  budget.target_bytes)
+    return _Setup(outs, q_ims, tplans, free, n_elements, budget, anchors, sizes)
+
+
+@dataclass
+class _Pass:
+    """A calibration run's results and what it can still do: measure a whole file on every chunk
+    (``measure``), and end (``finish``: returns what a streamed pass spent, None otherwise)."""
+
+    report: Dict[str, Any]
+    anchor_kld: Dict[str, Dict[str, float]]
+    stats: Any
+    measure: Callable[[Dict[str, QuantType]], Dict[str, float]]
+    finish: Callable[[], Optional[Dict[str, Any]]]
+
+
 def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOptions) -> Allocation:
     """The allocation of ``plan``'s tensors (its types are ignored; its importance weights are
     what the quantizer will get).
@@ -276,35 +318,27 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     (default: 1 while the probe runs stay within ``max_probes``, else the fewest layers that do).
     ``reference``: a GGUF conversion of the same model (Q8_0, BF16...) to calibrate against
     instead of the float32 model, for models whose float32 weights do not fit in memory."""
-    check_request(target, opts)
     report = opts.progress or (lambda phase, done, total: None)
     secs: Dict[str, float] = {}
     t0 = time.perf_counter()
-    outs = [pt.out for pt in plan.tensors]
-    q_ims: Dict[str, Optional[np.ndarray]] = {pt.out.name: pt.imatrix for pt in plan.tensors}
+    st = prepare(plan, target, opts)
+    outs, q_ims, tplans, free, n_elements, budget = st.outs, st.q_ims, st.tplans, st.free, st.n_elements, st.budget
     has_imatrix = plan.imatrix is not None
-    tplans = _tensor_plans(outs, q_ims, opts)
-    free = [tp for tp in tplans if tp.fixed is None]
-    n_elements = sum(tp.n_elements for tp in tplans)
-    budget = _budget(plan, outs, tplans, free, target, n_elements)
+    anchors = st.anchors
     secs["plan"] = time.perf_counter() - t0
 
     by_name = {o.name: o for o in outs}
-    if opts.probes not in ("streamed", "full"):
-        raise QtkValueError(f"probes must be 'streamed' or 'full', got {opts.probes!r}")
-    anchors, anchor_sizes = anchor_types(plan, outs, free, opts.anchors, has_imatrix, budget.kind, budget.target_bytes)
-    shapes = {tp.name: tuple(tp.ne) for tp in tplans}
     if opts.probes == "streamed":
-        calib_report, anchor_kld, measure, close = _streamed(plan, by_name, free, calib_text, q_ims, opts, report,
-                                                             secs, anchors, shapes)
+        run = _streamed(plan, by_name, free, calib_text, q_ims, opts, report, secs, anchors,
+                        {tp.name: tuple(tp.ne) for tp in tplans})
     else:
-        calib_report, anchor_kld, measure, close = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements,
-                                                         opts, report, secs, anchors)
+        run = _full(plan, outs, by_name, free, calib_text, q_ims, n_elements, opts, report, secs, anchors)
+    calib_report = run.report
     try:
         for tp in free:
             tp.loss = [tp.predict(t, e) for t, e in zip(tp.types, tp.error)]
-        calib_report["anchors"], calib_report["scale"] = scale_by_anchors(free, anchors, anchor_sizes, anchor_kld,
-                                                                           budget.target_bytes)
+        calib_report["anchors"], calib_report["scale"] = scale_by_anchors(free, anchors, st.anchor_sizes,
+                                                                           run.anchor_kld, budget.target_bytes)
 
         t2 = time.perf_counter()
         sol = solve([[(budget.size_of(b), l) for b, l in zip(tp.nbytes, tp.loss)] for tp in free], budget.free_bytes)
@@ -317,18 +351,18 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
         if opts.verify:   # the chosen file itself on every calibration chunk (the user's pins included)
             report("verify", 0, 1)
             t3 = time.perf_counter()
-            quantized = {tp.name: chosen[tp.name] for tp in tplans if tp.quantizable
-                         and chosen[tp.name] not in (QuantType.F32,)}
-            measured = measure(quantized)["kld"]
+            quantized = {tp.name: chosen[tp.name] for tp in tplans
+                         if tp.quantizable and chosen[tp.name] != QuantType.F32}
+            measured = run.measure(quantized)["kld"]
             secs["verify"] = time.perf_counter() - t3
             report("verify", 1, 1)
             log.info("the allocated file on the calibration chunks: KLD %.4g (predicted %.4g)", measured, sol.loss)
         calib_report["measured_kld"] = measured
-        calib_report["unreached_experts"] = unreached_experts(calib_report.pop("stats"), free)
+        calib_report["unreached_experts"] = unreached_experts(run.stats, free)
     finally:
-        close()
-    if calib_report.get("method") == "streamed":
-        calib_report["run"] = calib_report.pop("figures")()
+        figures = run.finish()
+    if figures is not None:
+        calib_report["run"] = figures
     file_bytes = _file_bytes(plan, outs, chosen)
     preset_pred = _preset_predictions(plan, outs, free, has_imatrix)
     base = opts.base_preset
@@ -351,41 +385,10 @@ def allocate_plan(plan: Plan, calib_text: str, target: Target, opts: AllocOption
     )
 
 
-def allocation_cost(plan: Plan, calib_text: str, target: Target, opts: AllocOptions) -> Dict[str, Any]:
-    """What :func:`allocate_plan` with these options will cost (alloc/cost.py), from the headers,
-    the tokenizer and the calibration text alone: nothing is calibrated."""
-    from ..model.chunks import chunk_plan
-    from ..model.tokenizer import Tokenizer
-
-    check_request(target, opts)
-    outs = [pt.out for pt in plan.tensors]
-    q_ims = {pt.out.name: pt.imatrix for pt in plan.tensors}
-    tplans = _tensor_plans(outs, q_ims, opts)
-    free = [tp for tp in tplans if tp.fixed is None]
-    budget = _budget(plan, outs, tplans, free, target, sum(tp.n_elements for tp in tplans))
-    anchors, _ = anchor_types(plan, outs, free, opts.anchors, plan.imatrix is not None, budget.kind,
-                              budget.target_bytes)
-    n_tokens = len(Tokenizer.from_hf(plan.model_dir).encode(calib_text))
-    n = chunk_plan(n_tokens, opts.calib_ctx, opts.calib_chunks)
-    ref_bytes = os.path.getsize(opts.reference) if opts.reference else None
-    full = opts.probes == "full"
-    c = pass_cost(plan, free, n, opts.calib_ctx, opts.reference is not None, opts.probe_bpw, opts.probe_layers,
-                  n if full else opts.probe_chunks, opts.max_probes, len(anchors),
-                  budget=float("inf") if full else opts.compute_budget, max_memory=opts.max_memory,
-                  reference_bytes=ref_bytes)
-    c["probes"] = opts.probes
-    c["anchor_files"] = list(anchors)
-    if full:   # the model held in memory, every layer's input of every chunk kept
-        c["peak_memory_bytes"] = int((ref_bytes or c["checkpoint_bytes"]) + n * (plan.arch.n_layer + 1)
-                                     * opts.calib_ctx * plan.arch.n_embd * 4 + RUN_OVERHEAD)
-    return c
-
-
 def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_ims, opts: AllocOptions,
               report: Progress, secs: Dict[str, float], anchors: Dict[str, Dict[str, QuantType]], shapes):
     """Calibration, error table, probes and anchors in one pass over the checkpoint
-    (alloc/streamed.py). Returns (the calibration report, the anchors' KLDs, a function that
-    measures a file on a second pass, the function that ends it)."""
+    (alloc/streamed.py); a file is measured on a second pass."""
     t1 = time.perf_counter()
     source = opts.reference or plan.model_dir
     sc = StreamedCalibration(
@@ -412,9 +415,15 @@ def _streamed(plan: Plan, by_name, free: List[TensorPlan], calib_text: str, q_im
              run["bytes_read"] / 1e9, run["reads_of_checkpoint"] or 0.0, run["seconds"])
     calib = {"method": "streamed", "tokens": sc.n_tokens, "chunks": len(sc.chunks), "ctx": sc.ctx,
              "scored": sc.scored, "probes": sc.n_probes, "probe_layers": sc.plan.band, "probe_bands": len(sc.groups),
-             "probe_chunks": len(sc.probe_at), "figures": sc.figures, "stats": sc.stats,
+             "probe_chunks": len(sc.probe_at),
              "expert_counts": {k: v.tolist() for k, v in sc.expert_counts().items()}}
-    return calib, dict(sc.anchor_kld), sc.measure_file, sc.close
+
+    def finish() -> Dict[str, Any]:
+        try:
+            return sc.figures()
+        finally:
+            sc.close()
+    return _Pass(calib, dict(sc.anchor_kld), sc.stats, sc.measure_file, finish)
 
 
 def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_ims, n_elements: int,
@@ -445,10 +454,11 @@ def _full(plan: Plan, outs, by_name, free: List[TensorPlan], calib_text: str, q_
     t_anchor = time.perf_counter()
     anchor_kld = {label: prober.kld_of_types(types) for label, types in anchors.items()}
     secs["anchors"] = time.perf_counter() - t_anchor
-    return ({"method": "full", "tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
-             "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band, "probe_bands": len(groups),
-             "stats": calib.stats, "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}, anchor_kld,
-            prober.kld_of_types, lambda: None)
+    calib_report = {"method": "full", "tokens": calib.n_tokens, "chunks": len(calib.chunks), "ctx": calib.ctx,
+                    "scored": calib.scored, "probes": calib.n_probes, "probe_layers": band,
+                    "probe_bands": len(groups),
+                    "expert_counts": {k: v.tolist() for k, v in calib.expert_counts().items()}}
+    return _Pass(calib_report, anchor_kld, calib.stats, prober.kld_of_types, lambda: None)
 
 
 # -- the steps ---------------------------------------------------------------------------------

@@ -41,19 +41,24 @@ def anchor_types(plan: Plan, outs, free: Sequence, specs: Sequence[str], has_ima
     """The anchors to measure: label -> the free tensors' types in that file (fixed tensors keep
     their own), and label -> the file's bytes as the budget counts them. ``auto``: the base preset
     nearest the target in size."""
+    files: Dict[str, Tuple[Dict[str, QuantType], int]] = {}   # label -> (every tensor's type, bytes)
+
+    def file_of(label: str) -> Tuple[Dict[str, QuantType], int]:
+        if label not in files:
+            types = anchor_file_types(plan, outs, label, has_imatrix)
+            files[label] = (types, _anchor_bytes(plan, outs, types, kind))
+        return files[label]
+
     out: Dict[str, Dict[str, QuantType]] = {}
     sizes_of: Dict[str, int] = {}
     for spec in specs:
         if spec == "auto":
-            sizes = {p: _anchor_bytes(plan, outs, anchor_file_types(plan, outs, p, has_imatrix), kind)
-                     for p in BASE_PRESETS}
-            spec = min(BASE_PRESETS, key=lambda p: abs(sizes[p] - target_bytes))
+            spec = min(BASE_PRESETS, key=lambda p: abs(file_of(p)[1] - target_bytes))
         label = spec if spec.startswith("recipe:") else get_preset(spec).name
         if label in out:
             continue
-        types = anchor_file_types(plan, outs, label, has_imatrix)
+        types, sizes_of[label] = file_of(label)
         out[label] = {tp.name: types[tp.name] for tp in free}
-        sizes_of[label] = _anchor_bytes(plan, outs, types, kind)
     return out, sizes_of
 
 

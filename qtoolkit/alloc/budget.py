@@ -20,7 +20,8 @@ from ..errors import QtkValueError
 from ..io.output import check_output
 from ..model.chunks import read_file
 from ..units import parse_size
-from .allocate import AllocOptions, Allocation, Target, allocate_plan, allocation_cost, base_plan, check_request
+from .allocate import AllocOptions, Allocation, Target, allocate_plan, base_plan, check_request
+from .cost import allocation_cost
 from .candidates import parse_types
 from .recipe import write_recipe
 

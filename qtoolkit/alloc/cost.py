@@ -13,13 +13,17 @@ interpreter's own footprint.
 
 from __future__ import annotations
 
+import os
 import re
 from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Sequence
 
-from .streamed import COMPUTE_BUDGET, pass_plan
-
-RUN_OVERHEAD = 1 << 30   # the interpreter, libraries and working buffers (as sizing.RUN_OVERHEAD)
+from ..converter.plan import Plan
+from ..model.chunks import chunk_plan
+from ..model.runner import RUN_OVERHEAD
+from ..model.tokenizer import Tokenizer
+from .allocate import AllocOptions, Target, prepare
+from .streamed import COMPUTE_BUDGET, model_layer_units, pass_plan
 
 
 def _widths(arch) -> SimpleNamespace:
@@ -77,7 +81,7 @@ def pass_cost(plan, free: Sequence, n_chunks: int, ctx: int, reference: bool, pr
         read = (reference_bytes or 0) + lay["bytes"]
     else:
         read = lay["bytes"] + lay["outer_bytes"]
-    base_macs = n_chunks * ctx * (hp.n_layer + head_layers) * _per_layer_macs(hp, free)
+    base_macs = n_chunks * ctx * (hp.n_layer + head_layers) * model_layer_units(hp, free)
     streams = sp.cost
     return {"passes": 1, "checkpoint_bytes": lay["bytes"], "bytes_to_read": int(read),
             "reads_of_checkpoint": round(read / lay["bytes"], 3) if lay["bytes"] else None,
@@ -90,13 +94,25 @@ def pass_cost(plan, free: Sequence, n_chunks: int, ctx: int, reference: bool, pr
             "peak_memory_bytes": int(peak)}
 
 
-def _per_layer_macs(hp, free: Sequence) -> float:
-    from .streamed import layer_units
-
-    gates = [tp.ne[1] for tp in free if tp.name.endswith("ffn_gate_exps.weight")]
-    moe_ff = (max(gates) if gates else hp.n_embd) if hp.is_moe else 0
-    dense_ff = max([tp.ne[1] for tp in free if tp.name.endswith(".ffn_gate.weight")] or [0])
-    return layer_units(hp, (dense_ff, moe_ff))
+def allocation_cost(plan: Plan, calib_text: str, target: Target, opts: AllocOptions) -> Dict[str, Any]:
+    """What :func:`~.allocate.allocate_plan` with these options will cost (module doc), from the
+    headers, the tokenizer and the calibration text alone: nothing is calibrated."""
+    st = prepare(plan, target, opts)
+    free, anchors = st.free, st.anchors
+    n_tokens = len(Tokenizer.from_hf(plan.model_dir).encode(calib_text))
+    n = chunk_plan(n_tokens, opts.calib_ctx, opts.calib_chunks)
+    ref_bytes = os.path.getsize(opts.reference) if opts.reference else None
+    full = opts.probes == "full"
+    c = pass_cost(plan, free, n, opts.calib_ctx, opts.reference is not None, opts.probe_bpw, opts.probe_layers,
+                  n if full else opts.probe_chunks, opts.max_probes, len(anchors),
+                  budget=float("inf") if full else opts.compute_budget, max_memory=opts.max_memory,
+                  reference_bytes=ref_bytes)
+    c["probes"] = opts.probes
+    c["anchor_files"] = list(anchors)
+    if full:   # the model held in memory, every layer's input of every chunk kept
+        c["peak_memory_bytes"] = int((ref_bytes or c["checkpoint_bytes"]) + n * (plan.arch.n_layer + 1)
+                                     * opts.calib_ctx * plan.arch.n_embd * 4 + RUN_OVERHEAD)
+    return c
 
 
 def format_cost(c: Dict[str, Any]) -> List[str]:

@@ -29,6 +29,14 @@ _ACT_Q8_0 = {QuantType.Q4_0, QuantType.Q5_0, QuantType.Q8_0, QuantType.IQ4_NL}
 _ACT_Q8_1 = {QuantType.Q4_1, QuantType.Q5_1}
 
 
+def quantizer_importance(q_im: Optional[np.ndarray], w: np.ndarray) -> Optional[np.ndarray]:
+    """The importance weights ``quantize`` takes for weights ``w``: per matrix for a 3-D stack,
+    the one row otherwise."""
+    if q_im is None:
+        return None
+    return q_im if w.ndim == 3 else q_im[0]
+
+
 def activation_format(t: QuantType) -> str:
     """What a CPU matmul quantizes the activations to for weights of type ``t`` (ggml's vec_dot_type)."""
     if t in (QuantType.F32, QuantType.F16, QuantType.BF16):
@@ -97,9 +105,7 @@ class Prober:
                 if mode == "null":
                     undos.append(replace_tensor(self.model, tp.name, w))
                     continue
-                q_im = self.importance[tp.name]
-                imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
-                q = quantize(w, t, imatrix=imq, threads=self.threads)
+                q = quantize(w, t, imatrix=quantizer_importance(self.importance[tp.name], w), threads=self.threads)
                 if mode == "weights":
                     undos.append(replace_tensor(self.model, tp.name,
                                                 dequantize(q, t, threads=self.threads).reshape(w.shape)))
@@ -118,10 +124,8 @@ class Prober:
         try:
             for name, t in types.items():
                 w = self.weights_of(name)
-                q_im = self.importance[name]
-                imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
-                undos.append(replace_tensor(self.model, name, quantize(w, t, imatrix=imq, threads=self.threads), t,
-                                            w.shape[-1]))
+                q = quantize(w, t, imatrix=quantizer_importance(self.importance[name], w), threads=self.threads)
+                undos.append(replace_tensor(self.model, name, q, t, w.shape[-1]))
                 del w
             k = self.calib.kld(-1)
             return {"kld": k, "kld_probe_chunks": k}

@@ -40,7 +40,7 @@ from ..model.tensors import ATTR_OF, EXPERT_STACKS, linear_of, replace_in_layer,
 from ..quants import QuantType, dequantize, quantize
 from .calibration import StatsObserver, error_weights, start_layer
 from .error_table import tensor_errors
-from .probes import Spec, apply_probes, bands, probe_specs
+from .probes import Spec, apply_probes, bands, probe_specs, quantizer_importance
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ def layer_units(hp, n_ff_or_expert: Tuple[int, int]) -> float:
     attn = D * hp.head_dim * (2 * hp.n_head) + D * hp.head_dim * 2 * hp.n_head_kv
     ffn = 3 * D * (F_moe * hp.n_expert_used + F) if hp.is_moe else 3 * D * F
     return float(attn + ffn)
+
+
+def model_layer_units(hp, free: Sequence) -> float:
+    """:func:`layer_units` of a model, its feed-forward widths read off the free tensors' shapes."""
+    moe_ff = 0
+    if hp.is_moe:
+        gates = [tp.ne[1] for tp in free if tp.name.endswith("ffn_gate_exps.weight")]
+        moe_ff = max(gates) if gates else hp.n_embd
+    dense_ff = max([tp.ne[1] for tp in free if tp.name.endswith(".ffn_gate.weight")] or [0])
+    return layer_units(hp, (dense_ff, moe_ff))
 
 
 @dataclass
@@ -113,12 +123,7 @@ def pass_plan(hp, n_vocab: int, free: Sequence, n_chunks: int, reference: bool, 
     anchor is one stream on all chunks, about one base pass, taken from the budget), and the
     head's compute in blocks' worth. ``hp``: the model's widths (n_layer, n_embd, head_dim,
     n_head, n_head_kv, is_moe, n_expert_used)."""
-    moe_ff = 0
-    if hp.is_moe:
-        gates = [tp.ne[1] for tp in free if tp.name.endswith("ffn_gate_exps.weight")]
-        moe_ff = max(gates) if gates else hp.n_embd
-    dense_ff = max([tp.ne[1] for tp in free if tp.name.endswith(".ffn_gate.weight")] or [0])
-    per_layer = layer_units(hp, (dense_ff, moe_ff))
+    per_layer = model_layer_units(hp, free)
     head_layers = n_vocab * hp.n_embd * 0.5 / per_layer   # the head on half the positions
     kw = {"probe_bpw": tuple(probe_bpw)} if probe_bpw is not None else {}
 
@@ -226,9 +231,7 @@ class StreamedCalibration:
         mode, t = spec
         if mode == "null":
             return w, QuantType.F32
-        q_im = self.q_ims.get(name)
-        imq = q_im if q_im is not None and w.ndim == 3 else (q_im[0] if q_im is not None else None)
-        q = quantize(w, t, imatrix=imq, threads=self.threads)
+        q = quantize(w, t, imatrix=quantizer_importance(self.q_ims.get(name), w), threads=self.threads)
         if mode == "weights":
             return dequantize(q, t, threads=self.threads).reshape(w.shape), QuantType.F32
         return q, t

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+from ..alloc.streamed import COMPUTE_BUDGET
 from ..presets import PRESETS
-from .options import add_quant_options, tensor_type_args, uncovered_options
+from .options import add_quant_options, add_run_arguments, tensor_type_args, uncovered_options
 from .reports import print_report
 
 
@@ -33,21 +34,18 @@ def add_arguments(parser) -> None:
                         "bounded by two layers; full: the model in memory, every probe on every chunk")
     g.add_argument("--probe-chunks", type=int, metavar="N",
                    help="calibration chunks each streamed probe runs on (default: as many as --compute-budget allows)")
-    g.add_argument("--compute-budget", type=float, default=9.0, metavar="X",
-                   help="compute of the probe streams and anchors, in calibration passes (default 9)")
+    g.add_argument("--compute-budget", type=float, default=COMPUTE_BUDGET, metavar="X",
+                   help=f"compute of the probe streams and anchors, in calibration passes (default {COMPUTE_BUDGET:g})")
     g.add_argument("--anchors", default="auto", metavar="LIST",
                    help="whole files measured on every chunk to scale the predictions: preset names, recipe:TYPE "
                         "(routed experts at TYPE, the rest Q8_0), auto (the preset nearest the target), none")
     g.add_argument("--no-verify", action="store_true",
                    help="do not measure the chosen file on the calibration chunks (saves a second read)")
-    g.add_argument("--max-memory", metavar="SIZE",
-                   help="memory the calibration's hidden states may take (default: half of the available memory); "
-                        "above it they go to a file in --spill-dir")
-    g.add_argument("--spill-dir", metavar="DIR", help="folder for the hidden-state file (default: the system's temp folder)")
     g.add_argument("--recipe", metavar="FILE", help="where to write the REGEX=TYPE recipe (default: OUT.recipe)")
     g.add_argument("--alloc-types", metavar="LIST",
                    help="comma-separated types the allocator may choose (default: every type llama.cpp runs; "
                         "the IQ1/IQ2/IQ3_XXS types only with --imatrix)")
+    add_run_arguments(parser)   # --max-memory, --spill-dir: the calibration's hidden states
     parser.add_argument("--tokenizer-pre", metavar="NAME",
                         help="llama.cpp pre-tokenizer name, when the tokenizer's split regex is not recognised")
     parser.add_argument("--dry-run", action="store_true",

@@ -234,6 +234,9 @@ def _free_bytes(folder: str) -> Optional[int]:
         return None
 
 
+RUN_OVERHEAD = 1 << 30   # the interpreter, libraries and working buffers of a run, on top of its layers
+
+
 def available_memory() -> Optional[int]:
     """MemAvailable of /proc/meminfo, in bytes (None where there is none)."""
     try:

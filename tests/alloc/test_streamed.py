@@ -66,7 +66,8 @@ def test_streamed_reads_the_checkpoint_once_and_reports_its_cost(text):
 
 
 def test_the_estimate_before_starting_is_what_the_run_does(text):
-    from qtoolkit.alloc.allocate import AllocOptions, Target, allocation_cost, base_plan
+    from qtoolkit.alloc.allocate import AllocOptions, Target, base_plan
+    from qtoolkit.alloc.cost import allocation_cost
 
     plan = base_plan(MOE)
     try:
@@ -116,8 +117,6 @@ def test_recipe_anchor_types():
 
 def test_unreached_experts_are_reported_with_their_share():
     from types import SimpleNamespace
-
-    import numpy as np
 
     from qtoolkit.alloc.calibration import StatsObserver, _ExpertStats, unreached_experts
     from qtoolkit.quants import QuantType
